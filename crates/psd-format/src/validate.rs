@@ -1,0 +1,549 @@
+//! Streaming validation of a PSD CSV: UTF-8, the exact header, 12 fields in every row under
+//! RFC 4180 quoting rules, at least one data row. Feed it chunks of any size; memory stays
+//! constant (only the header's fields are kept).
+//!
+//! Strict on purpose: a quote inside an unquoted field, text after a closing quote, a bare CR or
+//! an unterminated quote is an error, where lenient parsers re-synchronise and let a broken row
+//! pass as a valid one.
+
+use crate::COLUMNS;
+
+/// Longest record accepted, in bytes. Real rows are about 150 bytes; a longer one means a broken
+/// quote swallowed the file, and the bound keeps the header buffer and error reports small.
+pub const RECORD_BYTES_MAX: u64 = 64 * 1024;
+
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValidationError {
+    #[error("CSV is not UTF-8: invalid byte sequence at byte offset {offset}")]
+    NotUtf8 { offset: u64 },
+    #[error("CSV ends in the middle of a UTF-8 sequence")]
+    TruncatedUtf8,
+    #[error("CSV header is not the PSD header: expected {expected:?}, found {found:?}")]
+    Header { expected: String, found: String },
+    #[error("CSV row {row} (line {line}) has {found} fields, expected 12")]
+    FieldCount { row: u64, line: u64, found: u64 },
+    #[error(
+        "CSV row {row} (line {line}) is longer than {RECORD_BYTES_MAX} bytes (unbalanced quote?)"
+    )]
+    RecordTooLong { row: u64, line: u64 },
+    #[error("CSV row {row} (line {line}) is malformed: {what}")]
+    Malformed {
+        row: u64,
+        line: u64,
+        what: &'static str,
+    },
+    #[error("CSV has a header but no data rows")]
+    NoRows,
+    #[error("CSV is empty")]
+    Empty,
+}
+
+/// What a valid CSV contained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CsvSummary {
+    /// Data rows, header excluded.
+    pub rows: u64,
+    /// Bytes fed, BOM included.
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// At the start of a record (nothing of it seen yet).
+    RecordStart,
+    /// At the start of a field after a comma.
+    FieldStart,
+    Unquoted,
+    Quoted,
+    /// Saw `"` inside a quoted field: either an escaped quote or the field's end.
+    QuoteInQuoted,
+    /// Saw CR outside quotes: LF must follow.
+    Cr,
+    /// Saw CR at the start of a record: a blank CRLF line if LF follows.
+    BlankCr,
+}
+
+pub struct CsvValidator {
+    state: State,
+    /// Records completed, header included.
+    records: u64,
+    /// Fields completed in the current record.
+    fields: u64,
+    record_bytes: u64,
+    /// Line number (1-based) of the current position; quoted newlines count.
+    line: u64,
+    /// Line the current record started on.
+    record_line: u64,
+    bytes: u64,
+    header: Vec<Vec<u8>>,
+    field: Vec<u8>,
+    utf8_carry: Vec<u8>,
+    /// The first bytes, held until it is known whether they are a BOM.
+    head: Vec<u8>,
+    head_done: bool,
+}
+
+impl Default for CsvValidator {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CsvValidator {
+    pub fn new() -> Self {
+        CsvValidator {
+            state: State::RecordStart,
+            records: 0,
+            fields: 0,
+            record_bytes: 0,
+            line: 1,
+            record_line: 1,
+            bytes: 0,
+            header: Vec::with_capacity(COLUMNS.len()),
+            field: Vec::new(),
+            utf8_carry: Vec::with_capacity(4),
+            head: Vec::with_capacity(UTF8_BOM.len()),
+            head_done: false,
+        }
+    }
+
+    /// Data rows completed so far.
+    pub fn rows(&self) -> u64 {
+        self.records.saturating_sub(1)
+    }
+
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<(), ValidationError> {
+        self.check_utf8(chunk)?;
+        self.bytes += chunk.len() as u64;
+        if self.head_done {
+            return self.parse(chunk);
+        }
+        // The BOM belongs to the bytes (and the hash) but not to the first column's name; it
+        // may arrive split over several chunks.
+        let take = (UTF8_BOM.len() - self.head.len()).min(chunk.len());
+        self.head.extend_from_slice(&chunk[..take]);
+        if self.head.len() < UTF8_BOM.len() {
+            return Ok(());
+        }
+        self.release_head()?;
+        self.parse(&chunk[take..])
+    }
+
+    fn release_head(&mut self) -> Result<(), ValidationError> {
+        self.head_done = true;
+        let head = std::mem::take(&mut self.head);
+        if head == UTF8_BOM {
+            Ok(())
+        } else {
+            self.parse(&head)
+        }
+    }
+
+    pub fn finish(mut self) -> Result<CsvSummary, ValidationError> {
+        if !self.utf8_carry.is_empty() {
+            return Err(ValidationError::TruncatedUtf8);
+        }
+        if !self.head_done {
+            self.release_head()?;
+        }
+        match self.state {
+            State::RecordStart => {}
+            State::Quoted => return Err(self.malformed("unterminated quoted field at end of file")),
+            State::Cr | State::BlankCr => return Err(self.malformed("bare CR at end of file")),
+            State::FieldStart | State::Unquoted | State::QuoteInQuoted => {
+                self.end_field();
+                self.end_record()?;
+            }
+        }
+        match self.records {
+            0 => Err(ValidationError::Empty),
+            1 => Err(ValidationError::NoRows),
+            n => Ok(CsvSummary {
+                rows: n - 1,
+                bytes: self.bytes,
+            }),
+        }
+    }
+
+    fn malformed(&self, what: &'static str) -> ValidationError {
+        ValidationError::Malformed {
+            row: self.records,
+            line: self.line,
+            what,
+        }
+    }
+
+    fn parse(&mut self, input: &[u8]) -> Result<(), ValidationError> {
+        let mut i = 0;
+        while i < input.len() {
+            // Fast path: skip over the plain bytes of a field in one go.
+            if matches!(self.state, State::Unquoted | State::Quoted) && self.records > 0 {
+                let quoted = self.state == State::Quoted;
+                let rest = &input[i..];
+                let n = rest
+                    .iter()
+                    .position(|&b| {
+                        if quoted {
+                            b == b'"' || b == b'\n'
+                        } else {
+                            matches!(b, b',' | b'\n' | b'\r' | b'"')
+                        }
+                    })
+                    .unwrap_or(rest.len());
+                self.grow(n as u64)?;
+                i += n;
+                if i == input.len() {
+                    break;
+                }
+            }
+            let b = input[i];
+            i += 1;
+            self.grow(1)?;
+            self.state = match (self.state, b) {
+                (State::RecordStart, b'\r') => State::BlankCr,
+                (State::RecordStart | State::BlankCr, b'\n') => {
+                    // A blank line is not a row.
+                    self.line += 1;
+                    self.record_bytes = 0;
+                    self.record_line = self.line;
+                    State::RecordStart
+                }
+                (State::RecordStart | State::FieldStart, b'"') => State::Quoted,
+                (
+                    State::RecordStart | State::FieldStart | State::Unquoted | State::QuoteInQuoted,
+                    b',',
+                ) => {
+                    self.end_field();
+                    State::FieldStart
+                }
+                (State::FieldStart | State::Unquoted | State::QuoteInQuoted, b'\n') => {
+                    self.end_field();
+                    self.end_record()?;
+                    self.line += 1;
+                    self.record_line = self.line;
+                    State::RecordStart
+                }
+                (State::FieldStart | State::Unquoted | State::QuoteInQuoted, b'\r') => State::Cr,
+                (State::Cr, b'\n') => {
+                    self.end_field();
+                    self.end_record()?;
+                    self.line += 1;
+                    self.record_line = self.line;
+                    State::RecordStart
+                }
+                (State::Cr | State::BlankCr, _) => {
+                    return Err(self.malformed("bare CR not followed by LF"));
+                }
+                (State::Unquoted, b'"') => {
+                    return Err(self.malformed("quote inside an unquoted field"));
+                }
+                (State::RecordStart | State::FieldStart | State::Unquoted, _) => {
+                    self.header_byte(b);
+                    State::Unquoted
+                }
+                (State::Quoted, b'"') => State::QuoteInQuoted,
+                (State::Quoted, _) => {
+                    if b == b'\n' {
+                        self.line += 1;
+                    }
+                    self.header_byte(b);
+                    State::Quoted
+                }
+                (State::QuoteInQuoted, b'"') => {
+                    self.header_byte(b'"');
+                    State::Quoted
+                }
+                (State::QuoteInQuoted, _) => {
+                    return Err(self.malformed("text after a closing quote"));
+                }
+            };
+        }
+        Ok(())
+    }
+
+    /// Keeps a byte of the header's current field; data rows keep nothing.
+    fn header_byte(&mut self, b: u8) {
+        if self.records == 0 {
+            self.field.push(b);
+        }
+    }
+
+    fn grow(&mut self, n: u64) -> Result<(), ValidationError> {
+        self.record_bytes += n;
+        if self.record_bytes > RECORD_BYTES_MAX {
+            return Err(ValidationError::RecordTooLong {
+                row: self.records,
+                line: self.record_line,
+            });
+        }
+        Ok(())
+    }
+
+    fn end_field(&mut self) {
+        self.fields += 1;
+        if self.records == 0 && self.header.len() <= COLUMNS.len() {
+            self.header.push(std::mem::take(&mut self.field));
+        }
+    }
+
+    fn end_record(&mut self) -> Result<(), ValidationError> {
+        if self.records == 0 {
+            self.check_header()?;
+        } else if self.fields != COLUMNS.len() as u64 {
+            return Err(ValidationError::FieldCount {
+                row: self.records,
+                line: self.record_line,
+                found: self.fields,
+            });
+        }
+        self.records += 1;
+        self.fields = 0;
+        self.record_bytes = 0;
+        Ok(())
+    }
+
+    fn check_header(&self) -> Result<(), ValidationError> {
+        let found: Vec<String> = self
+            .header
+            .iter()
+            .map(|f| String::from_utf8_lossy(f).into_owned())
+            .collect();
+        if self.fields != COLUMNS.len() as u64 || found != COLUMNS {
+            let mut found = found.join(",");
+            if found.len() > 300 {
+                let cut = (0..=300)
+                    .rev()
+                    .find(|&i| found.is_char_boundary(i))
+                    .unwrap_or(0);
+                found.truncate(cut);
+                found.push('…');
+            }
+            return Err(ValidationError::Header {
+                expected: COLUMNS.join(","),
+                found,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_utf8(&mut self, chunk: &[u8]) -> Result<(), ValidationError> {
+        let mut data = chunk;
+        if !self.utf8_carry.is_empty() {
+            // Complete the sequence split across chunks, at most 3 bytes more.
+            let need = utf8_len(self.utf8_carry[0]) - self.utf8_carry.len();
+            let take = need.min(data.len());
+            self.utf8_carry.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.utf8_carry.len() < utf8_len(self.utf8_carry[0]) {
+                return Ok(());
+            }
+            if std::str::from_utf8(&self.utf8_carry).is_err() {
+                let start = self.bytes + take as u64 - self.utf8_carry.len() as u64;
+                return Err(ValidationError::NotUtf8 { offset: start });
+            }
+            self.utf8_carry.clear();
+        }
+        match std::str::from_utf8(data) {
+            Ok(_) => Ok(()),
+            Err(e) if e.error_len().is_none() => {
+                self.utf8_carry.extend_from_slice(&data[e.valid_up_to()..]);
+                Ok(())
+            }
+            Err(e) => Err(ValidationError::NotUtf8 {
+                offset: self.bytes + (chunk.len() - data.len() + e.valid_up_to()) as u64,
+            }),
+        }
+    }
+}
+
+/// Length of a UTF-8 sequence from its first byte (1 for invalid leaders: caught by from_utf8).
+fn utf8_len(first: u8) -> usize {
+    match first {
+        0xC0..=0xDF => 2,
+        0xE0..=0xEF => 3,
+        0xF0..=0xF7 => 4,
+        _ => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADER: &str = "Commodity_Code,Commodity_Description,Country_Code,Country_Name,Market_Year,Calendar_Year,Month,Attribute_ID,Attribute_Description,Unit_ID,Unit_Description,Value";
+    const ROW: &str = "\"0711100\",\"Coffee, Green\",\"NA\",\"Netherlands Antilles\",1960,1960,\"00\",\"130\",\"Rst,Ground Dom. Consum\",\"002\",\"(1000 60 KG BAGS)\",";
+
+    fn validate_chunks(data: &[u8], chunk: usize) -> Result<CsvSummary, ValidationError> {
+        let mut v = CsvValidator::new();
+        for c in data.chunks(chunk.max(1)) {
+            v.feed(c)?;
+        }
+        v.finish()
+    }
+
+    fn validate(data: &str) -> Result<CsvSummary, ValidationError> {
+        validate_chunks(data.as_bytes(), data.len())
+    }
+
+    #[test]
+    fn accepts_bom_crlf_quoted_commas_and_empty_values_at_any_chunking() {
+        let data = format!("\u{feff}{HEADER}\r\n{ROW}\r\n{ROW}\r\n");
+        for chunk in [1, 2, 3, 7, 64, data.len()] {
+            let s = validate_chunks(data.as_bytes(), chunk).unwrap();
+            assert_eq!(
+                s,
+                CsvSummary {
+                    rows: 2,
+                    bytes: data.len() as u64
+                },
+                "chunk {chunk}"
+            );
+        }
+    }
+
+    #[test]
+    fn accepts_missing_final_line_end() {
+        assert_eq!(validate(&format!("{HEADER}\n{ROW}")).unwrap().rows, 1);
+    }
+
+    #[test]
+    fn rejects_foreign_header() {
+        let err = validate("a,b,c\n1,2,3\n").unwrap_err();
+        assert!(
+            matches!(err, ValidationError::Header { ref found, .. } if found == "a,b,c"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn rejects_header_without_rows_and_empty_input() {
+        assert_eq!(
+            validate(&format!("{HEADER}\r\n")).unwrap_err(),
+            ValidationError::NoRows
+        );
+        assert_eq!(validate("").unwrap_err(), ValidationError::Empty);
+    }
+
+    #[test]
+    fn rejects_wrong_field_count_naming_row_and_line() {
+        let data = format!("{HEADER}\n{ROW}\n{ROW},extra\n");
+        assert_eq!(
+            validate(&data).unwrap_err(),
+            ValidationError::FieldCount {
+                row: 2,
+                line: 3,
+                found: 13
+            }
+        );
+        let data = format!("{HEADER}\n0711100,Coffee\n");
+        assert_eq!(
+            validate(&data).unwrap_err(),
+            ValidationError::FieldCount {
+                row: 1,
+                line: 2,
+                found: 2
+            }
+        );
+    }
+
+    #[test]
+    fn rejects_unbalanced_quote_swallowing_the_file() {
+        let mut data = format!("{HEADER}\n\"0711100,Coffee\n");
+        for _ in 0..1000 {
+            data.push_str(ROW);
+            data.push('\n');
+        }
+        let err = validate(&data).unwrap_err();
+        assert_eq!(
+            err,
+            ValidationError::Malformed {
+                row: 1,
+                line: 3,
+                what: "text after a closing quote"
+            }
+        );
+        let swallowed = format!("{HEADER}\n\"{}\n", "x,".repeat(40_000));
+        let err = validate(&swallowed).unwrap_err();
+        assert!(
+            matches!(err, ValidationError::RecordTooLong { row: 1, line: 2 }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn rejects_very_wide_rows_without_buffering_them() {
+        let data = format!("{HEADER}\n{}\n", ",".repeat(200));
+        assert_eq!(
+            validate(&data).unwrap_err(),
+            ValidationError::FieldCount {
+                row: 1,
+                line: 2,
+                found: 201
+            }
+        );
+    }
+
+    #[test]
+    fn rejects_stray_quotes_bare_cr_and_unterminated_quotes() {
+        let quote_in_field = format!("{HEADER}\n07\"11,{}\n", "1,".repeat(10) + "1");
+        assert!(matches!(
+            validate(&quote_in_field).unwrap_err(),
+            ValidationError::Malformed {
+                what: "quote inside an unquoted field",
+                ..
+            }
+        ));
+        let bare_cr = format!("{HEADER}\n{ROW}\rX\n");
+        assert!(matches!(
+            validate(&bare_cr).unwrap_err(),
+            ValidationError::Malformed {
+                what: "bare CR not followed by LF",
+                ..
+            }
+        ));
+        let open = format!("{HEADER}\n{ROW}\n\"abc");
+        assert!(matches!(
+            validate(&open).unwrap_err(),
+            ValidationError::Malformed {
+                what: "unterminated quoted field at end of file",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn quoted_header_escaped_quotes_and_newlines_in_quotes_are_valid() {
+        let quoted_header: Vec<String> = HEADER.split(',').map(|c| format!("\"{c}\"")).collect();
+        let data = format!(
+            "{}\r\n1,\"say \"\"hi\"\"\",\"two\nlines\",4,5,6,7,8,9,10,11,\r\n\r\n",
+            quoted_header.join(",")
+        );
+        assert_eq!(validate(&data).unwrap().rows, 1);
+    }
+
+    #[test]
+    fn utf8_split_across_chunks_is_fine_and_invalid_bytes_are_located() {
+        let data = format!("{HEADER}\n0711100,Caf\u{e9},BR,Br\u{e9}sil,1,1,1,1,a,1,u,1\n");
+        for chunk in 1..8 {
+            assert_eq!(validate_chunks(data.as_bytes(), chunk).unwrap().rows, 1);
+        }
+        let mut bad = format!("{HEADER}\n").into_bytes();
+        let offset = bad.len() as u64;
+        bad.extend_from_slice(b"\xff,1,1,1,1,1,1,1,1,1,1,1\n");
+        for chunk in [1, 5, bad.len()] {
+            assert_eq!(
+                validate_chunks(&bad, chunk).unwrap_err(),
+                ValidationError::NotUtf8 { offset },
+                "chunk {chunk}"
+            );
+        }
+        let mut cut = format!("{HEADER}\n1,1,1,1,1,1,1,1,1,1,1,").into_bytes();
+        cut.push(0xC3);
+        assert_eq!(
+            validate_chunks(&cut, 3).unwrap_err(),
+            ValidationError::TruncatedUtf8
+        );
+    }
+}

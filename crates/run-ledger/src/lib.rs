@@ -1,0 +1,536 @@
+//! The run ledger: the SQLite state DB where every step records every run.
+//!
+//! `extraction_runs` holds extractor runs with their provenance (etag, sha256, path...);
+//! `step_runs` holds every other step. The view `runs` unions both for status tools. A row is
+//! inserted as `running` before work starts and updated once when it ends; a run killed in
+//! between leaves `running`, which the next run of that step turns into `failed`
+//! ("interrupted") while it holds the step's lock. Schema changes are migrations keyed on
+//! `PRAGMA user_version`; no table is ever dropped.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// How long a writer waits for another connection's write transaction, in milliseconds.
+pub const BUSY_TIMEOUT_MS: u64 = 10_000;
+
+/// The message written into rows of runs that died while `running`.
+pub const INTERRUPTED: &str =
+    "interrupted: the run ended without recording an outcome (killed, crashed or lost power)";
+
+/// Migration `i` brings the schema from version `i` to `i + 1`. Append only; never edit one.
+const MIGRATIONS: &[&str] = &[
+    // 1: extraction runs, other steps' runs, and the union view that status tools read.
+    r"
+    CREATE TABLE extraction_runs (
+        run_id        INTEGER PRIMARY KEY,
+        extractor     TEXT NOT NULL,
+        status        TEXT NOT NULL,
+        started_at    TEXT NOT NULL,
+        finished_at   TEXT,
+        etag          TEXT,
+        last_modified TEXT,
+        sha256        TEXT,
+        path          TEXT,
+        rows          INTEGER,
+        bytes         INTEGER,
+        error         TEXT,
+        detail        TEXT,
+        pid           INTEGER
+    );
+    CREATE INDEX extraction_runs_by_extractor ON extraction_runs (extractor, run_id);
+    CREATE TABLE step_runs (
+        run_id      INTEGER PRIMARY KEY,
+        step        TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        started_at  TEXT NOT NULL,
+        finished_at TEXT,
+        detail      TEXT,
+        error       TEXT,
+        pid         INTEGER
+    );
+    CREATE INDEX step_runs_by_step ON step_runs (step, run_id);
+    CREATE VIEW runs AS
+        SELECT 'extract-' || extractor AS step, run_id, status, started_at, finished_at,
+               detail, error
+          FROM extraction_runs
+        UNION ALL
+        SELECT step, run_id, status, started_at, finished_at, detail, error
+          FROM step_runs;
+    ",
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("cannot open state DB {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("cannot create directory {path} for the state DB: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "state DB {path} has schema version {found}, newer than the {supported} this binary knows; run a newer release"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    #[error("state DB {path}: {source}")]
+    Sql {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+}
+
+/// The status of a run, as stored in the `status` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    Running,
+    Success,
+    Unchanged,
+    Failed,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Success => "success",
+            RunStatus::Unchanged => "unchanged",
+            RunStatus::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The outcome of an extraction, written when it ends.
+#[derive(Debug, Clone, Default)]
+pub struct ExtractionOutcome {
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    pub sha256: Option<String>,
+    /// Landing path relative to `LANDING_DIR`.
+    pub path: Option<String>,
+    pub rows: Option<u64>,
+    pub bytes: Option<u64>,
+    pub error: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// The validators and content of the last run that reached upstream successfully.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastGood {
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    pub sha256: Option<String>,
+    pub path: Option<String>,
+}
+
+/// One row of the `runs` view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRow {
+    pub step: String,
+    pub run_id: i64,
+    pub status: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub detail: Option<String>,
+    pub error: Option<String>,
+}
+
+pub struct Ledger {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Ledger {
+    /// Opens (creating if needed) the state DB and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Ledger, LedgerError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| LedgerError::CreateDir {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        let conn = Connection::open(path).map_err(|source| LedgerError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let ledger = Ledger {
+            conn,
+            path: path.to_path_buf(),
+        };
+        ledger.configure().map_err(|e| ledger.sql(e))?;
+        ledger.migrate()?;
+        Ok(ledger)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn sql(&self, source: rusqlite::Error) -> LedgerError {
+        LedgerError::Sql {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn configure(&self) -> rusqlite::Result<()> {
+        self.conn
+            .busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))?;
+        // WAL: status readers never block a step that is writing its row. FULL: a row that was
+        // reported written survives a power cut.
+        let _mode: String = self
+            .conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        self.conn.execute_batch("PRAGMA synchronous = FULL;")?;
+        Ok(())
+    }
+
+    pub fn schema_version(&self) -> Result<i64, LedgerError> {
+        self.conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| self.sql(e))
+    }
+
+    fn migrate(&self) -> Result<(), LedgerError> {
+        let found = self.schema_version()?;
+        if found > SCHEMA_VERSION {
+            return Err(LedgerError::TooNew {
+                path: self.path.clone(),
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        for (i, migration) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+            let to = i as i64 + 1;
+            let apply = || -> rusqlite::Result<()> {
+                // IMMEDIATE: two binaries starting at once cannot both apply the same migration;
+                // the loser waits, then sees the new version and skips it.
+                self.conn.execute_batch("BEGIN IMMEDIATE")?;
+                let current: i64 = self
+                    .conn
+                    .query_row("PRAGMA user_version", [], |r| r.get(0))?;
+                if current < to {
+                    self.conn.execute_batch(migration)?;
+                    self.conn
+                        .execute_batch(&format!("PRAGMA user_version = {to}"))?;
+                }
+                self.conn.execute_batch("COMMIT")
+            };
+            if let Err(e) = apply() {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                return Err(self.sql(e));
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks `running` extraction rows of `extractor` as failed. Call only while holding the
+    /// step's lock: then no such row can belong to a live run.
+    pub fn interrupt_stale_extractions(
+        &self,
+        extractor: &str,
+        now: &str,
+    ) -> Result<usize, LedgerError> {
+        self.conn
+            .execute(
+                "UPDATE extraction_runs SET status = 'failed', finished_at = ?1, error = ?2
+                  WHERE extractor = ?3 AND status = 'running'",
+                params![now, INTERRUPTED, extractor],
+            )
+            .map_err(|e| self.sql(e))
+    }
+
+    pub fn begin_extraction(&self, extractor: &str, started_at: &str) -> Result<i64, LedgerError> {
+        self.conn
+            .execute(
+                "INSERT INTO extraction_runs (extractor, status, started_at, pid)
+                 VALUES (?1, 'running', ?2, ?3)",
+                params![extractor, started_at, std::process::id()],
+            )
+            .map_err(|e| self.sql(e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub fn finish_extraction(
+        &self,
+        run_id: i64,
+        status: RunStatus,
+        finished_at: &str,
+        outcome: &ExtractionOutcome,
+    ) -> Result<(), LedgerError> {
+        assert_ne!(
+            status,
+            RunStatus::Running,
+            "a finished run cannot be running"
+        );
+        let updated = self
+            .conn
+            .execute(
+                "UPDATE extraction_runs
+                    SET status = ?2, finished_at = ?3, etag = ?4, last_modified = ?5,
+                        sha256 = ?6, path = ?7, rows = ?8, bytes = ?9, error = ?10, detail = ?11
+                  WHERE run_id = ?1",
+                params![
+                    run_id,
+                    status.as_str(),
+                    finished_at,
+                    outcome.etag,
+                    outcome.last_modified,
+                    outcome.sha256,
+                    outcome.path,
+                    outcome.rows.map(|v| v as i64),
+                    outcome.bytes.map(|v| v as i64),
+                    outcome.error,
+                    outcome.detail,
+                ],
+            )
+            .map_err(|e| self.sql(e))?;
+        assert_eq!(updated, 1, "run {run_id} must exist");
+        Ok(())
+    }
+
+    /// The most recent run of `extractor` that reached upstream (status success or unchanged).
+    pub fn last_good_extraction(&self, extractor: &str) -> Result<Option<LastGood>, LedgerError> {
+        self.conn
+            .query_row(
+                "SELECT etag, last_modified, sha256, path FROM extraction_runs
+                  WHERE extractor = ?1 AND status IN ('success', 'unchanged')
+                  ORDER BY run_id DESC LIMIT 1",
+                params![extractor],
+                |r| {
+                    Ok(LastGood {
+                        etag: r.get(0)?,
+                        last_modified: r.get(1)?,
+                        sha256: r.get(2)?,
+                        path: r.get(3)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Marks `running` rows of a non-extractor step as failed; same rule as for extractions.
+    pub fn interrupt_stale_steps(&self, step: &str, now: &str) -> Result<usize, LedgerError> {
+        self.conn
+            .execute(
+                "UPDATE step_runs SET status = 'failed', finished_at = ?1, error = ?2
+                  WHERE step = ?3 AND status = 'running'",
+                params![now, INTERRUPTED, step],
+            )
+            .map_err(|e| self.sql(e))
+    }
+
+    pub fn begin_step(&self, step: &str, started_at: &str) -> Result<i64, LedgerError> {
+        self.conn
+            .execute(
+                "INSERT INTO step_runs (step, status, started_at, pid) VALUES (?1, 'running', ?2, ?3)",
+                params![step, started_at, std::process::id()],
+            )
+            .map_err(|e| self.sql(e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub fn finish_step(
+        &self,
+        run_id: i64,
+        status: RunStatus,
+        finished_at: &str,
+        detail: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<(), LedgerError> {
+        assert_ne!(
+            status,
+            RunStatus::Running,
+            "a finished run cannot be running"
+        );
+        let updated = self
+            .conn
+            .execute(
+                "UPDATE step_runs SET status = ?2, finished_at = ?3, detail = ?4, error = ?5
+                  WHERE run_id = ?1",
+                params![run_id, status.as_str(), finished_at, detail, error],
+            )
+            .map_err(|e| self.sql(e))?;
+        assert_eq!(updated, 1, "run {run_id} must exist");
+        Ok(())
+    }
+
+    /// The newest `limit` rows of the `runs` view, newest first by start time.
+    pub fn recent_runs(&self, limit: u32) -> Result<Vec<RunRow>, LedgerError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT step, run_id, status, started_at, finished_at, detail, error FROM runs
+                  ORDER BY started_at DESC, run_id DESC LIMIT ?1",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map(params![limit], |r| {
+                Ok(RunRow {
+                    step: r.get(0)?,
+                    run_id: r.get(1)?,
+                    status: r.get(2)?,
+                    started_at: r.get(3)?,
+                    finished_at: r.get(4)?,
+                    detail: r.get(5)?,
+                    error: r.get(6)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.sql(e))?;
+        Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open_temp() -> (tempfile::TempDir, Ledger) {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(&dir.path().join("sub/state.sqlite")).unwrap();
+        (dir, ledger)
+    }
+
+    #[test]
+    fn fresh_db_is_migrated_to_current_version_and_reopen_is_idempotent() {
+        let (dir, ledger) = open_temp();
+        assert_eq!(ledger.schema_version().unwrap(), SCHEMA_VERSION);
+        drop(ledger);
+        let again = Ledger::open(&dir.path().join("sub/state.sqlite")).unwrap();
+        assert_eq!(again.schema_version().unwrap(), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn newer_schema_is_refused_not_downgraded() {
+        let (dir, ledger) = open_temp();
+        ledger
+            .conn
+            .execute_batch("PRAGMA user_version = 999")
+            .unwrap();
+        drop(ledger);
+        let err = Ledger::open(&dir.path().join("sub/state.sqlite"))
+            .err()
+            .unwrap();
+        assert!(
+            matches!(err, LedgerError::TooNew { found: 999, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn operators_query_works_and_interrupted_runs_are_failed() {
+        let (_dir, ledger) = open_temp();
+        let dead = ledger
+            .begin_extraction("psd", "2026-11-01T00:00:00.000Z")
+            .unwrap();
+        assert_eq!(
+            ledger
+                .interrupt_stale_extractions("psd", "2026-11-02T00:00:00.000Z")
+                .unwrap(),
+            1
+        );
+        let ok = ledger
+            .begin_extraction("psd", "2026-11-02T00:00:01.000Z")
+            .unwrap();
+        let outcome = ExtractionOutcome {
+            etag: Some("\"abc\"".into()),
+            sha256: Some("00".repeat(32)),
+            ..Default::default()
+        };
+        ledger
+            .finish_extraction(ok, RunStatus::Success, "2026-11-02T00:00:02.000Z", &outcome)
+            .unwrap();
+
+        let mut stmt = ledger
+            .conn
+            .prepare("SELECT extractor, status, finished_at FROM extraction_runs ORDER BY run_id DESC LIMIT 20")
+            .unwrap();
+        let rows: Vec<(String, String, Option<String>)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                (
+                    "psd".into(),
+                    "success".into(),
+                    Some("2026-11-02T00:00:02.000Z".into())
+                ),
+                (
+                    "psd".into(),
+                    "failed".into(),
+                    Some("2026-11-02T00:00:00.000Z".into())
+                ),
+            ]
+        );
+        let error: String = ledger
+            .conn
+            .query_row(
+                "SELECT error FROM extraction_runs WHERE run_id = ?1",
+                [dead],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(error, INTERRUPTED);
+        let good = ledger.last_good_extraction("psd").unwrap().unwrap();
+        assert_eq!(good.etag.as_deref(), Some("\"abc\""));
+    }
+
+    #[test]
+    fn step_runs_share_the_runs_view() {
+        let (_dir, ledger) = open_temp();
+        let id = ledger
+            .begin_step("export-serving", "2026-11-02T00:00:00.000Z")
+            .unwrap();
+        ledger
+            .finish_step(
+                id,
+                RunStatus::Failed,
+                "2026-11-02T00:00:01.000Z",
+                None,
+                Some("boom"),
+            )
+            .unwrap();
+        let x = ledger
+            .begin_extraction("psd", "2026-11-03T00:00:00.000Z")
+            .unwrap();
+        let runs = ledger.recent_runs(10).unwrap();
+        assert_eq!(runs.len(), 2);
+        assert_eq!(
+            (
+                runs[0].step.as_str(),
+                runs[0].run_id,
+                runs[0].status.as_str()
+            ),
+            ("extract-psd", x, "running")
+        );
+        assert_eq!(runs[1].step, "export-serving");
+        assert_eq!(runs[1].error.as_deref(), Some("boom"));
+        assert_eq!(
+            ledger.interrupt_stale_steps("export-serving", "t").unwrap(),
+            0
+        );
+    }
+}

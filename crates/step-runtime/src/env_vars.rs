@@ -1,0 +1,28 @@
+//! Every environment variable a Materia binary reads, one documented constant each.
+//!
+//! A flag always beats its variable. An empty variable counts as unset, so a
+//! `KEY=` line in an env file does not silently become an empty path.
+
+/// Root of the immutable landing store. Default `data/landing`; production `/data/materia/landing`.
+pub const LANDING_DIR: &str = "LANDING_DIR";
+/// SQLite run ledger shared by every step. Default `$LANDING_DIR/.state.sqlite`.
+pub const STATE_DB: &str = "STATE_DB";
+/// The lakehouse DuckDB file that SQLMesh writes. Default `data/lakehouse.duckdb`.
+pub const DUCKDB_PATH: &str = "DUCKDB_PATH";
+/// The published, read-only serving DuckDB file. Default `data/analytics.duckdb`.
+pub const SERVING_DUCKDB_PATH: &str = "SERVING_DUCKDB_PATH";
+/// node_exporter textfile collector directory. Unset: no metrics are written.
+pub const METRICS_DIR: &str = "METRICS_DIR";
+/// Log level on stderr: `error`, `warn`, `info` (default) or `debug`.
+pub const MATERIA_LOG: &str = "MATERIA_LOG";
+/// Any non-empty value turns off colour on a terminal (<https://no-color.org>).
+pub const NO_COLOR: &str = "NO_COLOR";
+
+/// Source of the PSD bulk zip: an http(s) URL, a `file://` URL or a plain path.
+pub const PSD_URL: &str = "PSD_URL";
+/// Cap on the decompressed CSV, in bytes. Default 4 GiB.
+pub const PSD_MAX_CSV_BYTES: &str = "PSD_MAX_CSV_BYTES";
+/// Bound on the whole download including retries, in seconds. Default 900.
+pub const PSD_TIMEOUT_SECS: &str = "PSD_TIMEOUT_SECS";
+/// How many times a failed attempt is retried (connection errors, 429, 5xx). Default 4.
+pub const PSD_RETRIES: &str = "PSD_RETRIES";

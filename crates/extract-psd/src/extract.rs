@@ -1,0 +1,276 @@
+//! One run of `extract-psd`: ledger bookkeeping around fetch, validate, publish.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+use landing_store::{LandingStore, PSD, Published};
+use run_ledger::{ExtractionOutcome, Ledger, RunStatus};
+use serde::Serialize;
+use step_runtime::{Metric, Report, ResultExt, StepContext, StepError, iso8601};
+
+use crate::Args;
+use crate::fetch::{FetchLimits, Fetched, Source, Validators, fetch};
+use crate::ingest::TEMP_PREFIX;
+
+/// The `extractor` value of this step's ledger rows.
+pub const EXTRACTOR: &str = "psd";
+
+/// The `--json` result (contract section 4), plus `landed_bytes` and `attempts`.
+#[derive(Debug, Default, Serialize)]
+pub struct ExtractReport {
+    pub status: &'static str,
+    pub path: Option<String>,
+    pub sha256: Option<String>,
+    pub rows: Option<u64>,
+    /// Bytes of the decompressed CSV.
+    pub bytes: Option<u64>,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    pub error: Option<String>,
+    /// Bytes of the landing gzip, when one was written.
+    pub landed_bytes: Option<u64>,
+    /// HTTP attempts made (1 without retries).
+    pub attempts: Option<u32>,
+}
+
+impl Report for ExtractReport {
+    fn failed(error: String) -> Self {
+        ExtractReport {
+            status: "failed",
+            error: Some(error),
+            ..Default::default()
+        }
+    }
+
+    fn metrics(&self) -> Vec<Metric> {
+        let mut out = vec![Metric::new(
+            "new_file",
+            "1 if the last run landed a new file",
+            f64::from(u8::from(self.status == "new")),
+        )];
+        if let Some(rows) = self.rows {
+            out.push(Metric::new(
+                "rows",
+                "Data rows of the last file seen",
+                rows as f64,
+            ));
+        }
+        if let Some(bytes) = self.bytes {
+            out.push(Metric::new(
+                "csv_bytes",
+                "Decompressed CSV bytes of the last file seen",
+                bytes as f64,
+            ));
+        }
+        out
+    }
+}
+
+pub fn run(ctx: &StepContext, args: &Args) -> Result<ExtractReport, StepError> {
+    let source = Source::parse(&args.url).or_usage()?;
+    let ledger = Ledger::open(&ctx.config.state_db)?;
+    let interrupted = ledger.interrupt_stale_extractions(EXTRACTOR, &iso8601(SystemTime::now()))?;
+    if interrupted > 0 {
+        log::warn!("marked {interrupted} earlier run(s) left 'running' as failed (interrupted)");
+    }
+    let run_id = ledger.begin_extraction(EXTRACTOR, &ctx.started_at())?;
+    let result = extract(ctx, args, &source, &ledger);
+    let finished_at = iso8601(SystemTime::now());
+    let recorded = match &result {
+        Ok((status, outcome, _)) => {
+            ledger.finish_extraction(run_id, *status, &finished_at, outcome)
+        }
+        Err(e) => ledger.finish_extraction(
+            run_id,
+            RunStatus::Failed,
+            &finished_at,
+            &ExtractionOutcome {
+                error: Some(e.message()),
+                ..Default::default()
+            },
+        ),
+    };
+    // The outcome of the work outranks a failure to record it, but neither goes unreported.
+    match (result, recorded) {
+        (Ok((_, _, report)), Ok(())) => Ok(report),
+        (Ok(_), Err(e)) => Err(anyhow::Error::new(e)
+            .context("the run succeeded but could not be recorded")
+            .into()),
+        (Err(e), Ok(())) => Err(e),
+        (Err(e), Err(record)) => {
+            log::error!("cannot record the failed run: {record}");
+            Err(e)
+        }
+    }
+}
+
+/// UTC year and month of a point in time, for the landing path.
+fn utc_month(t: SystemTime) -> (u16, u8) {
+    let text = humantime::format_rfc3339_seconds(t).to_string();
+    let year = text[0..4].parse().expect("rfc3339 year");
+    let month = text[5..7].parse().expect("rfc3339 month");
+    (year, month)
+}
+
+fn extract(
+    ctx: &StepContext,
+    args: &Args,
+    source: &Source,
+    ledger: &Ledger,
+) -> Result<(RunStatus, ExtractionOutcome, ExtractReport), StepError> {
+    let clock = Instant::now();
+    let landing_dir = &ctx.config.landing_dir;
+    let store = LandingStore::open(landing_dir)?;
+    let removed = store.clean_temp(TEMP_PREFIX)?;
+    if !removed.is_empty() {
+        log::info!(
+            "removed {} leftover temp file(s) of an interrupted run",
+            removed.len()
+        );
+    }
+
+    let last = ledger.last_good_extraction(EXTRACTOR)?;
+    let sent = match &last {
+        // Conditional requests only while the content they vouch for is still in landing:
+        // a 304 for a file that is gone would leave the store without it.
+        Some(good)
+            if good
+                .path
+                .as_ref()
+                .is_some_and(|p| landing_dir.join(p).is_file()) =>
+        {
+            Validators {
+                etag: good.etag.clone(),
+                last_modified: good.last_modified.clone(),
+            }
+        }
+        Some(good) if good.etag.is_some() || good.last_modified.is_some() => {
+            log::warn!(
+                "the file of the last good run is not in landing; downloading unconditionally"
+            );
+            Validators::default()
+        }
+        _ => Validators::default(),
+    };
+    let limits = FetchLimits {
+        csv_bytes_max: args.max_csv_bytes,
+        timeout: Duration::from_secs(args.timeout_secs),
+        retries: args.retries,
+    };
+    log::info!("fetching {}", args.url);
+    let fetched = fetch(source, &store, &sent, limits)?;
+
+    match fetched {
+        Fetched::NotModified {
+            validators,
+            attempts,
+        } => {
+            let last = last.unwrap_or_else(|| {
+                unreachable!("a 304 answers a conditional request, sent only after a good run")
+            });
+            log::info!("upstream unchanged (HTTP 304); nothing to do");
+            let outcome = ExtractionOutcome {
+                etag: validators.etag.clone(),
+                last_modified: validators.last_modified.clone(),
+                sha256: last.sha256.clone(),
+                path: last.path.clone(),
+                detail: Some("not modified (HTTP 304)".into()),
+                ..Default::default()
+            };
+            let report = ExtractReport {
+                status: "unchanged",
+                path: last.path.map(|p| landing_dir.join(p).display().to_string()),
+                sha256: last.sha256,
+                etag: validators.etag,
+                last_modified: validators.last_modified,
+                attempts: Some(attempts),
+                ..Default::default()
+            };
+            Ok((RunStatus::Unchanged, outcome, report))
+        }
+        Fetched::Content {
+            ingested,
+            validators,
+            attempts,
+        } => {
+            let address = ingested.address.clone();
+            let (rows, csv_bytes, gzip_bytes) =
+                (ingested.csv.rows, ingested.csv.bytes, ingested.gzip_bytes);
+            log::info!(
+                "downloaded {} zip bytes in {attempts} attempt(s); content sha256 {address}",
+                ingested.zip_bytes
+            );
+            let existing = store.find(PSD, &address)?;
+            let (published, is_new) = match existing {
+                Some(file) => (file, false),
+                None => {
+                    let (year, month) = utc_month(ctx.started);
+                    match store
+                        .publish(ingested.gzip, PSD, year, month, &address)
+                        .context("cannot publish")?
+                    {
+                        Published::New(file) => (file, true),
+                        Published::AlreadyPresent(file) => (file, false),
+                    }
+                }
+            };
+            let relative = published.relative.display().to_string();
+            let secs = clock.elapsed().as_secs_f64();
+            if is_new {
+                log::info!(
+                    "landed {relative}: {rows} rows, {csv_bytes} CSV bytes, {gzip_bytes} gzip bytes, in {secs:.1}s"
+                );
+            } else {
+                log::info!(
+                    "content already landed as {relative} ({rows} rows); nothing new written"
+                );
+            }
+            let outcome = ExtractionOutcome {
+                etag: validators.etag.clone(),
+                last_modified: validators.last_modified.clone(),
+                sha256: Some(address.to_string()),
+                path: Some(relative),
+                rows: Some(rows),
+                bytes: Some(csv_bytes),
+                detail: (!is_new)
+                    .then(|| "duplicate: this content is already in landing".to_string()),
+                error: None,
+            };
+            let report = ExtractReport {
+                status: if is_new { "new" } else { "duplicate" },
+                path: Some(published.path.display().to_string()),
+                sha256: Some(address.to_string()),
+                rows: Some(rows),
+                bytes: Some(csv_bytes),
+                etag: validators.etag,
+                last_modified: validators.last_modified,
+                error: None,
+                landed_bytes: is_new.then_some(gzip_bytes),
+                attempts: Some(attempts),
+            };
+            Ok((
+                if is_new {
+                    RunStatus::Success
+                } else {
+                    RunStatus::Unchanged
+                },
+                outcome,
+                report,
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_month_of_unix_times() {
+        assert_eq!(utc_month(SystemTime::UNIX_EPOCH), (1970, 1));
+        // 2026-11-30T23:59:59Z and one second later.
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_083_199);
+        assert_eq!(utc_month(t), (2026, 11));
+        assert_eq!(utc_month(t + Duration::from_secs(1)), (2026, 12));
+    }
+}

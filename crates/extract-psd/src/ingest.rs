@@ -1,0 +1,420 @@
+//! The ingest pipeline: raw zip bytes in, a verified landing gzip out, in bounded memory.
+//!
+//! ```text
+//! push(raw) ─▶ inflate ─┬─▶ validate (SHA-256, CRC-32, UTF-8, CSV rules)
+//!   (caller)   (+ tee to  └─▶ compress ×N (libdeflate, one gzip member per block) ─▶ write (in order)
+//!              .zip temp)
+//! ```
+//!
+//! Every queue is bounded, so a slow stage slows the download instead of growing memory. The
+//! landing gzip is a series of gzip members, one per [`BLOCK_BYTES`] block, which every gzip
+//! reader (gzip, zcat, DuckDB, flate2's `MultiGzDecoder`) reads as one stream.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+
+use anyhow::{Context, anyhow, ensure};
+use landing_store::{ContentAddress, LandingStore, TempFile};
+use psd_format::{CsvSummary, CsvValidator};
+use sha2::{Digest, Sha256};
+
+use crate::limits::{
+    BLOCK_BYTES, BLOCKS_QUEUED_MAX, COMPRESS_THREADS_MAX, GZIP_LEVEL, RAW_CHUNKS_QUEUED_MAX,
+};
+use crate::zipentry::{EntryDecoder, EntryHeader, verify_central_directory};
+
+/// The temp-file prefix this step owns in `LANDING_DIR/.tmp/`.
+pub const TEMP_PREFIX: &str = "extract-psd";
+
+type Block = Arc<Vec<u8>>;
+
+/// Why an ingest failed: bad input (never worth retrying) or a local fault.
+#[derive(Debug)]
+pub enum IngestError {
+    /// The bytes are not a valid PSD zip.
+    Data(anyhow::Error),
+    /// A local problem: disk full, cannot write, a thread died.
+    Local(anyhow::Error),
+}
+
+impl IngestError {
+    pub fn into_inner(self) -> anyhow::Error {
+        match self {
+            IngestError::Data(e) | IngestError::Local(e) => e,
+        }
+    }
+}
+
+/// What a successful ingest produced: the landing gzip in `.tmp/`, verified.
+pub struct Ingested {
+    pub gzip: TempFile,
+    pub address: ContentAddress,
+    pub csv: CsvSummary,
+    pub zip_bytes: u64,
+    pub gzip_bytes: u64,
+}
+
+struct InflateDone {
+    header: EntryHeader,
+    zip_bytes: u64,
+    csv_bytes: u64,
+    zip: TempFile,
+}
+
+struct Validated {
+    sha256: [u8; 32],
+    crc32: u32,
+    csv: CsvSummary,
+}
+
+pub struct Ingest {
+    raw_tx: Option<SyncSender<Vec<u8>>>,
+    inflater: Option<JoinHandle<Result<InflateDone, IngestError>>>,
+    validator: Option<JoinHandle<Result<Validated, IngestError>>>,
+    compressors: Vec<JoinHandle<Result<(), IngestError>>>,
+    writer: Option<JoinHandle<Result<(u64, TempFile), IngestError>>>,
+}
+
+impl Ingest {
+    /// Starts the pipeline's threads, writing temp files into `store`'s `.tmp/`.
+    pub fn start(
+        store: &LandingStore,
+        csv_bytes_max: u64,
+        zip_bytes_max: u64,
+    ) -> Result<Ingest, IngestError> {
+        let zip = store
+            .create_temp(TEMP_PREFIX, ".zip.part")
+            .map_err(|e| IngestError::Local(e.into()))?;
+        let gzip = store
+            .create_temp(TEMP_PREFIX, ".csv.gzip.part")
+            .map_err(|e| IngestError::Local(e.into()))?;
+
+        let (raw_tx, raw_rx) = sync_channel::<Vec<u8>>(RAW_CHUNKS_QUEUED_MAX);
+        let (val_tx, val_rx) = sync_channel::<Block>(BLOCKS_QUEUED_MAX);
+        let (job_tx, job_rx) = sync_channel::<(u64, Block)>(BLOCKS_QUEUED_MAX);
+        let (out_tx, out_rx) = sync_channel::<(u64, Vec<u8>)>(BLOCKS_QUEUED_MAX * 2);
+        let job_rx = Arc::new(Mutex::new(job_rx));
+
+        let threads = thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, COMPRESS_THREADS_MAX);
+        let spawn = |name: &str| thread::Builder::new().name(format!("{TEMP_PREFIX}-{name}"));
+        let local = |e: std::io::Error| {
+            IngestError::Local(anyhow!(e).context("cannot start pipeline thread"))
+        };
+
+        let compressors = (0..threads)
+            .map(|i| {
+                let (rx, tx) = (Arc::clone(&job_rx), out_tx.clone());
+                spawn(&format!("deflate{i}"))
+                    .spawn(move || compress_loop(&rx, &tx))
+                    .map_err(local)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        drop(out_tx);
+        let writer = spawn("write")
+            .spawn(move || write_loop(&out_rx, gzip))
+            .map_err(local)?;
+        let validator = spawn("validate")
+            .spawn(move || validate_loop(&val_rx))
+            .map_err(local)?;
+        let inflater = spawn("inflate")
+            .spawn(move || {
+                inflate_loop(&raw_rx, zip, &val_tx, &job_tx, csv_bytes_max, zip_bytes_max)
+            })
+            .map_err(local)?;
+        Ok(Ingest {
+            raw_tx: Some(raw_tx),
+            inflater: Some(inflater),
+            validator: Some(validator),
+            compressors,
+            writer: Some(writer),
+        })
+    }
+
+    /// Hands raw zip bytes to the pipeline, waiting while it is full. Fails when the pipeline
+    /// has stopped (its error is returned by [`Ingest::finish`]).
+    pub fn push(&mut self, chunk: Vec<u8>) -> Result<(), ()> {
+        let tx = self.raw_tx.as_ref().expect("push after finish");
+        tx.send(chunk).map_err(|_| ())
+    }
+
+    /// Ends the input, waits for every stage, verifies, and returns the landing gzip.
+    pub fn finish(mut self) -> Result<Ingested, IngestError> {
+        drop(self.raw_tx.take());
+        let inflated = join(self.inflater.take());
+        let validated = join(self.validator.take());
+        let compressed: Vec<_> = self.compressors.drain(..).map(|h| join(Some(h))).collect();
+        let written = join(self.writer.take());
+
+        // The first data error explains the rest (a stage stops when its neighbour stops).
+        let mut errors: Vec<IngestError> = Vec::new();
+        let inflated = inflated.map_err(|e| errors.push(e)).ok();
+        let validated = validated.map_err(|e| errors.push(e)).ok();
+        compressed
+            .into_iter()
+            .filter_map(Result::err)
+            .for_each(|e| errors.push(e));
+        let written = written.map_err(|e| errors.push(e)).ok();
+        if let Some(i) = errors
+            .iter()
+            .position(|e| matches!(e, IngestError::Data(_)))
+        {
+            return Err(errors.swap_remove(i));
+        }
+        if let Some(e) = errors.into_iter().next() {
+            return Err(e);
+        }
+        let (inflated, validated, (gzip_bytes, mut gzip)) = (
+            inflated.expect("no error"),
+            validated.expect("no error"),
+            written.expect("no error"),
+        );
+
+        // The zip's own index must agree with what was streamed.
+        let zip_file = inflated
+            .zip
+            .try_clone()
+            .map_err(|e| IngestError::Local(e.into()))?;
+        verify_central_directory(
+            zip_file,
+            &inflated.header,
+            validated.crc32,
+            inflated.csv_bytes,
+        )
+        .map_err(IngestError::Data)?;
+        ensure_local(
+            validated.csv.bytes == inflated.csv_bytes,
+            "validator and inflater disagree on size",
+        )?;
+
+        // Read the landing gzip back and hash it again: its name must be its content.
+        let reread = rehash_gzip(gzip.file()).map_err(IngestError::Local)?;
+        ensure_local(
+            reread == validated.sha256,
+            "landing gzip read back does not hash to the downloaded content (bug or bad disk)",
+        )?;
+        Ok(Ingested {
+            gzip,
+            address: ContentAddress::from_digest(&validated.sha256),
+            csv: validated.csv,
+            zip_bytes: inflated.zip_bytes,
+            gzip_bytes,
+        })
+    }
+}
+
+impl Drop for Ingest {
+    fn drop(&mut self) {
+        // An abandoned ingest (failed attempt) stops its threads; their temp files go with them.
+        drop(self.raw_tx.take());
+        let _ = join(self.inflater.take());
+        let _ = join(self.validator.take());
+        for h in self.compressors.drain(..) {
+            let _ = join(Some(h));
+        }
+        let _ = join(self.writer.take());
+    }
+}
+
+fn ensure_local(ok: bool, what: &str) -> Result<(), IngestError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(IngestError::Local(anyhow!("{what}")))
+    }
+}
+
+fn join<T>(handle: Option<JoinHandle<Result<T, IngestError>>>) -> Result<T, IngestError> {
+    match handle {
+        None => Err(IngestError::Local(anyhow!("pipeline stage already joined"))),
+        Some(h) => h
+            .join()
+            .unwrap_or_else(|_| Err(IngestError::Local(anyhow!("pipeline thread panicked")))),
+    }
+}
+
+/// Marker error: a downstream stage hung up; the real cause is its own error.
+fn stopped() -> IngestError {
+    IngestError::Local(anyhow!("pipeline stopped"))
+}
+
+fn inflate_loop(
+    raw: &Receiver<Vec<u8>>,
+    mut zip: TempFile,
+    to_validate: &SyncSender<Block>,
+    to_compress: &SyncSender<(u64, Block)>,
+    csv_bytes_max: u64,
+    zip_bytes_max: u64,
+) -> Result<InflateDone, IngestError> {
+    let mut decoder = EntryDecoder::new();
+    let mut zip_out = BufWriter::with_capacity(
+        1 << 20,
+        zip.try_clone().map_err(|e| IngestError::Local(e.into()))?,
+    );
+    let mut block = Vec::with_capacity(BLOCK_BYTES);
+    let mut seq = 0u64;
+    let mut zip_bytes = 0u64;
+    let mut csv_bytes = 0u64;
+    let dispatch = |block: Vec<u8>, seq: &mut u64| -> Result<(), IngestError> {
+        let block = Arc::new(block);
+        to_validate
+            .send(Arc::clone(&block))
+            .map_err(|_| stopped())?;
+        to_compress.send((*seq, block)).map_err(|_| stopped())?;
+        *seq += 1;
+        Ok(())
+    };
+    let mut pending: Option<IngestError> = None;
+    for chunk in raw {
+        zip_bytes += chunk.len() as u64;
+        if zip_bytes > zip_bytes_max {
+            return Err(IngestError::Data(anyhow!(
+                "download exceeds {zip_bytes_max} bytes, more than a zip of a CSV within --max-csv-bytes can be"
+            )));
+        }
+        zip_out
+            .write_all(&chunk)
+            .map_err(|e| IngestError::Local(anyhow!(e).context("cannot write zip temp file")))?;
+        let mut sink = |data: &[u8]| -> anyhow::Result<()> {
+            csv_bytes += data.len() as u64;
+            ensure!(
+                csv_bytes <= csv_bytes_max,
+                "decompressed CSV exceeds the cap of {csv_bytes_max} bytes (--max-csv-bytes)"
+            );
+            let mut data = data;
+            while !data.is_empty() {
+                let n = (BLOCK_BYTES - block.len()).min(data.len());
+                block.extend_from_slice(&data[..n]);
+                data = &data[n..];
+                if block.len() == BLOCK_BYTES {
+                    let full = std::mem::replace(&mut block, Vec::with_capacity(BLOCK_BYTES));
+                    if let Err(e) = dispatch(full, &mut seq) {
+                        pending = Some(e);
+                        anyhow::bail!("pipeline stopped");
+                    }
+                }
+            }
+            Ok(())
+        };
+        if let Err(e) = decoder.feed(&chunk, &mut sink) {
+            return Err(pending.take().unwrap_or(IngestError::Data(e)));
+        }
+    }
+    decoder.finish().map_err(IngestError::Data)?;
+    if !block.is_empty() {
+        dispatch(block, &mut seq)?;
+    }
+    zip_out
+        .flush()
+        .map_err(|e| IngestError::Local(anyhow!(e).context("cannot write zip temp file")))?;
+    drop(zip_out);
+    let header = decoder
+        .header()
+        .cloned()
+        .expect("a finished entry has a header");
+    zip.file()
+        .seek(SeekFrom::Start(0))
+        .map_err(|e| IngestError::Local(e.into()))?;
+    Ok(InflateDone {
+        header,
+        zip_bytes,
+        csv_bytes,
+        zip,
+    })
+}
+
+fn validate_loop(blocks: &Receiver<Block>) -> Result<Validated, IngestError> {
+    let mut sha = Sha256::new();
+    let mut crc = crc32fast::Hasher::new();
+    let mut csv = CsvValidator::new();
+    for block in blocks {
+        sha.update(block.as_slice());
+        crc.update(&block);
+        csv.feed(&block).map_err(|e| IngestError::Data(e.into()))?;
+    }
+    let csv = csv.finish().map_err(|e| IngestError::Data(e.into()))?;
+    Ok(Validated {
+        sha256: sha.finalize().into(),
+        crc32: crc.finalize(),
+        csv,
+    })
+}
+
+fn compress_loop(
+    jobs: &Mutex<Receiver<(u64, Block)>>,
+    out: &SyncSender<(u64, Vec<u8>)>,
+) -> Result<(), IngestError> {
+    let level = libdeflater::CompressionLvl::new(GZIP_LEVEL)
+        .expect("GZIP_LEVEL is a valid libdeflate level");
+    let mut compressor = libdeflater::Compressor::new(level);
+    loop {
+        let job = {
+            let rx = jobs
+                .lock()
+                .map_err(|_| IngestError::Local(anyhow!("compression queue poisoned")))?;
+            rx.recv()
+        };
+        let Ok((seq, block)) = job else { return Ok(()) };
+        let mut member = vec![0; compressor.gzip_compress_bound(block.len())];
+        let n = compressor
+            .gzip_compress(&block, &mut member)
+            .map_err(|e| IngestError::Local(anyhow!("gzip compression failed: {e:?}")))?;
+        member.truncate(n);
+        drop(block);
+        if out.send((seq, member)).is_err() {
+            return Err(stopped());
+        }
+    }
+}
+
+fn write_loop(
+    members: &Receiver<(u64, Vec<u8>)>,
+    mut gzip: TempFile,
+) -> Result<(u64, TempFile), IngestError> {
+    let write_err = |e: std::io::Error| {
+        IngestError::Local(anyhow!(e).context("cannot write landing temp file"))
+    };
+    let mut out = BufWriter::with_capacity(1 << 20, gzip.try_clone().map_err(write_err)?);
+    let mut next = 0u64;
+    let mut early: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+    let mut bytes = 0u64;
+    for (seq, member) in members {
+        early.insert(seq, member);
+        while let Some(member) = early.remove(&next) {
+            out.write_all(&member).map_err(write_err)?;
+            bytes += member.len() as u64;
+            next += 1;
+        }
+    }
+    if !early.is_empty() {
+        return Err(stopped());
+    }
+    out.flush().map_err(write_err)?;
+    drop(out);
+    gzip.file().seek(SeekFrom::Start(0)).map_err(write_err)?;
+    Ok((bytes, gzip))
+}
+
+/// SHA-256 of the decompressed content of a (multi-member) gzip file.
+pub fn rehash_gzip(file: &mut File) -> anyhow::Result<[u8; 32]> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut decoder =
+        flate2::read::MultiGzDecoder::new(std::io::BufReader::with_capacity(1 << 20, &*file));
+    let mut sha = Sha256::new();
+    let mut buf = vec![0; 1 << 20];
+    loop {
+        let n = decoder
+            .read(&mut buf)
+            .context("cannot read back landing gzip")?;
+        if n == 0 {
+            break;
+        }
+        sha.update(&buf[..n]);
+    }
+    Ok(sha.finalize().into())
+}

@@ -1,0 +1,703 @@
+//! End-to-end tests of the real `extract-psd` binary against a real HTTP server on loopback, a
+//! real SQLite state DB and a real landing directory. Every failure case must end in its exit
+//! code, a clear message, a `failed` ledger row and nothing under `psd/`.
+
+mod support;
+
+use std::io::Write;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use support::{HEADER, Reply, Sandbox, Server, psd_zip, wait_bounded, wait_until, zip_of};
+
+const ROWS: u64 = 3_000;
+
+fn csv_zip(csv: &str) -> Vec<u8> {
+    zip_of(&[("psd_alldata.csv", csv.as_bytes())])
+}
+
+#[test]
+fn first_run_lands_a_verified_file_and_records_it() {
+    let zip = psd_zip(ROWS, 0);
+    let server = Server::start(move |_| {
+        Reply::with_headers(
+            zip.clone(),
+            &[
+                ("ETag", "\"v1\""),
+                ("Last-Modified", "Tue, 03 Nov 2026 10:00:00 GMT"),
+            ],
+        )
+    });
+    let sb = Sandbox::new();
+    let (code, json, stderr) = sb.run_json(&["--url", &server.url("/psd.zip")]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(json["status"], "new");
+    let sha = json["sha256"].as_str().unwrap();
+    let landed = sb.landed();
+    assert_eq!(landed.len(), 1);
+    let name = landed[0].file_name().unwrap().to_str().unwrap();
+    assert_eq!(name, format!("{sha}.csv.gzip"));
+    assert!(landed[0].starts_with("psd"), "{landed:?}");
+    // The name is the content address of the decompressed CSV.
+    assert_eq!(support::gunzip_sha256(&sb.landing.join(&landed[0])), sha);
+    assert_eq!(
+        json["path"].as_str().unwrap(),
+        sb.landing.join(&landed[0]).display().to_string()
+    );
+    assert_eq!(json["etag"], "\"v1\"");
+    assert_eq!(json["last_modified"], "Tue, 03 Nov 2026 10:00:00 GMT");
+    assert!(json["error"].is_null());
+    let rows = json["rows"].as_u64().unwrap();
+    assert!(rows > 0 && rows <= ROWS);
+
+    let ledger = sb.ledger();
+    assert_eq!(ledger.len(), 1);
+    let row = &ledger[0];
+    assert_eq!(
+        (row.extractor.as_str(), row.status.as_str()),
+        ("psd", "success")
+    );
+    assert_eq!(row.sha256.as_deref(), Some(sha));
+    assert_eq!(row.rows, Some(rows as i64));
+    assert_eq!(row.path.as_deref(), Some(landed[0].to_str().unwrap()));
+    assert!(row.started_at.ends_with('Z') && row.finished_at.as_deref().unwrap().ends_with('Z'));
+    assert!(sb.tmp_files().is_empty());
+
+    let metrics = std::fs::read_to_string(sb.metrics.join("materia_extract_psd.prom")).unwrap();
+    for name in [
+        "last_run_timestamp_seconds",
+        "last_success_timestamp_seconds",
+        "duration_seconds",
+        "exit_code",
+    ] {
+        assert!(
+            metrics.contains(&format!("\nmateria_extract_psd_{name} ")),
+            "{name} in {metrics}"
+        );
+    }
+    assert!(metrics.contains("materia_extract_psd_exit_code 0\n"));
+    assert!(metrics.contains(&format!("materia_extract_psd_rows {rows}\n")));
+}
+
+#[test]
+fn unchanged_upstream_answers_304_to_the_stored_etag() {
+    let zip = psd_zip(ROWS, 0);
+    // An ETag full of path characters: it must only ever be stored and sent back.
+    let etag = r#""../../../../tmp/evil/..%2f\x00/*?""#;
+    let server = Server::start(move |r| {
+        if r.header("If-None-Match") == Some(etag) {
+            Reply::status(304, &[("ETag", etag)], "")
+        } else {
+            Reply::with_headers(zip.clone(), &[("ETag", etag)])
+        }
+    });
+    let sb = Sandbox::new();
+    let url = server.url("/psd.zip");
+    let (code, first, _) = sb.run_json(&["--url", &url]);
+    assert_eq!((code, first["status"].as_str()), (0, Some("new")));
+    let (code, second, stderr) = sb.run_json(&["--url", &url]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(second["status"], "unchanged");
+    assert_eq!(second["etag"], etag);
+    assert_eq!(second["sha256"], first["sha256"]);
+    assert_eq!(server.requests()[1].header("If-None-Match"), Some(etag));
+    let ledger = sb.ledger();
+    assert_eq!(ledger[1].status, "unchanged");
+    assert_eq!(ledger[1].etag.as_deref(), Some(etag));
+    assert_eq!(sb.landed().len(), 1);
+    // Nothing was created outside the sandbox's landing layout.
+    assert!(!std::path::Path::new("/tmp/evil").exists());
+    let top: Vec<_> = std::fs::read_dir(&sb.landing)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    for name in &top {
+        assert!(
+            [".tmp", "psd"].contains(&name.to_str().unwrap()),
+            "unexpected {name:?} in landing"
+        );
+    }
+}
+
+#[test]
+fn unchanged_without_etag_uses_last_modified_and_without_validators_is_a_duplicate() {
+    let zip = psd_zip(ROWS, 0);
+    let lm = "Tue, 03 Nov 2026 10:00:00 GMT";
+    let z = zip.clone();
+    let server = Server::start(move |r| {
+        if r.header("If-Modified-Since") == Some(lm) {
+            Reply::status(304, &[], "")
+        } else {
+            Reply::with_headers(z.clone(), &[("Last-Modified", lm)])
+        }
+    });
+    let sb = Sandbox::new();
+    let url = server.url("/psd.zip");
+    assert_eq!(sb.run_json(&["--url", &url]).1["status"], "new");
+    let (code, json, _) = sb.run_json(&["--url", &url]);
+    assert_eq!((code, json["status"].as_str()), (0, Some("unchanged")));
+    assert_eq!(server.requests()[1].header("If-None-Match"), None);
+
+    // An upstream with no validators at all: the content is downloaded again and recognised.
+    let plain = Server::start(move |_| Reply::ok(zip.clone()));
+    let sb = Sandbox::new();
+    let url = plain.url("/psd.zip");
+    let (_, first, _) = sb.run_json(&["--url", &url]);
+    let (code, json, _) = sb.run_json(&["--url", &url]);
+    assert_eq!((code, json["status"].as_str()), (0, Some("duplicate")));
+    assert_eq!(json["path"], first["path"]);
+    assert_eq!(json["sha256"], first["sha256"]);
+    assert_eq!(sb.ledger()[1].status, "unchanged");
+    assert!(
+        sb.ledger()[1]
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("duplicate")
+    );
+    assert_eq!(sb.landed().len(), 1);
+}
+
+#[test]
+fn a_new_snapshot_lands_beside_the_old_one() {
+    let (a, b) = (psd_zip(ROWS, 0), psd_zip(ROWS, 1));
+    let n = Arc::new(AtomicUsize::new(0));
+    let server = Server::start(move |_| {
+        Reply::ok(if n.fetch_add(1, Ordering::SeqCst) == 0 {
+            a.clone()
+        } else {
+            b.clone()
+        })
+    });
+    let sb = Sandbox::new();
+    let url = server.url("/psd.zip");
+    let (_, first, _) = sb.run_json(&["--url", &url]);
+    let (code, second, _) = sb.run_json(&["--url", &url]);
+    assert_eq!((code, second["status"].as_str()), (0, Some("new")));
+    assert_ne!(first["sha256"], second["sha256"]);
+    assert_eq!(sb.landed().len(), 2);
+}
+
+#[test]
+fn html_error_page_with_status_200_is_refused() {
+    let server = Server::start(|_| {
+        Reply::status(
+            200,
+            &[("Content-Type", "text/html")],
+            "<!DOCTYPE html><html><body>Service temporarily unavailable</body></html>",
+        )
+    });
+    let sb = Sandbox::new();
+    let out = sb.run_json(&["--url", &server.url("/psd.zip")]);
+    sb.assert_failed_cleanly(
+        &out,
+        "response is not a zip file: it starts with \"<!DOCTYPE html>",
+    );
+    assert_eq!(server.requests().len(), 1, "bad data is not retried");
+}
+
+#[test]
+fn not_found_fails_without_retrying() {
+    let server = Server::start(|_| Reply::status(404, &[], "no such file"));
+    let sb = Sandbox::new();
+    let out = sb.run_json(&["--url", &server.url("/missing.zip")]);
+    sb.assert_failed_cleanly(&out, "upstream answered HTTP 404 Not Found");
+    assert_eq!(server.requests().len(), 1);
+}
+
+#[test]
+fn persistent_500_is_retried_a_bounded_number_of_times() {
+    let server = Server::start(|_| Reply::status(500, &[("Retry-After", "0")], "boom"));
+    let sb = Sandbox::new();
+    let out = sb.run_json(&["--url", &server.url("/psd.zip"), "--retries", "3"]);
+    sb.assert_failed_cleanly(&out, "giving up after 4 attempts");
+    assert!(out.1["error"].as_str().unwrap().contains("HTTP 500"));
+    assert_eq!(server.requests().len(), 4);
+}
+
+#[test]
+fn a_503_with_retry_after_is_waited_out_then_succeeds() {
+    let zip = psd_zip(ROWS, 0);
+    let server = Server::start(move |r| {
+        if r.index == 0 {
+            Reply::status(503, &[("Retry-After", "1")], "busy")
+        } else {
+            Reply::ok(zip.clone())
+        }
+    });
+    let sb = Sandbox::new();
+    let (code, json, stderr) = sb.run_json(&["--url", &server.url("/psd.zip")]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(json["status"], "new");
+    assert_eq!(json["attempts"], 2);
+    assert!(stderr.contains("retrying in 1s"), "{stderr}");
+    let reqs = server.requests();
+    assert_eq!(reqs.len(), 2);
+    assert!(
+        reqs[1].at.duration_since(reqs[0].at) >= Duration::from_secs(1),
+        "Retry-After honoured"
+    );
+}
+
+#[test]
+fn truncated_body_fails_after_retries() {
+    let zip = psd_zip(ROWS, 0);
+    let server = Server::start(move |_| Reply::Truncated {
+        sent: zip.len() / 2,
+        body: zip.clone(),
+    });
+    let sb = Sandbox::new();
+    let out = sb.run_json(&["--url", &server.url("/psd.zip"), "--retries", "1"]);
+    sb.assert_failed_cleanly(&out, "download interrupted after");
+    assert_eq!(server.requests().len(), 2);
+}
+
+#[test]
+fn slow_drip_past_the_time_bound_fails() {
+    let zip = psd_zip(ROWS, 0);
+    let server = Server::start(move |_| Reply::Drip {
+        body: zip.clone(),
+        chunk: 64,
+        every: Duration::from_millis(100),
+    });
+    let sb = Sandbox::new();
+    let out = sb.run_json(&["--url", &server.url("/psd.zip"), "--timeout-secs", "2"]);
+    sb.assert_failed_cleanly(&out, "download did not finish within 2s (--timeout-secs)");
+}
+
+#[test]
+fn redirect_loop_fails() {
+    let server = Server::start(|r| {
+        let to = if r.path == "/a" { "/b" } else { "/a" };
+        Reply::status(302, &[("Location", to)], "")
+    });
+    let sb = Sandbox::new();
+    let out = sb.run_json(&["--url", &server.url("/a")]);
+    sb.assert_failed_cleanly(&out, "too many redirects");
+    assert!(
+        server.requests().len() <= 12,
+        "bounded: {}",
+        server.requests().len()
+    );
+}
+
+#[test]
+fn a_redirect_is_followed() {
+    let zip = psd_zip(ROWS, 0);
+    let server = Server::start(move |r| {
+        if r.path == "/old" {
+            Reply::status(301, &[("Location", "/new")], "")
+        } else {
+            Reply::ok(zip.clone())
+        }
+    });
+    let sb = Sandbox::new();
+    let (code, json, _) = sb.run_json(&["--url", &server.url("/old")]);
+    assert_eq!((code, json["status"].as_str()), (0, Some("new")));
+}
+
+#[test]
+fn connection_reset_fails_after_retries() {
+    let server = Server::start(|_| Reply::Reset);
+    let sb = Sandbox::new();
+    let out = sb.run_json(&["--url", &server.url("/psd.zip"), "--retries", "1"]);
+    sb.assert_failed_cleanly(&out, "giving up after 2 attempts");
+    assert_eq!(server.requests().len(), 2);
+}
+
+#[test]
+fn unreachable_upstream_fails_with_connect_error() {
+    // Bind then drop: nothing listens on that port.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let sb = Sandbox::new();
+    let out = sb.run_json(&[
+        "--url",
+        &format!("http://127.0.0.1:{port}/psd.zip"),
+        "--retries",
+        "0",
+    ]);
+    sb.assert_failed_cleanly(&out, "cannot connect");
+}
+
+#[test]
+fn zip_bomb_past_max_csv_bytes_is_stopped() {
+    let mut csv = format!("{HEADER}\r\n");
+    let row = "0711100,\"Coffee, Green\",BR,Brazil,2025,2026,01,028,Production,002,(1000 60 KG BAGS),1\r\n";
+    while csv.len() < 20_000_000 {
+        csv.push_str(row);
+    }
+    let zip = csv_zip(&csv);
+    assert!(zip.len() < 200_000, "a bomb: {} bytes", zip.len());
+    let server = Server::start(move |_| Reply::ok(zip.clone()));
+    let sb = Sandbox::new();
+    let out = sb.run_json(&[
+        "--url",
+        &server.url("/psd.zip"),
+        "--max-csv-bytes",
+        "1000000",
+    ]);
+    sb.assert_failed_cleanly(
+        &out,
+        "decompressed CSV exceeds the cap of 1000000 bytes (--max-csv-bytes)",
+    );
+}
+
+#[test]
+fn foreign_csv_header_is_refused() {
+    let zip = csv_zip("id,name\r\n1,coffee\r\n");
+    let server = Server::start(move |_| Reply::ok(zip.clone()));
+    let sb = Sandbox::new();
+    let out = sb.run_json(&["--url", &server.url("/psd.zip")]);
+    sb.assert_failed_cleanly(&out, "CSV header is not the PSD header");
+    assert!(
+        out.1["error"]
+            .as_str()
+            .unwrap()
+            .contains("found \\\"id,name\\\"")
+            || out.2.contains("found \"id,name\"")
+    );
+}
+
+#[test]
+fn header_without_rows_is_refused() {
+    let zip = csv_zip(&format!("\u{feff}{HEADER}\r\n"));
+    let server = Server::start(move |_| Reply::ok(zip.clone()));
+    let sb = Sandbox::new();
+    let out = sb.run_json(&["--url", &server.url("/psd.zip")]);
+    sb.assert_failed_cleanly(&out, "CSV has a header but no data rows");
+}
+
+#[test]
+fn row_with_wrong_field_count_is_refused_naming_the_line() {
+    let good = "0711100,\"Coffee, Green\",NA,Netherlands Antilles,2025,2026,01,028,Production,002,(1000 60 KG BAGS),1";
+    let csv = format!("{HEADER}\r\n{good}\r\n{good}\r\n{good},surplus\r\n{good}\r\n");
+    let zip = csv_zip(&csv);
+    let server = Server::start(move |_| Reply::ok(zip.clone()));
+    let sb = Sandbox::new();
+    let out = sb.run_json(&["--url", &server.url("/psd.zip")]);
+    sb.assert_failed_cleanly(&out, "CSV row 3 (line 4) has 13 fields, expected 12");
+}
+
+#[test]
+fn zip_with_two_entries_is_refused() {
+    let csv = format!(
+        "{HEADER}\r\n0711100,Coffee,BR,Brazil,2025,2026,01,028,Production,002,(1000 60 KG BAGS),1\r\n"
+    );
+    let zip = zip_of(&[
+        ("psd_alldata.csv", csv.as_bytes()),
+        ("extra.csv", csv.as_bytes()),
+    ]);
+    let server = Server::start(move |_| Reply::ok(zip.clone()));
+    let sb = Sandbox::new();
+    let out = sb.run_json(&["--url", &server.url("/psd.zip")]);
+    sb.assert_failed_cleanly(&out, "zip has 2 entries, expected exactly one CSV");
+}
+
+#[test]
+fn corrupted_zip_data_is_refused() {
+    let mut zip = psd_zip(ROWS, 0);
+    let middle = zip.len() / 2;
+    for b in &mut zip[middle..middle + 64] {
+        *b ^= 0x5a;
+    }
+    let server = Server::start(move |_| Reply::ok(zip.clone()));
+    let sb = Sandbox::new();
+    let (code, json, stderr) = sb.run_json(&["--url", &server.url("/psd.zip")]);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(json["status"], "failed");
+    assert!(sb.landed().is_empty() && sb.tmp_files().is_empty());
+    assert_eq!(sb.ledger()[0].status, "failed");
+}
+
+#[test]
+fn local_file_import_by_path_and_file_url() {
+    let sb = Sandbox::new();
+    let zip_path = sb.dir.path().join("by hand.zip");
+    std::fs::write(&zip_path, psd_zip(ROWS, 0)).unwrap();
+    let (code, json, stderr) = sb.run_json(&["--url", zip_path.to_str().unwrap()]);
+    assert_eq!(
+        (code, json["status"].as_str()),
+        (0, Some("new")),
+        "{stderr}"
+    );
+    let url = format!("file://{}", zip_path.display()).replace(' ', "%20");
+    let (code, again, _) = sb.run_json(&["--url", &url]);
+    assert_eq!((code, again["status"].as_str()), (0, Some("duplicate")));
+    let (code, missing, _) = sb.run_json(&["--url", "/nonexistent/psd.zip"]);
+    assert_eq!(code, 1);
+    assert!(
+        missing["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot open /nonexistent/psd.zip")
+    );
+}
+
+#[test]
+fn usage_errors_exit_2_with_json() {
+    let sb = Sandbox::new();
+    let (code, json, stderr) = sb.run_json(&["--url", "ftp://example.org/psd.zip"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        json["error"]
+            .as_str()
+            .unwrap()
+            .contains("unsupported URL scheme \"ftp\"")
+    );
+    let (code, json, _) = sb.run_json(&["--max-csv-bytes", "0"]);
+    assert_eq!((code, json["status"].as_str()), (2, Some("failed")));
+    let out = sb.run(&["--no-such-flag"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty(), "no JSON unless asked");
+    let help = sb.run(&["--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    let help = String::from_utf8(help.stdout).unwrap();
+    for flag in [
+        "--url",
+        "--max-csv-bytes",
+        "--timeout-secs",
+        "--landing-dir",
+        "--state-db",
+        "--metrics-dir",
+        "--json",
+        "[env: PSD_URL=",
+    ] {
+        assert!(help.contains(flag), "{flag} in help");
+    }
+    let version = sb.run(&["--version"]);
+    assert!(
+        String::from_utf8(version.stdout)
+            .unwrap()
+            .starts_with("extract-psd ")
+    );
+}
+
+#[test]
+fn flags_beat_environment() {
+    let zip = psd_zip(ROWS, 0);
+    let server = Server::start(move |_| Reply::ok(zip.clone()));
+    let sb = Sandbox::new();
+    let other = sb.dir.path().join("elsewhere");
+    let mut cmd = sb.command(&["--json", "--landing-dir", other.to_str().unwrap()]);
+    cmd.env("PSD_URL", server.url("/psd.zip"));
+    let out = wait_bounded(
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(sb.landed().is_empty());
+    assert_eq!(support::files_under(&other.join("psd")).len(), 1);
+}
+
+#[test]
+fn landing_directory_that_cannot_be_written_fails_cleanly() {
+    let sb = Sandbox::new();
+    let zip = psd_zip(ROWS, 0);
+    let server = Server::start(move |_| Reply::ok(zip.clone()));
+    // A regular file where the landing directory should be: no process, root included, can
+    // create entries under it.
+    let blocked = sb.dir.path().join("blocked");
+    std::fs::write(&blocked, "not a directory").unwrap();
+    let landing = blocked.join("landing");
+    let (code, json, stderr) = sb.run_json(&[
+        "--url",
+        &server.url("/psd.zip"),
+        "--landing-dir",
+        landing.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        json["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot create landing directory"),
+        "{json}"
+    );
+    let row = sb.ledger().pop().unwrap();
+    assert_eq!(row.status, "failed");
+    assert!(row.error.unwrap().contains("Not a directory"));
+    assert!(
+        server.requests().is_empty(),
+        "nothing downloaded into nowhere"
+    );
+}
+
+#[test]
+fn read_only_landing_directory_fails_cleanly_for_non_root() {
+    // Permission bits do not bind root; where tests run as root the case above covers it.
+    if std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .unwrap_or(0)
+        == 0
+    {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let sb = Sandbox::new();
+    std::fs::create_dir_all(sb.landing.join(".tmp")).unwrap();
+    std::fs::set_permissions(
+        sb.landing.join(".tmp"),
+        std::fs::Permissions::from_mode(0o555),
+    )
+    .unwrap();
+    let zip = psd_zip(ROWS, 0);
+    let server = Server::start(move |_| Reply::ok(zip.clone()));
+    let (code, json, _) = sb.run_json(&["--url", &server.url("/psd.zip")]);
+    assert_eq!(code, 1);
+    assert!(
+        json["error"]
+            .as_str()
+            .unwrap()
+            .contains("Permission denied")
+    );
+    assert!(sb.landed().is_empty());
+}
+
+#[test]
+fn kill_9_mid_download_then_a_clean_run() {
+    let zip = psd_zip(ROWS, 0);
+    let z = zip.clone();
+    let slow = Server::start(move |_| Reply::Drip {
+        body: z.clone(),
+        chunk: 512,
+        every: Duration::from_millis(50),
+    });
+    let sb = Sandbox::new();
+    let mut child = sb
+        .command(&["--url", &slow.url("/psd.zip")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || sb.tmp_files().len() == 2),
+        "download started"
+    );
+    std::thread::sleep(Duration::from_millis(300)); // a few chunks in flight
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(!sb.tmp_files().is_empty(), "a killed run leaves temp files");
+    assert!(sb.landed().is_empty(), "but nothing under psd/");
+    assert_eq!(sb.ledger()[0].status, "running");
+
+    let fast = Server::start(move |_| Reply::ok(zip.clone()));
+    let (code, json, stderr) = sb.run_json(&["--url", &fast.url("/psd.zip")]);
+    assert_eq!(
+        (code, json["status"].as_str()),
+        (0, Some("new")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("removed 2 leftover temp file(s)"),
+        "{stderr}"
+    );
+    assert!(sb.tmp_files().is_empty());
+    let ledger = sb.ledger();
+    assert_eq!(ledger[0].status, "failed");
+    assert!(
+        ledger[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .starts_with("interrupted")
+    );
+    assert_eq!(ledger[1].status, "success");
+    assert_eq!(sb.landed().len(), 1);
+}
+
+#[test]
+fn a_second_concurrent_run_exits_75_naming_the_holder() {
+    let zip = psd_zip(ROWS, 0);
+    let slow = Server::start(move |_| Reply::Drip {
+        body: zip.clone(),
+        chunk: 512,
+        every: Duration::from_millis(50),
+    });
+    let sb = Sandbox::new();
+    let url = slow.url("/psd.zip");
+    let mut first = sb
+        .command(&["--url", &url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || !slow.requests().is_empty()),
+        "first run is downloading"
+    );
+    let (code, json, stderr) = sb.run_json(&["--url", &url]);
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert_eq!(code, 75, "{stderr}");
+    assert_eq!(json["status"], "failed");
+    let message = format!(
+        "extract-psd is already running: lock {}",
+        sb.state_db
+            .parent()
+            .unwrap()
+            .join(".locks/extract-psd.lock")
+            .display()
+    );
+    assert!(stderr.contains(&message), "{stderr}");
+    assert!(
+        stderr.contains(&format!("held by pid {}", first.id())),
+        "{stderr}"
+    );
+    assert_eq!(sb.ledger().len(), 1, "the refused run records nothing");
+    assert_eq!(
+        slow.requests().len(),
+        1,
+        "the refused run downloads nothing"
+    );
+}
+
+#[test]
+fn state_db_from_a_newer_release_is_refused() {
+    let sb = Sandbox::new();
+    std::fs::create_dir_all(sb.state_db.parent().unwrap()).unwrap();
+    let conn = rusqlite::Connection::open(&sb.state_db).unwrap();
+    conn.execute_batch("PRAGMA user_version = 99").unwrap();
+    drop(conn);
+    let (code, json, _) = sb.run_json(&["--url", "/nonexistent.zip"]);
+    assert_eq!(code, 1);
+    assert!(
+        json["error"]
+            .as_str()
+            .unwrap()
+            .contains("schema version 99")
+    );
+}
+
+#[test]
+fn stdout_closed_early_is_not_a_failure() {
+    let sb = Sandbox::new();
+    let zip_path = sb.dir.path().join("psd.zip");
+    std::fs::File::create(&zip_path)
+        .unwrap()
+        .write_all(&psd_zip(ROWS, 0))
+        .unwrap();
+    let mut child = sb
+        .command(&["--json", "--url", zip_path.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader went away (`| head -0`)
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(sb.landed().len(), 1);
+}

@@ -1,0 +1,43 @@
+#!/bin/sh
+# Installs the system tools that tests, the demo and benchmarks need, from Debian's packages,
+# only where missing. Idempotent: with everything present it changes nothing.
+# Usage: scripts/install-deps.sh [test|bench|all]
+set -eu
+
+profile=${1:-all}
+
+# command -> Debian package
+need_test="shellcheck:shellcheck dash:dash python3:python3 curl:curl"
+need_bench="pigz:pigz unzip:unzip curl:curl"
+case "$profile" in
+    test) wanted=$need_test ;;
+    bench) wanted=$need_bench ;;
+    all) wanted="$need_test $need_bench" ;;
+    *) echo "install-deps: unknown profile '$profile' (test, bench or all)" >&2; exit 2 ;;
+esac
+# GNU time, for peak RSS figures; a shell keyword or builtin called "time" does not count.
+[ -x /usr/bin/time ] || wanted="$wanted /usr/bin/time:time"
+
+missing=""
+for pair in $wanted; do
+    cmd=${pair%%:*}
+    pkg=${pair#*:}
+    if ! command -v "$cmd" >/dev/null 2>&1; then
+        case " $missing " in *" $pkg "*) ;; *) missing="$missing $pkg" ;; esac
+    fi
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" -eq 0 ]; then
+    sudo=""
+elif command -v sudo >/dev/null 2>&1; then
+    sudo="sudo"
+else
+    echo "install-deps: missing:$missing; install them (apt-get install$missing) or run as root" >&2
+    exit 1
+fi
+echo "install-deps: installing$missing" >&2
+# shellcheck disable=SC2086 # word splitting of the package list is intended
+$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+# shellcheck disable=SC2086
+$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null

@@ -157,7 +157,7 @@ fn extract(
         timeout: Duration::from_secs(args.timeout_secs),
         retries: args.retries,
     };
-    log::info!("fetching {}", args.url);
+    log::info!("fetching {}", source.display());
     let fetched = fetch(source, &store, &sent, limits)?;
 
     match fetched {

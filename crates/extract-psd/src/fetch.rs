@@ -29,7 +29,8 @@ impl Source {
     pub fn parse(s: &str) -> anyhow::Result<Source> {
         let lower = s.to_ascii_lowercase();
         if lower.starts_with("http://") || lower.starts_with("https://") {
-            let url = reqwest::Url::parse(s).with_context(|| format!("invalid URL {s:?}"))?;
+            // Errors name the problem, not the URL: it may hold credentials.
+            let url = reqwest::Url::parse(s).context("invalid --url")?;
             return Ok(Source::Http(url));
         }
         if lower.starts_with("file://") {
@@ -46,6 +47,31 @@ impl Source {
         }
         anyhow::ensure!(!s.is_empty(), "--url is empty");
         Ok(Source::File(PathBuf::from(s)))
+    }
+}
+
+/// A URL fit for logs and errors: no user, password or query string (they may carry secrets).
+pub fn redact(url: &reqwest::Url) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    let had_query = shown.query().is_some();
+    shown.set_query(None);
+    shown.set_fragment(None);
+    if had_query {
+        format!("{shown}?<redacted>")
+    } else {
+        shown.to_string()
+    }
+}
+
+impl Source {
+    /// How the source is shown in logs and errors.
+    pub fn display(&self) -> String {
+        match self {
+            Source::Http(url) => redact(url),
+            Source::File(path) => path.display().to_string(),
+        }
     }
 }
 
@@ -219,6 +245,8 @@ fn timed_out(limits: FetchLimits) -> anyhow::Error {
 
 /// Classifies a transport error: connection-level faults are retried, a redirect loop is not.
 fn transport(error: reqwest::Error, deadline: Instant, limits: FetchLimits) -> AttemptError {
+    // reqwest puts the full URL, credentials included, into its messages.
+    let error = error.without_url();
     if Instant::now() >= deadline {
         return AttemptError::Fatal(anyhow!(error).context(timed_out(limits)));
     }
@@ -322,13 +350,14 @@ async fn attempt_once(
     }
     if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
         return Err(AttemptError::Retry {
-            error: anyhow!("upstream answered HTTP {status} for {url}"),
+            error: anyhow!("upstream answered HTTP {status} for {}", redact(url)),
             retry_after: parse_retry_after(&headers),
         });
     }
     if !status.is_success() {
         return Err(AttemptError::Fatal(anyhow!(
-            "upstream answered HTTP {status} for {url}"
+            "upstream answered HTTP {status} for {}",
+            redact(url)
         )));
     }
     if let Some(len) = response.content_length()
@@ -450,6 +479,14 @@ mod tests {
         );
         assert!(Source::parse("ftp://example.org/a.zip").is_err());
         assert!(Source::parse("").is_err());
+    }
+
+    #[test]
+    fn redaction_drops_credentials_and_query() {
+        let url = reqwest::Url::parse("https://user:pw@example.org/a.zip?token=t#frag").unwrap();
+        assert_eq!(redact(&url), "https://example.org/a.zip?<redacted>");
+        let url = reqwest::Url::parse("https://example.org/a.zip").unwrap();
+        assert_eq!(redact(&url), "https://example.org/a.zip");
     }
 
     #[test]

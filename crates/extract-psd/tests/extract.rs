@@ -479,6 +479,74 @@ fn usage_errors_exit_2_with_json() {
 }
 
 #[test]
+fn secrets_in_the_url_never_reach_logs_or_json() {
+    let secret = "s3ntinel-Secret";
+    let sb = Sandbox::new();
+    let server = Server::start(|_| Reply::status(404, &[], "no"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    for url in [
+        server
+            .url("/psd.zip")
+            .replace("http://", &format!("http://user:{secret}@"))
+            + &format!("?token={secret}"),
+        format!("http://user:{secret}@127.0.0.1:{port}/psd.zip?token={secret}"),
+    ] {
+        let (code, json, stderr) = sb.run_json(&["--url", &url, "--retries", "0"]);
+        assert_eq!(code, 1, "{stderr}");
+        assert!(!stderr.contains(secret), "{stderr}");
+        assert!(!json.to_string().contains(secret), "{json}");
+        assert!(
+            stderr.contains("?<redacted>") || stderr.contains("cannot connect"),
+            "{stderr}"
+        );
+    }
+    let conn = rusqlite::Connection::open(&sb.state_db).unwrap();
+    let leaked: i64 = conn
+        .query_row("SELECT count(*) FROM extraction_runs WHERE instr(coalesce(error, '') || coalesce(detail, ''), ?1) > 0", [secret], |r| r.get(0))
+        .unwrap();
+    assert_eq!(leaked, 0);
+}
+
+#[test]
+fn empty_environment_variables_count_as_unset() {
+    let sb = Sandbox::new();
+    let zip_path = sb.dir.path().join("psd.zip");
+    std::fs::write(&zip_path, psd_zip(ROWS, 0)).unwrap();
+    let work = sb.dir.path().join("cwd");
+    std::fs::create_dir_all(&work).unwrap();
+    let mut cmd = sb.command(&["--json", "--url", zip_path.to_str().unwrap()]);
+    cmd.current_dir(&work)
+        .env("LANDING_DIR", "")
+        .env("STATE_DB", "")
+        .env("METRICS_DIR", "")
+        .env("PSD_TIMEOUT_SECS", "");
+    let out = wait_bounded(
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The development defaults apply: data/landing under the working directory.
+    assert_eq!(
+        support::files_under(&work.join("data/landing/psd")).len(),
+        1
+    );
+    assert!(work.join("data/landing/.state.sqlite").is_file());
+    assert!(!sb.metrics.exists(), "no metrics when METRICS_DIR is empty");
+}
+
+#[test]
 fn flags_beat_environment() {
     let zip = psd_zip(ROWS, 0);
     let server = Server::start(move |_| Reply::ok(zip.clone()));

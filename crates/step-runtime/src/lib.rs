@@ -156,8 +156,26 @@ pub fn print_json<T: Serialize>(value: &T) {
 /// Parses arguments with clap; on a usage error prints clap's message (and, with `--json`
 /// anywhere on the command line, one JSON failure object) and exits 2. `--help` and
 /// `--version` print to stdout and exit 0.
+///
+/// An environment variable that is set but empty counts as unset (a `KEY=` line in an env file
+/// means "no value"), for every argument that reads one.
 pub fn parse_args<P: clap::Parser>() -> Result<P, ExitCode> {
-    match P::try_parse() {
+    let mut command = P::command();
+    let empty: Vec<clap::Id> = command
+        .get_arguments()
+        .filter(|a| {
+            a.get_env()
+                .is_some_and(|name| std::env::var_os(name).is_some_and(|v| v.is_empty()))
+        })
+        .map(|a| a.get_id().clone())
+        .collect();
+    for id in empty {
+        command = command.mut_arg(id, |a| a.env(None::<&str>));
+    }
+    let parsed = command
+        .try_get_matches()
+        .and_then(|m| P::from_arg_matches(&m));
+    match parsed {
         Ok(p) => Ok(p),
         Err(e) => {
             use clap::error::ErrorKind;
@@ -172,9 +190,11 @@ pub fn parse_args<P: clap::Parser>() -> Result<P, ExitCode> {
                 return Err(ExitCode::SUCCESS);
             }
             if std::env::args_os().any(|a| a == "--json") {
+                let message = e.to_string();
+                let first = message.lines().next().unwrap_or("usage error");
                 print_json(&serde_json::json!({
                     "status": "failed",
-                    "error": e.kind().as_str().unwrap_or("usage error").to_string(),
+                    "error": first.strip_prefix("error: ").unwrap_or(first),
                 }));
             }
             Err(ExitCode::from(exit::EXIT_USAGE))

@@ -246,8 +246,11 @@ pub fn write_csv<W: Write>(spec: &Spec, out: W) -> io::Result<u64> {
                     }
                 }
                 let supply = b.supply();
+                // Shares leave at least 5% of supply as stocks: ending stocks are never negative.
+                let export_share = export_share.min(0.45);
+                let domestic_share = domestic_share.min(0.95 - export_share);
                 b.exports = (supply * export_share).round();
-                b.domestic = (supply * domestic_share.min(0.85)).round();
+                b.domestic = (supply * domestic_share).round();
                 b.ending = supply - b.exports - b.domestic;
                 previous_ending = Some(b.ending);
 
@@ -468,6 +471,7 @@ mod tests {
             assert_eq!(supply, beg + prod + imp.unwrap_or(0.0), "{key}");
             assert_eq!(dist, exp + dom + end, "{key}");
             assert_eq!(supply, dist, "{key}");
+            assert!(end >= 0.0, "ending stocks never negative: {key}");
         }
     }
 }

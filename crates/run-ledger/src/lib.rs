@@ -60,6 +60,11 @@ const MIGRATIONS: &[&str] = &[
         SELECT step, run_id, status, started_at, finished_at, detail, error
           FROM step_runs;
     ",
+    // 2: what a step's inputs were when it ran, so that a step can skip work when they did not
+    // change since its last success (the transform's landing manifest and project files).
+    r"
+    ALTER TABLE step_runs ADD COLUMN input_fingerprint TEXT;
+    ",
 ];
 
 /// The schema version this build writes.
@@ -139,6 +144,15 @@ pub struct LastGood {
     pub last_modified: Option<String>,
     pub sha256: Option<String>,
     pub path: Option<String>,
+}
+
+/// How a non-extractor run ended, written when it ends.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StepOutcome<'a> {
+    pub detail: Option<&'a str>,
+    pub error: Option<&'a str>,
+    /// What the step's inputs were (see [`Ledger::last_good_fingerprint`]).
+    pub input_fingerprint: Option<&'a str>,
 }
 
 /// One row of the `runs` view.
@@ -354,8 +368,7 @@ impl Ledger {
         run_id: i64,
         status: RunStatus,
         finished_at: &str,
-        detail: Option<&str>,
-        error: Option<&str>,
+        outcome: &StepOutcome<'_>,
     ) -> Result<(), LedgerError> {
         assert_ne!(
             status,
@@ -365,13 +378,55 @@ impl Ledger {
         let updated = self
             .conn
             .execute(
-                "UPDATE step_runs SET status = ?2, finished_at = ?3, detail = ?4, error = ?5
+                "UPDATE step_runs
+                    SET status = ?2, finished_at = ?3, detail = ?4, error = ?5, input_fingerprint = ?6
                   WHERE run_id = ?1",
-                params![run_id, status.as_str(), finished_at, detail, error],
+                params![
+                    run_id,
+                    status.as_str(),
+                    finished_at,
+                    outcome.detail,
+                    outcome.error,
+                    outcome.input_fingerprint
+                ],
             )
             .map_err(|e| self.sql(e))?;
         assert_eq!(updated, 1, "run {run_id} must exist");
         Ok(())
+    }
+
+    /// The input fingerprint of the last run of `step` that succeeded or found nothing to do.
+    pub fn last_good_fingerprint(&self, step: &str) -> Result<Option<String>, LedgerError> {
+        self.conn
+            .query_row(
+                "SELECT input_fingerprint FROM step_runs
+                  WHERE step = ?1 AND status IN ('success', 'unchanged')
+                  ORDER BY run_id DESC LIMIT 1",
+                params![step],
+                |r| r.get(0),
+            )
+            .optional()
+            .map(Option::flatten)
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Data rows of every file `extractor` landed, by content address.
+    pub fn landed_rows(&self, extractor: &str) -> Result<Vec<(String, u64)>, LedgerError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT sha256, max(rows) FROM extraction_runs
+                  WHERE extractor = ?1 AND status = 'success' AND sha256 IS NOT NULL AND rows IS NOT NULL
+                  GROUP BY sha256",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map(params![extractor], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.sql(e))?;
+        Ok(rows)
     }
 
     /// The newest `limit` rows of the `runs` view, newest first by start time.
@@ -418,6 +473,24 @@ mod tests {
         drop(ledger);
         let again = Ledger::open(&dir.path().join("sub/state.sqlite")).unwrap();
         assert_eq!(again.schema_version().unwrap(), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_version_1_db_is_migrated_in_place_keeping_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.execute_batch("PRAGMA user_version = 1; INSERT INTO step_runs (step, status, started_at) VALUES ('transform', 'success', 't');").unwrap();
+        drop(conn);
+        let ledger = Ledger::open(&path).unwrap();
+        assert_eq!(ledger.schema_version().unwrap(), SCHEMA_VERSION);
+        assert_eq!(ledger.last_good_fingerprint("transform").unwrap(), None);
+        assert_eq!(
+            ledger.recent_runs(5).unwrap().len(),
+            1,
+            "rows survive the migration"
+        );
     }
 
     #[test]
@@ -499,25 +572,48 @@ mod tests {
     }
 
     #[test]
-    fn step_runs_share_the_runs_view() {
+    fn step_runs_share_the_runs_view_and_remember_fingerprints() {
         let (_dir, ledger) = open_temp();
         let id = ledger
             .begin_step("export-serving", "2026-11-02T00:00:00.000Z")
             .unwrap();
+        let failed = StepOutcome {
+            error: Some("boom"),
+            input_fingerprint: Some("f1"),
+            ..Default::default()
+        };
         ledger
-            .finish_step(
-                id,
-                RunStatus::Failed,
-                "2026-11-02T00:00:01.000Z",
-                None,
-                Some("boom"),
-            )
+            .finish_step(id, RunStatus::Failed, "2026-11-02T00:00:01.000Z", &failed)
             .unwrap();
+        assert_eq!(
+            ledger.last_good_fingerprint("export-serving").unwrap(),
+            None,
+            "failed runs do not count"
+        );
+        let ok = ledger
+            .begin_step("export-serving", "2026-11-02T00:00:02.000Z")
+            .unwrap();
+        let good = StepOutcome {
+            input_fingerprint: Some("f2"),
+            ..Default::default()
+        };
+        ledger
+            .finish_step(ok, RunStatus::Success, "2026-11-02T00:00:03.000Z", &good)
+            .unwrap();
+        assert_eq!(
+            ledger
+                .last_good_fingerprint("export-serving")
+                .unwrap()
+                .as_deref(),
+            Some("f2")
+        );
+        assert_eq!(ledger.last_good_fingerprint("transform").unwrap(), None);
+
         let x = ledger
             .begin_extraction("psd", "2026-11-03T00:00:00.000Z")
             .unwrap();
         let runs = ledger.recent_runs(10).unwrap();
-        assert_eq!(runs.len(), 2);
+        assert_eq!(runs.len(), 3);
         assert_eq!(
             (
                 runs[0].step.as_str(),
@@ -526,11 +622,38 @@ mod tests {
             ),
             ("extract-psd", x, "running")
         );
-        assert_eq!(runs[1].step, "export-serving");
-        assert_eq!(runs[1].error.as_deref(), Some("boom"));
+        assert_eq!(runs[2].step, "export-serving");
+        assert_eq!(runs[2].error.as_deref(), Some("boom"));
         assert_eq!(
             ledger.interrupt_stale_steps("export-serving", "t").unwrap(),
             0
+        );
+    }
+
+    #[test]
+    fn landed_rows_come_from_successful_extractions() {
+        let (_dir, ledger) = open_temp();
+        let a = ledger.begin_extraction("psd", "t1").unwrap();
+        let outcome = ExtractionOutcome {
+            sha256: Some("aa".into()),
+            rows: Some(7),
+            ..Default::default()
+        };
+        ledger
+            .finish_extraction(a, RunStatus::Success, "t2", &outcome)
+            .unwrap();
+        let b = ledger.begin_extraction("psd", "t3").unwrap();
+        let dup = ExtractionOutcome {
+            sha256: Some("aa".into()),
+            rows: Some(7),
+            ..Default::default()
+        };
+        ledger
+            .finish_extraction(b, RunStatus::Unchanged, "t4", &dup)
+            .unwrap();
+        assert_eq!(
+            ledger.landed_rows("psd").unwrap(),
+            vec![("aa".to_owned(), 7)]
         );
     }
 }

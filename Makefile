@@ -6,11 +6,18 @@
 SHELL := /bin/sh
 CARGO ?= cargo
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/materia/target
+# Every cargo command selects --workspace: the features of build-script dependencies are unified
+# over the selected packages, and a different selection (say `-p lakehouse`) changes the hash of
+# libduckdb-sys's build script, which recompiles the bundled DuckDB (about 25 minutes).
 CARGO_FLAGS := --release --locked
 BIN_DIR := $(CARGO_TARGET_DIR)/release
-BINARIES := extract-psd psd-gen
+BINARIES := extract-psd psd-gen transform
+# The SQLMesh virtualenv: pinned SQLMesh and the duckdb package of the same DuckDB release as
+# the Rust crate (transform/requirements.txt, frozen from transform/requirements.in).
+VENV ?= .venv
+SQLMESH := $(VENV)/bin/sqlmesh
 
-.PHONY: all deps deps-bench build test test-rust lint demo bench release clean-data help
+.PHONY: all deps deps-bench build venv test test-rust test-transform lint demo bench release clean-data help
 
 all: build
 
@@ -30,21 +37,33 @@ deps-bench:
 build:
 	$(CARGO) build $(CARGO_FLAGS) --workspace --bins
 
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: transform/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r transform/requirements.txt
+	touch $@
+
 lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy $(CARGO_FLAGS) --workspace --all-targets -- -D warnings
 	shellcheck -s sh scripts/*.sh .ci/run
 
-test-rust: build
-	$(CARGO) test $(CARGO_FLAGS) --workspace
+test-rust: build venv
+	MATERIA_VENV="$(abspath $(VENV))" $(CARGO) test $(CARGO_FLAGS) --workspace
 
-test: lint test-rust
+# SQLMesh unit tests of every model (fixture paths are relative to transform/).
+test-transform: venv
+	cd transform && LANDING_DIR=/nonexistent "$(abspath $(SQLMESH))" test
 
-demo: build
-	BIN_DIR="$(BIN_DIR)" sh scripts/demo.sh
+test: lint test-transform test-rust
 
-bench: deps-bench build
+demo: build venv
+	BIN_DIR="$(BIN_DIR)" VENV="$(abspath $(VENV))" sh scripts/demo.sh
+
+bench: deps-bench build venv
 	BIN_DIR="$(BIN_DIR)" sh scripts/bench-extract.sh
+	BIN_DIR="$(BIN_DIR)" VENV="$(abspath $(VENV))" sh scripts/bench-transform.sh
 
 release: build
 	mkdir -p bin

@@ -1,13 +1,17 @@
 #!/bin/sh
 # The demo: a generated PSD bulk zip served on loopback, extracted twice (new, then unchanged
-# via a conditional request), and the run ledger as operators query it.
+# via a conditional request), the run ledger as operators query it, then the transform into
+# the lakehouse and a few rows of serving.global_balance.
 # Runs from the repository root with the development defaults (data/...).
 set -eu
 
 bin=${BIN_DIR:?BIN_DIR must name the directory of the built binaries}
+venv=${VENV:?VENV must name the SQLMesh virtualenv}
 rows=${DEMO_ROWS:-2100000}
 export LANDING_DIR="${LANDING_DIR:-data/landing}"
 export STATE_DB="${STATE_DB:-$LANDING_DIR/.state.sqlite}"
+export DUCKDB_PATH="${DUCKDB_PATH:-data/lakehouse.duckdb}"
+export MATERIA_SQLMESH="${MATERIA_SQLMESH:-$venv/bin/sqlmesh}"
 
 mkdir -p data/upstream
 zip=data/upstream/psd_alldata_csv.zip
@@ -38,3 +42,19 @@ for extractor, status, finished in rows:
 PY
 echo "== landing files"
 find "$LANDING_DIR/psd" -type f | sort
+
+echo "== transform (SQLMesh: raw -> staging -> cleaned -> serving)"
+"$bin/transform" --json
+echo "== serving.global_balance: green coffee, latest market years"
+"$venv/bin/python" - "$DUCKDB_PATH" <<'PY'
+import duckdb, sys
+db = duckdb.connect(sys.argv[1], read_only=True)
+db.sql("""
+    SELECT commodity, market_year, unit, production, exports, ending_stocks,
+           round(stocks_to_use, 3) AS stocks_to_use, country_count
+    FROM serving.global_balance
+    WHERE commodity_code = '0711100'
+    ORDER BY market_year DESC
+    LIMIT 5
+""").show()
+PY

@@ -26,3 +26,11 @@ pub const PSD_MAX_CSV_BYTES: &str = "PSD_MAX_CSV_BYTES";
 pub const PSD_TIMEOUT_SECS: &str = "PSD_TIMEOUT_SECS";
 /// How many times a failed attempt is retried (connection errors, 429, 5xx). Default 4.
 pub const PSD_RETRIES: &str = "PSD_RETRIES";
+
+/// The SQLMesh project directory of the transform. Default `transform` (relative to the working
+/// directory); production `/opt/materia/current/transform`.
+pub const MATERIA_TRANSFORM_DIR: &str = "MATERIA_TRANSFORM_DIR";
+/// The `sqlmesh` executable of the project's virtualenv. Default `.venv/bin/sqlmesh`.
+pub const MATERIA_SQLMESH: &str = "MATERIA_SQLMESH";
+/// Bound on each SQLMesh command the transform runs, in seconds. Default 3600.
+pub const TRANSFORM_TIMEOUT_SECS: &str = "TRANSFORM_TIMEOUT_SECS";

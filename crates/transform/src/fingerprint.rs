@@ -1,0 +1,105 @@
+//! What the transform's output depends on, as one hash: the landing manifest, the project's
+//! files and where the lakehouse is. Equal fingerprints mean SQLMesh would find nothing to do.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use landing_store::LandingFile;
+use sha2::{Digest, Sha256};
+
+/// Project entries that do not change what the transform builds.
+const IGNORED: [&str; 5] = ["tests", ".cache", "logs", "__pycache__", ".venv"];
+/// Bound on the project files hashed: a project directory pointed at the wrong place (a home
+/// directory) fails instead of hashing the disk.
+const PROJECT_FILES_MAX: usize = 2_000;
+
+pub fn fingerprint(
+    landing: &[LandingFile],
+    project: &Path,
+    lakehouse: &Path,
+) -> anyhow::Result<String> {
+    let mut h = Sha256::new();
+    h.update(b"materia-transform-fingerprint-v1\n");
+    for f in landing {
+        h.update(format!("landing {}\n", f.relative.display()).as_bytes());
+    }
+    let mut files = Vec::new();
+    collect(project, project, &mut files)?;
+    files.sort();
+    for rel in &files {
+        let bytes = fs::read(project.join(rel))
+            .with_context(|| format!("cannot read {}", project.join(rel).display()))?;
+        h.update(
+            format!(
+                "project {} {}\n",
+                rel.display(),
+                hex(&Sha256::digest(&bytes))
+            )
+            .as_bytes(),
+        );
+    }
+    h.update(format!("lakehouse {}\n", lakehouse.display()).as_bytes());
+    Ok(hex(&h.finalize()))
+}
+
+fn collect(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    let entries = fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
+        let name = entry.file_name();
+        if IGNORED.iter().any(|i| name == *i) {
+            continue;
+        }
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            collect(root, &path, out)?;
+        } else {
+            out.push(path.strip_prefix(root).expect("under root").to_path_buf());
+            anyhow::ensure!(
+                out.len() <= PROJECT_FILES_MAX,
+                "more than {PROJECT_FILES_MAX} files under {}",
+                root.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_with_landing_files_and_model_files_but_not_tests() {
+        let dir = tempfile::tempdir().unwrap();
+        let project = dir.path().join("p");
+        fs::create_dir_all(project.join("models")).unwrap();
+        fs::create_dir_all(project.join("tests")).unwrap();
+        fs::write(project.join("models/a.sql"), "SELECT 1").unwrap();
+        let lake = Path::new("/x/lake.duckdb");
+        let file = |c: char| LandingFile {
+            address: landing_store::ContentAddress::parse(&c.to_string().repeat(64)).unwrap(),
+            relative: PathBuf::from(format!("psd/2026/11/{}.csv.gzip", c.to_string().repeat(64))),
+            path: PathBuf::new(),
+        };
+        let base = fingerprint(&[file('a')], &project, lake).unwrap();
+        assert_eq!(base, fingerprint(&[file('a')], &project, lake).unwrap());
+        assert_ne!(
+            base,
+            fingerprint(&[file('a'), file('b')], &project, lake).unwrap()
+        );
+        fs::write(project.join("tests/t.yaml"), "x").unwrap();
+        assert_eq!(
+            base,
+            fingerprint(&[file('a')], &project, lake).unwrap(),
+            "tests do not count"
+        );
+        fs::write(project.join("models/a.sql"), "SELECT 2").unwrap();
+        assert_ne!(base, fingerprint(&[file('a')], &project, lake).unwrap());
+    }
+}

@@ -1,0 +1,48 @@
+//! `transform`: builds the lakehouse from every landing file by running the SQLMesh project.
+
+mod fingerprint;
+mod sqlmesh;
+mod step;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use step_runtime::{CommonArgs, env_vars};
+
+/// Build lakehouse.duckdb from every landing file with SQLMesh (raw -> staging -> cleaned -> serving)
+///
+/// Runs `sqlmesh plan --auto-apply` when a landing file or a project file changed since the last
+/// successful run, and nothing otherwise; then checks every landing file's rows against the
+/// ledger. Exit codes: 0 transformed or unchanged; 1 failed; 2 usage; 75 locked.
+#[derive(Debug, Parser)]
+#[command(version)]
+pub struct Args {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// The SQLMesh project directory
+    #[arg(long, env = env_vars::MATERIA_TRANSFORM_DIR, value_name = "DIR", default_value = "transform")]
+    pub project: PathBuf,
+
+    /// The sqlmesh executable of the project's virtualenv
+    #[arg(long, env = env_vars::MATERIA_SQLMESH, value_name = "PATH", default_value = ".venv/bin/sqlmesh")]
+    pub sqlmesh: PathBuf,
+
+    /// Bound on each SQLMesh command, in seconds
+    #[arg(long, env = env_vars::TRANSFORM_TIMEOUT_SECS, value_name = "SECS", default_value_t = 3600,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub timeout_secs: u64,
+
+    /// Run SQLMesh even when no landing file and no project file changed
+    #[arg(long)]
+    pub force: bool,
+}
+
+fn main() -> ExitCode {
+    let args: Args = match step_runtime::parse_args() {
+        Ok(args) => args,
+        Err(code) => return code,
+    };
+    step_runtime::run_step(step::STEP, &args.common, |ctx| step::run(ctx, &args))
+}

@@ -1,0 +1,182 @@
+//! Running SQLMesh as a child process: a chosen environment (nothing inherited by accident), a
+//! time bound, its output forwarded to our stderr line by line, and its last lines kept for
+//! the error message.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow};
+
+/// Lines of SQLMesh output kept for an error message.
+const TAIL_LINES_MAX: usize = 25;
+/// How often the child is polled for exit.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Paths SQLMesh is run with; all absolute.
+pub struct Invocation<'a> {
+    pub sqlmesh: &'a Path,
+    pub project: &'a Path,
+    pub landing_dir: &'a Path,
+    pub state_db: &'a Path,
+    pub lakehouse: &'a Path,
+    /// SQLMesh's cache and log files, kept out of the (possibly read-only) project directory.
+    pub work_dir: &'a Path,
+    pub timeout: Duration,
+}
+
+/// How a SQLMesh command failed.
+#[derive(Debug)]
+pub enum Failure {
+    /// Another process holds the lakehouse's write lock.
+    Locked(anyhow::Error),
+    Other(anyhow::Error),
+}
+
+impl Invocation<'_> {
+    fn environment(&self) -> Vec<(&'static str, OsString)> {
+        let venv_bin = self
+            .sqlmesh
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let mut path = OsString::from(venv_bin.as_os_str());
+        path.push(":/usr/local/bin:/usr/bin:/bin");
+        let mut env = vec![
+            ("PATH", path),
+            ("LANG", "C.UTF-8".into()),
+            ("LC_ALL", "C.UTF-8".into()),
+            ("TZ", "UTC".into()),
+            ("TERM", "dumb".into()),
+            ("NO_COLOR", "1".into()),
+            ("COLUMNS", "120".into()),
+            ("PYTHONDONTWRITEBYTECODE", "1".into()),
+            ("PYTHONUNBUFFERED", "1".into()),
+            ("LANDING_DIR", self.landing_dir.into()),
+            ("STATE_DB", self.state_db.into()),
+            ("DUCKDB_PATH", self.lakehouse.into()),
+            (
+                "MATERIA_SQLMESH_CACHE_DIR",
+                self.work_dir.join("cache").into(),
+            ),
+        ];
+        // Python wants a home; the service user's, or the work directory.
+        env.push((
+            "HOME",
+            std::env::var_os("HOME").unwrap_or_else(|| self.work_dir.into()),
+        ));
+        env
+    }
+
+    /// Runs `sqlmesh <args>` in the project directory.
+    pub fn run(&self, args: &[&str]) -> Result<(), Failure> {
+        std::fs::create_dir_all(self.work_dir.join("logs"))
+            .with_context(|| format!("cannot create {}", self.work_dir.display()))
+            .map_err(Failure::Other)?;
+        let log_dir: PathBuf = self.work_dir.join("logs");
+        let mut cmd = Command::new(self.sqlmesh);
+        cmd.arg("--log-file-dir")
+            .arg(&log_dir)
+            .args(args)
+            .current_dir(self.project)
+            .env_clear()
+            .envs(self.environment())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let shown = format!("sqlmesh {}", args.join(" "));
+        log::info!("running {shown}");
+        let start = Instant::now();
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {}", self.sqlmesh.display()))
+            .map_err(Failure::Other)?;
+        let tail = Arc::new(Mutex::new(VecDeque::with_capacity(TAIL_LINES_MAX)));
+        let readers: Vec<_> = [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|stream| {
+            let tail = Arc::clone(&tail);
+            thread::spawn(move || forward(stream, &tail))
+        })
+        .collect();
+
+        let status: Option<ExitStatus> = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break Some(status),
+                Ok(None) if start.elapsed() >= self.timeout => {
+                    // SQLMesh runs DuckDB in its own process: killing it stops the work, and the
+                    // lakehouse's WAL makes the interrupted write roll back on the next open.
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break None;
+                }
+                Ok(None) => thread::sleep(POLL_INTERVAL),
+                Err(e) => {
+                    return Err(Failure::Other(
+                        anyhow!(e).context("cannot wait for sqlmesh"),
+                    ));
+                }
+            }
+        };
+        for r in readers {
+            let _ = r.join();
+        }
+        let tail: Vec<String> = tail
+            .lock()
+            .map(|t| t.iter().cloned().collect())
+            .unwrap_or_default();
+        let output = tail.join("\n");
+        match status {
+            None => Err(Failure::Other(anyhow!(
+                "{shown} did not finish within {}s (--timeout-secs) and was killed; last output:\n{output}",
+                self.timeout.as_secs()
+            ))),
+            Some(s) if s.success() => {
+                log::info!("{shown} finished in {:.1}s", start.elapsed().as_secs_f64());
+                Ok(())
+            }
+            Some(s) => {
+                let error = anyhow!("{shown} failed ({s}); last output:\n{output}");
+                if output.contains("Could not set lock") || output.contains("Conflicting lock") {
+                    Err(Failure::Locked(
+                        error.context("the lakehouse is locked by another process"),
+                    ))
+                } else {
+                    Err(Failure::Other(error))
+                }
+            }
+        }
+    }
+}
+
+fn forward(stream: Box<dyn Read + Send>, tail: &Mutex<VecDeque<String>>) {
+    for line in BufReader::new(stream).lines() {
+        let Ok(line) = line else { break };
+        let line = line.trim_end();
+        if line.trim().is_empty() {
+            continue;
+        }
+        log::info!("sqlmesh: {line}");
+        if let Ok(mut t) = tail.lock() {
+            if t.len() == TAIL_LINES_MAX {
+                t.pop_front();
+            }
+            t.push_back(line.to_owned());
+        }
+    }
+}

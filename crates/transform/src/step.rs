@@ -1,0 +1,305 @@
+//! One run of the transform: decide whether SQLMesh has work, run it, check what it built.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, anyhow};
+use lakehouse::duckdb::Connection;
+use landing_store::{LandingStore, PSD};
+use run_ledger::{Ledger, RunStatus, StepOutcome};
+use serde::Serialize;
+use step_runtime::{FailureClass, Metric, Report, ResultExt, StepContext, StepError, iso8601};
+
+use crate::Args;
+use crate::fingerprint::fingerprint;
+use crate::sqlmesh::{Failure, Invocation};
+
+/// The step's name in the ledger, locks and metrics.
+pub const STEP: &str = "transform";
+/// The extractor whose landing files the transform reads.
+const EXTRACTOR: &str = "psd";
+/// The serving tables the web app reads; each must exist and have rows after a build.
+const SERVING_TABLES: [&str; 3] = ["commodity_balance", "global_balance", "estimate_revisions"];
+/// Same predicate as the `balance_identity` audit (transform/audits/balance_identity.sql).
+const IDENTITY_VIOLATIONS_SQL: &str = "SELECT count(*) FROM serving.commodity_balance
+    WHERE total_supply IS NOT NULL AND beginning_stocks IS NOT NULL AND production IS NOT NULL
+      AND abs(total_supply - (beginning_stocks + production + coalesce(imports, 0))) > 0.5";
+
+#[derive(Debug, Default, Serialize)]
+pub struct TransformReport {
+    /// `transformed`, `unchanged` (nothing new since the last success) or `failed`.
+    pub status: &'static str,
+    pub landing_files: Option<usize>,
+    /// Rows per serving table after the run.
+    pub tables: Option<BTreeMap<String, u64>>,
+    /// Rows of `serving.commodity_balance` where supply != stocks + production + imports.
+    pub balance_identity_violations: Option<u64>,
+    pub fingerprint: Option<String>,
+    pub error: Option<String>,
+}
+
+impl Report for TransformReport {
+    fn failed(error: String) -> Self {
+        TransformReport {
+            status: "failed",
+            error: Some(error),
+            ..Default::default()
+        }
+    }
+
+    fn metrics(&self) -> Vec<Metric> {
+        let mut out = Vec::new();
+        if let Some(n) = self.landing_files {
+            out.push(Metric::new(
+                "landing_files",
+                "Landing files the lakehouse was built from",
+                n as f64,
+            ));
+        }
+        if let Some(n) = self.balance_identity_violations {
+            out.push(Metric::new(
+                "balance_identity_violations",
+                "Balance rows where total supply differs from stocks + production + imports",
+                n as f64,
+            ));
+        }
+        out
+    }
+}
+
+pub fn run(ctx: &StepContext, args: &Args) -> Result<TransformReport, StepError> {
+    let ledger = Ledger::open(&ctx.config.state_db)?;
+    let interrupted = ledger.interrupt_stale_steps(STEP, &iso8601(SystemTime::now()))?;
+    if interrupted > 0 {
+        log::warn!("marked {interrupted} earlier run(s) left 'running' as failed (interrupted)");
+    }
+    let run_id = ledger.begin_step(STEP, &ctx.started_at())?;
+    let result = transform(ctx, args, &ledger);
+    let finished_at = iso8601(SystemTime::now());
+    let recorded = match &result {
+        Ok(report) => {
+            let status = if report.status == "unchanged" {
+                RunStatus::Unchanged
+            } else {
+                RunStatus::Success
+            };
+            let detail = describe(report);
+            let outcome = StepOutcome {
+                detail: Some(&detail),
+                input_fingerprint: report.fingerprint.as_deref(),
+                error: None,
+            };
+            ledger.finish_step(run_id, status, &finished_at, &outcome)
+        }
+        Err(e) => {
+            let message = e.message();
+            ledger.finish_step(
+                run_id,
+                RunStatus::Failed,
+                &finished_at,
+                &StepOutcome {
+                    error: Some(&message),
+                    ..Default::default()
+                },
+            )
+        }
+    };
+    match (result, recorded) {
+        (Ok(report), Ok(())) => Ok(report),
+        (Ok(_), Err(e)) => Err(anyhow::Error::new(e)
+            .context("the run succeeded but could not be recorded")
+            .into()),
+        (Err(e), Ok(())) => Err(e),
+        (Err(e), Err(record)) => {
+            log::error!("cannot record the failed run: {record}");
+            Err(e)
+        }
+    }
+}
+
+fn describe(report: &TransformReport) -> String {
+    let files = report.landing_files.unwrap_or(0);
+    match report.status {
+        "unchanged" => format!(
+            "nothing new: {files} landing files and the project unchanged since the last success"
+        ),
+        _ => {
+            let tables = report
+                .tables
+                .as_ref()
+                .map(|t| {
+                    t.iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_default();
+            format!(
+                "built from {files} landing files; {tables}; balance identity violations {}",
+                report.balance_identity_violations.unwrap_or(0)
+            )
+        }
+    }
+}
+
+fn absolute(path: &Path) -> Result<PathBuf, StepError> {
+    std::path::absolute(path)
+        .with_context(|| format!("cannot resolve {}", path.display()))
+        .or_usage()
+}
+
+fn transform(
+    ctx: &StepContext,
+    args: &Args,
+    ledger: &Ledger,
+) -> Result<TransformReport, StepError> {
+    let project = absolute(&args.project)?;
+    if !project.join("config.py").is_file() {
+        return Err(StepError::usage(anyhow!(
+            "{} is not the SQLMesh project (no config.py); set --project",
+            project.display()
+        )));
+    }
+    let sqlmesh = absolute(&args.sqlmesh)?;
+    if !sqlmesh.is_file() {
+        return Err(StepError::usage(anyhow!(
+            "sqlmesh not found at {}; set --sqlmesh or create the virtualenv (make venv)",
+            sqlmesh.display()
+        )));
+    }
+    let landing_dir = absolute(&ctx.config.landing_dir)?;
+    let state_db = absolute(&ctx.config.state_db)?;
+    let lakehouse = absolute(&ctx.config.lakehouse)?;
+
+    let store = LandingStore::open(&landing_dir)?;
+    let landing = store.list(PSD)?;
+    if landing.is_empty() {
+        return Err(anyhow!(
+            "no landing files under {}; run extract-psd first",
+            landing_dir.join(PSD).display()
+        )
+        .into());
+    }
+    let fingerprint = fingerprint(&landing, &project, &lakehouse)?;
+    let previous = ledger.last_good_fingerprint(STEP)?;
+    if !args.force && lakehouse.is_file() && previous.as_deref() == Some(fingerprint.as_str()) {
+        log::info!(
+            "nothing new: {} landing files and the project are as at the last success",
+            landing.len()
+        );
+        return Ok(TransformReport {
+            status: "unchanged",
+            landing_files: Some(landing.len()),
+            fingerprint: Some(fingerprint),
+            ..Default::default()
+        });
+    }
+
+    let work_dir = lakehouse
+        .parent()
+        .map_or_else(|| PathBuf::from(".sqlmesh"), |p| p.join(".sqlmesh"));
+    let invocation = Invocation {
+        sqlmesh: &sqlmesh,
+        project: &project,
+        landing_dir: &landing_dir,
+        state_db: &state_db,
+        lakehouse: &lakehouse,
+        work_dir: &work_dir,
+        timeout: Duration::from_secs(args.timeout_secs),
+    };
+    // Unit tests run in CI and `make test`; the linter has nothing to say at run time.
+    invocation
+        .run(&[
+            "plan",
+            "--auto-apply",
+            "--no-prompts",
+            "--skip-tests",
+            "--skip-linter",
+        ])
+        .map_err(|f| match f {
+            Failure::Locked(e) => StepError::new(FailureClass::Busy, e),
+            Failure::Other(e) => StepError::from(e),
+        })?;
+    // Drops physical tables of versions no environment uses any more (a copy per landing
+    // file otherwise). Best effort: a failure here loses nothing.
+    if let Err(Failure::Locked(e) | Failure::Other(e)) = invocation.run(&["janitor"]) {
+        log::warn!("sqlmesh janitor failed; superseded tables stay until the next run: {e:#}");
+    }
+
+    let (tables, violations) = verify(&lakehouse, ledger, &landing)?;
+    if violations > 0 {
+        log::warn!(
+            "{violations} balance rows break total_supply = beginning_stocks + production + imports"
+        );
+    }
+    Ok(TransformReport {
+        status: "transformed",
+        landing_files: Some(landing.len()),
+        tables: Some(tables),
+        balance_identity_violations: Some(violations),
+        fingerprint: Some(fingerprint),
+        error: None,
+    })
+}
+
+fn count(conn: &Connection, sql: &str) -> anyhow::Result<u64> {
+    let n: i64 = conn
+        .query_row(sql, [], |r| r.get(0))
+        .with_context(|| format!("lakehouse query failed: {sql}"))?;
+    Ok(n as u64)
+}
+
+/// Checks what SQLMesh built: every landing file's rows are all there (as the ledger recorded
+/// them when they landed), every serving table has rows. Returns serving row counts and the
+/// number of balance identity violations.
+fn verify(
+    lakehouse: &Path,
+    ledger: &Ledger,
+    landing: &[landing_store::LandingFile],
+) -> Result<(BTreeMap<String, u64>, u64), StepError> {
+    let conn =
+        lakehouse::open_read_only(lakehouse, Duration::from_secs(30)).map_err(|e| match e {
+            lakehouse::OpenError::Locked { .. } => StepError::new(FailureClass::Busy, e),
+            other => StepError::from(other),
+        })?;
+    let mut built: BTreeMap<String, u64> = BTreeMap::new();
+    let mut stmt = conn
+        .prepare("SELECT landing_sha256, count(*) FROM cleaned.psd_values GROUP BY landing_sha256")
+        .context("cannot read cleaned.psd_values")?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+        .context("cannot read cleaned.psd_values")?;
+    built.extend(rows.into_iter().map(|(sha, n)| (sha, n as u64)));
+    let landed: BTreeMap<String, u64> = ledger.landed_rows(EXTRACTOR)?.into_iter().collect();
+    for file in landing {
+        let sha = file.address.as_str();
+        let have = built.get(sha).copied().unwrap_or(0);
+        if let Some(&want) = landed.get(sha)
+            && have != want
+        {
+            return Err(anyhow!(
+                "the lakehouse holds {have} rows of landing file {} but it landed with {want} rows",
+                file.relative.display()
+            )
+            .into());
+        }
+        if have == 0 {
+            return Err(anyhow!(
+                "the lakehouse holds no rows of landing file {}",
+                file.relative.display()
+            )
+            .into());
+        }
+    }
+    let mut tables = BTreeMap::new();
+    for table in SERVING_TABLES {
+        tables.insert(
+            table.to_owned(),
+            count(&conn, &format!("SELECT count(*) FROM serving.{table}"))?,
+        );
+    }
+    let violations = count(&conn, IDENTITY_VIOLATIONS_SQL)?;
+    Ok((tables, violations))
+}

@@ -1,0 +1,423 @@
+//! End to end: generator data through the real `extract-psd` and `transform` binaries, then
+//! the serving tables checked against values computed here, independently, from the CSV the
+//! generator wrote. Needs the project's virtualenv (`make venv`; `MATERIA_VENV` names it).
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use lakehouse::duckdb::Connection;
+
+const ROWS: u64 = 8_000;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn venv() -> PathBuf {
+    let venv =
+        std::env::var_os("MATERIA_VENV").map_or_else(|| repo_root().join(".venv"), PathBuf::from);
+    assert!(
+        venv.join("bin/sqlmesh").is_file(),
+        "no SQLMesh virtualenv at {}: run `make venv`",
+        venv.display()
+    );
+    venv
+}
+
+/// A binary of this workspace built beside this test's own (`make test` builds them all).
+fn sibling_binary(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_transform")).with_file_name(name);
+    assert!(
+        path.is_file(),
+        "{} is not built: run `cargo build --release --workspace --bins`",
+        path.display()
+    );
+    path
+}
+
+struct Site {
+    dir: tempfile::TempDir,
+}
+
+impl Site {
+    fn new() -> Site {
+        Site {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    fn command(&self, program: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.env_clear()
+            .env("HOME", self.dir.path())
+            .env("LANDING_DIR", self.path("landing"))
+            .env("DUCKDB_PATH", self.path("lakehouse.duckdb"))
+            .env("METRICS_DIR", self.path("metrics"))
+            .env("MATERIA_TRANSFORM_DIR", repo_root().join("transform"))
+            .env("MATERIA_SQLMESH", venv().join("bin/sqlmesh"))
+            .args(args);
+        cmd
+    }
+
+    fn run(&self, program: &Path, args: &[&str]) -> (Output, serde_json::Value) {
+        let out = self.command(program, args).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let json = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+            panic!(
+                "one JSON object expected ({e}): {stdout:?}\nstderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (out, json)
+    }
+
+    fn extract(&self, snapshot: u32) -> serde_json::Value {
+        let zip = self.path(&format!("s{snapshot}.zip"));
+        let mut f = std::fs::File::create(&zip).unwrap();
+        psd_gen::write_zip(
+            &psd_gen::Spec {
+                rows: ROWS,
+                seed: 5,
+                snapshot,
+            },
+            &mut f,
+            1,
+        )
+        .unwrap();
+        let (out, json) = self.run(
+            &sibling_binary("extract-psd"),
+            &["--json", "--url", zip.to_str().unwrap()],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        json
+    }
+
+    fn transform(&self, extra: &[&str]) -> (Output, serde_json::Value) {
+        let mut args = vec!["--json"];
+        args.extend_from_slice(extra);
+        self.run(Path::new(env!("CARGO_BIN_EXE_transform")), &args)
+    }
+
+    fn lakehouse(&self) -> Connection {
+        lakehouse::open_read_only(&self.path("lakehouse.duckdb"), std::time::Duration::ZERO)
+            .unwrap()
+    }
+}
+
+/// Splits a CSV line, honouring quotes.
+fn fields(line: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(ch) = chars.next() {
+        match (ch, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                chars.next();
+                out.last_mut().unwrap().push('"');
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => out.push(String::new()),
+            (c, _) => out.last_mut().unwrap().push(c),
+        }
+    }
+    out
+}
+
+type Key = (String, String, i32, String); // commodity, country, market year, attribute
+/// One value of a key in one snapshot: (calendar year, month, snapshot order, value).
+type Observation = (i32, i32, usize, Option<f64>);
+
+/// Per key: (calendar year, month, snapshot order, value), from every snapshot's CSV.
+fn observations(snapshots: &[u32]) -> BTreeMap<Key, Vec<Observation>> {
+    let mut out: BTreeMap<Key, Vec<_>> = BTreeMap::new();
+    for (seq, &snapshot) in snapshots.iter().enumerate() {
+        let mut csv = Vec::new();
+        psd_gen::write_csv(
+            &psd_gen::Spec {
+                rows: ROWS,
+                seed: 5,
+                snapshot,
+            },
+            &mut csv,
+        )
+        .unwrap();
+        let text = String::from_utf8(csv).unwrap();
+        for line in text.lines().skip(1) {
+            let f = fields(line);
+            let key = (
+                f[0].clone(),
+                f[2].clone(),
+                f[4].parse().unwrap(),
+                f[7].clone(),
+            );
+            let obs = (
+                f[5].parse().unwrap(),
+                f[6].parse().unwrap(),
+                seq,
+                f[11].parse().ok(),
+            );
+            out.entry(key).or_default().push(obs);
+        }
+    }
+    out
+}
+
+fn close(a: Option<f64>, b: Option<f64>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(x), Some(y)) => (x - y).abs() <= 1e-9 * x.abs().max(1.0),
+        _ => false,
+    }
+}
+
+#[test]
+fn extracted_snapshots_reach_serving_with_independently_computed_values() {
+    let site = Site::new();
+    let first = site.extract(0);
+    assert_eq!(first["status"], "new");
+
+    let (out, json) = site.transform(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json["status"], "transformed");
+    assert_eq!(json["landing_files"], 1);
+
+    // Nothing new: SQLMesh is not even started.
+    let (out, json) = site.transform(&[]);
+    assert!(out.status.success());
+    assert_eq!(json["status"], "unchanged");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("running sqlmesh"));
+
+    // A new release lands and is reflected by the very next transform.
+    assert_eq!(site.extract(2)["status"], "new");
+    let (out, json) = site.transform(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        (json["status"].as_str(), json["landing_files"].as_u64()),
+        (Some("transformed"), Some(2))
+    );
+    assert_eq!(json["balance_identity_violations"], 0);
+
+    let obs = observations(&[0, 2]);
+    let conn = site.lakehouse();
+
+    // Latest value per key: greatest (calendar year, month), ties to the newest file.
+    let latest: BTreeMap<&Key, Option<f64>> = obs
+        .iter()
+        .map(|(k, v)| {
+            (
+                k,
+                v.iter().max_by_key(|(y, m, s, _)| (*y, *m, *s)).unwrap().3,
+            )
+        })
+        .collect();
+    let mut stmt = conn
+        .prepare("SELECT commodity_code, country_code, market_year, beginning_stocks, production, imports, total_supply, exports, domestic_consumption, ending_stocks, total_distribution, stocks_to_use FROM serving.commodity_balance")
+        .unwrap();
+    let rows: Vec<(String, String, i32, [Option<f64>; 9])> = stmt
+        .query_map([], |r| {
+            let mut m = [None; 9];
+            for (i, v) in m.iter_mut().enumerate() {
+                *v = r.get(3 + i)?;
+            }
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, m))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let balance_keys: std::collections::BTreeSet<(String, String, i32)> = latest
+        .keys()
+        .filter(|k| {
+            ["020", "028", "057", "086", "088", "125", "176", "178"].contains(&k.3.as_str())
+        })
+        .map(|k| (k.0.clone(), k.1.clone(), k.2))
+        .collect();
+    assert_eq!(
+        rows.len(),
+        balance_keys.len(),
+        "one balance row per commodity, country and year"
+    );
+    let ids = ["020", "028", "057", "086", "088", "125", "176", "178"];
+    let mut checked_na = false;
+    for (c, k, y, m) in &rows {
+        for (i, id) in ids.iter().enumerate() {
+            let want = latest
+                .get(&(c.clone(), k.clone(), *y, (*id).to_owned()))
+                .copied()
+                .flatten();
+            assert!(
+                close(m[i], want),
+                "{c} {k} {y} {id}: lakehouse {:?}, expected {want:?}",
+                m[i]
+            );
+        }
+        let denominator = m[5].zip(m[4]).map(|(d, e)| d + e).filter(|d| *d != 0.0);
+        let want_ratio = m[6].zip(denominator).map(|(e, d)| e / d);
+        assert!(close(m[8], want_ratio), "stocks_to_use of {c} {k} {y}");
+        checked_na |= k == "NA";
+    }
+    assert!(
+        checked_na,
+        "Netherlands Antilles (NA) is a country, not NULL"
+    );
+
+    // Codes keep their leading zeros and labels stay exact.
+    let coffee: String = conn
+        .query_row("SELECT commodity FROM serving.commodity_balance WHERE commodity_code = '0711100' LIMIT 1", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(coffee, "Coffee, Green");
+    let label: i64 = conn
+        .query_row("SELECT count(*) FROM cleaned.psd_latest WHERE attribute = 'Rst,Ground Dom. Consum' AND attribute_id = '130'", [], |r| r.get(0))
+        .unwrap();
+    assert!(label > 0);
+
+    // Revisions: one row per key whose value changed between the two snapshots.
+    let revised: usize = obs
+        .values()
+        .filter(|v| v.len() == 2 && !close(v[0].3, v[1].3))
+        .count();
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM serving.estimate_revisions", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert!(revised > 0);
+    assert_eq!(n as usize, revised);
+    let month: String = conn
+        .query_row(
+            "SELECT DISTINCT revised_in FROM serving.estimate_revisions",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        month, "2026-03",
+        "stamped with the release that revised them"
+    );
+
+    // Global balance: sums over countries of the balance rows.
+    let (production, countries): (f64, i64) = conn
+        .query_row("SELECT production, country_count FROM serving.global_balance WHERE commodity_code = '0711100' AND market_year = 2026", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
+    let want: f64 = latest
+        .iter()
+        .filter(|(k, _)| k.0 == "0711100" && k.2 == 2026 && k.3 == "028")
+        .filter_map(|(_, v)| *v)
+        .sum();
+    assert!(close(Some(production), Some(want)));
+    assert!(countries >= 3);
+
+    // Provenance: every balance row names a landed file.
+    let unknown: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM serving.commodity_balance WHERE landing_sha256 NOT IN (?, ?)",
+            [first["sha256"].as_str().unwrap(), json_sha(&site)],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(unknown, 0);
+
+    // The ledger recorded every transform run.
+    let db = rusqlite::Connection::open(site.path("landing/.state.sqlite")).unwrap();
+    let statuses: Vec<String> = db
+        .prepare("SELECT status FROM step_runs WHERE step = 'transform' ORDER BY run_id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(statuses, ["success", "unchanged", "success"]);
+    assert!(
+        std::fs::read_to_string(site.path("metrics/materia_transform.prom"))
+            .unwrap()
+            .contains("materia_transform_landing_files 2\n")
+    );
+}
+
+fn json_sha(site: &Site) -> &'static str {
+    let db = rusqlite::Connection::open(site.path("landing/.state.sqlite")).unwrap();
+    let sha: String = db.query_row("SELECT sha256 FROM extraction_runs WHERE status = 'success' ORDER BY run_id DESC LIMIT 1", [], |r| r.get(0)).unwrap();
+    Box::leak(sha.into_boxed_str())
+}
+
+#[test]
+fn no_landing_files_fails_clearly_and_bad_configuration_exits_2() {
+    let site = Site::new();
+    let (out, json) = site.transform(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        json["error"].as_str().unwrap().contains("no landing files"),
+        "{json}"
+    );
+
+    let (out, json) = site.transform(&["--sqlmesh", "/nonexistent/sqlmesh"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        json["error"]
+            .as_str()
+            .unwrap()
+            .contains("sqlmesh not found at /nonexistent/sqlmesh")
+    );
+    let (out, _) = site.transform(&["--project", "/tmp"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_locked_lakehouse_exits_75_and_a_later_run_succeeds() {
+    let site = Site::new();
+    site.extract(0);
+    // Another process holds the lakehouse read-write (as a stray client would).
+    let holder = site.path("hold.py");
+    std::fs::write(&holder, "import duckdb, sys, time\nc = duckdb.connect(sys.argv[1])\nprint('held', flush=True)\ntime.sleep(60)\n").unwrap();
+    let mut child = Command::new(venv().join("bin/python"))
+        .arg(&holder)
+        .arg(site.path("lakehouse.duckdb"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "held");
+    let (out, json) = site.transform(&[]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(75),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(json["error"].as_str().unwrap().contains("locked"), "{json}");
+    let (out, json) = site.transform(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json["status"], "transformed");
+}

@@ -1,0 +1,53 @@
+-- Every row of every landing file, as text, exactly as upstream wrote it.
+-- Explicit CSV options: nothing is sniffed, so codes keep their leading zeros ('0711100',
+-- '028'), 'NA' (Netherlands Antilles) stays a country code, an empty field is NULL. CRLF and
+-- LF line ends are both read; do not set new_line: in SQL '\r\n' is four characters, and
+-- DuckDB 1.5 then silently reads zero rows.
+MODEL (
+  name raw.psd_rows,
+  kind VIEW,
+  description 'PSD bulk CSV rows of every landing file, untyped; landing_seq orders the files (1 = oldest)'
+);
+
+SELECT
+  Commodity_Code,
+  Commodity_Description,
+  Country_Code,
+  Country_Name,
+  Market_Year,
+  Calendar_Year,
+  Month,
+  Attribute_ID,
+  Attribute_Description,
+  Unit_ID,
+  Unit_Description,
+  Value,
+  list_position(@landing_file_list(), filename) AS landing_seq,
+  regexp_extract(filename, '([0-9a-f]{64})\.csv\.gzip$', 1) AS landing_sha256
+FROM read_csv(
+  @landing_file_list(),
+  header = TRUE,
+  auto_detect = FALSE,
+  delim = ',',
+  quote = '"',
+  escape = '"',
+  compression = 'gzip',
+  filename = TRUE,
+  strict_mode = TRUE,
+  null_padding = FALSE,
+  nullstr = '',
+  columns = {
+    'Commodity_Code': 'VARCHAR',
+    'Commodity_Description': 'VARCHAR',
+    'Country_Code': 'VARCHAR',
+    'Country_Name': 'VARCHAR',
+    'Market_Year': 'VARCHAR',
+    'Calendar_Year': 'VARCHAR',
+    'Month': 'VARCHAR',
+    'Attribute_ID': 'VARCHAR',
+    'Attribute_Description': 'VARCHAR',
+    'Unit_ID': 'VARCHAR',
+    'Unit_Description': 'VARCHAR',
+    'Value': 'VARCHAR'
+  }
+)

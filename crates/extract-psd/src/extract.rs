@@ -90,18 +90,7 @@ pub fn run(ctx: &StepContext, args: &Args) -> Result<ExtractReport, StepError> {
             },
         ),
     };
-    // The outcome of the work outranks a failure to record it, but neither goes unreported.
-    match (result, recorded) {
-        (Ok((_, _, report)), Ok(())) => Ok(report),
-        (Ok(_), Err(e)) => Err(anyhow::Error::new(e)
-            .context("the run succeeded but could not be recorded")
-            .into()),
-        (Err(e), Ok(())) => Err(e),
-        (Err(e), Err(record)) => {
-            log::error!("cannot record the failed run: {record}");
-            Err(e)
-        }
-    }
+    step_runtime::settle(result, recorded).map(|(_, _, report)| report)
 }
 
 /// UTC year and month of a point in time, for the landing path.

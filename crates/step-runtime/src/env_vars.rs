@@ -34,3 +34,10 @@ pub const MATERIA_TRANSFORM_DIR: &str = "MATERIA_TRANSFORM_DIR";
 pub const MATERIA_SQLMESH: &str = "MATERIA_SQLMESH";
 /// Bound on each SQLMesh command the transform runs, in seconds. Default 3600.
 pub const TRANSFORM_TIMEOUT_SECS: &str = "TRANSFORM_TIMEOUT_SECS";
+
+/// Schema of the lakehouse that export-serving publishes. Default `serving`.
+pub const SERVING_SCHEMA: &str = "SERVING_SCHEMA";
+/// Previous serving generations export-serving keeps for rollback. Default 1.
+pub const SERVING_KEEP: &str = "SERVING_KEEP";
+/// How long export-serving waits for the lakehouse writer's lock, in seconds. Default 300.
+pub const EXPORT_LOCK_WAIT_SECS: &str = "EXPORT_LOCK_WAIT_SECS";

@@ -10,6 +10,7 @@ pub mod exit;
 pub mod lock;
 pub mod logging;
 pub mod metrics;
+pub mod recorded;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -21,6 +22,7 @@ pub use args::{CommonArgs, Config};
 pub use exit::{FailureClass, ResultExt, StepError};
 pub use lock::StepLock;
 pub use metrics::Metric;
+pub use recorded::{Record, run_recorded, settle};
 
 /// What a step prints with `--json`, and what it adds to its metrics.
 pub trait Report: Serialize {

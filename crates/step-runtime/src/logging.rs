@@ -60,7 +60,7 @@ impl Log for StderrLogger {
             return;
         }
         // Only our own crates log at info and below; dependencies are heard at warn and up.
-        if record.level() > Level::Warn && !is_own_target(record.target()) {
+        if record.level() > Level::Warn && !is_own_target(record.target(), self.step) {
             return;
         }
         let line = if self.terminal {
@@ -92,17 +92,34 @@ impl Log for StderrLogger {
     fn flush(&self) {}
 }
 
-fn is_own_target(target: &str) -> bool {
-    const OWN: [&str; 8] = [
-        "extract_psd",
-        "step_runtime",
-        "run_ledger",
-        "landing_store",
-        "psd_format",
-        "psd_gen",
-        "export_serving",
-        "backup_sync",
-    ];
+/// The workspace's libraries; a step's own crate is recognised by its name.
+const WORKSPACE_LIBRARIES: [&str; 7] = [
+    "step_runtime",
+    "run_ledger",
+    "landing_store",
+    "psd_format",
+    "psd_gen",
+    "lakehouse",
+    "serving_reader",
+];
+
+/// True for log records of the step's own crate (`transform` for the step `transform`,
+/// `extract_psd` for `extract-psd`) and of the workspace's libraries.
+fn is_own_target(target: &str, step: &str) -> bool {
     let root = target.split("::").next().unwrap_or(target);
-    OWN.contains(&root) || root.starts_with("materia")
+    root == step.replace('-', "_") || WORKSPACE_LIBRARIES.contains(&root)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_step_hears_its_own_crate_and_the_libraries_but_not_dependencies() {
+        assert!(is_own_target("transform::step", "transform"));
+        assert!(is_own_target("extract_psd", "extract-psd"));
+        assert!(is_own_target("run_ledger::migrate", "export-serving"));
+        assert!(!is_own_target("transform::step", "extract-psd"));
+        assert!(!is_own_target("reqwest::connect", "extract-psd"));
+    }
 }

@@ -203,7 +203,10 @@ fn extracted_snapshots_reach_serving_with_independently_computed_values() {
     let (out, json) = site.transform(&[]);
     assert!(out.status.success());
     assert_eq!(json["status"], "unchanged");
-    assert!(!String::from_utf8_lossy(&out.stderr).contains("running sqlmesh"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("running sqlmesh"), "{stderr}");
+    // Regression: the step's own info lines were filtered out as a dependency's.
+    assert!(stderr.contains("INFO transform: nothing new"), "{stderr}");
 
     // A new release lands and is reflected by the very next transform.
     assert_eq!(site.extract(2)["status"], "new");

@@ -80,11 +80,13 @@ config = Config(
     gateways={"local": GatewayConfig(connection=DuckDBConnectionConfig(database=str(DUCKDB_PATH)))},
     default_gateway="local",
     model_defaults=ModelDefaultsConfig(dialect="duckdb"),
-    # Superseded physical tables are dropped by `sqlmesh janitor` (run after each plan) once
+    # Superseded physical tables are dropped by the janitor (cycle.py, after each plan) once
     # no environment uses them: each landing file creates new versions, and the lakehouse
     # should not keep a copy per month.
     snapshot_ttl="in 1 minute",
     plan=PlanConfig(auto_categorize_changes=CategorizerConfig.all_full()),
     variables={"landing_files": landing_files(LANDING_DIR, STATE_DB)},
     cache_dir=os.environ.get("MATERIA_SQLMESH_CACHE_DIR") or None,
+    # The pipeline server makes no outbound calls it does not need.
+    disable_anonymized_analytics=True,
 )

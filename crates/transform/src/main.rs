@@ -12,8 +12,8 @@ use step_runtime::{CommonArgs, env_vars};
 
 /// Build lakehouse.duckdb from every landing file with SQLMesh (raw -> staging -> cleaned -> serving)
 ///
-/// Runs `sqlmesh plan --auto-apply` when a landing file or a project file changed since the last
-/// successful run, and nothing otherwise; then checks every landing file's rows against the
+/// Runs SQLMesh (`plan --auto-apply`, then `janitor`, via the project's cycle.py) when a landing
+/// file or a project file changed since the last successful run, and nothing otherwise; then checks every landing file's rows against the
 /// ledger. Exit codes: 0 transformed or unchanged; 1 failed; 2 usage; 75 locked.
 #[derive(Debug, Parser)]
 #[command(version)]
@@ -25,7 +25,7 @@ pub struct Args {
     #[arg(long, env = env_vars::MATERIA_TRANSFORM_DIR, value_name = "DIR", default_value = "transform")]
     pub project: PathBuf,
 
-    /// The sqlmesh executable of the project's virtualenv
+    /// The sqlmesh executable of the project's virtualenv (the cycle runs with the python beside it)
     #[arg(long, env = env_vars::MATERIA_SQLMESH, value_name = "PATH", default_value = ".venv/bin/sqlmesh")]
     pub sqlmesh: PathBuf,
 

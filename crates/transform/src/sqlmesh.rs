@@ -73,28 +73,34 @@ impl Invocation<'_> {
         env
     }
 
-    /// Runs `sqlmesh <args>` in the project directory.
-    pub fn run(&self, args: &[&str]) -> Result<(), Failure> {
-        std::fs::create_dir_all(self.work_dir.join("logs"))
-            .with_context(|| format!("cannot create {}", self.work_dir.display()))
-            .map_err(Failure::Other)?;
+    /// Runs one cycle (`transform/cycle.py`: plan --auto-apply, then janitor) with the
+    /// virtualenv's Python, in the project directory.
+    pub fn run_cycle(&self) -> Result<(), Failure> {
+        self.run(&["cycle.py"])
+    }
+
+    /// Runs the virtualenv's `python <args>` in the project directory.
+    fn run(&self, args: &[&str]) -> Result<(), Failure> {
         let log_dir: PathBuf = self.work_dir.join("logs");
-        let mut cmd = Command::new(self.sqlmesh);
-        cmd.arg("--log-file-dir")
+        std::fs::create_dir_all(&log_dir)
+            .with_context(|| format!("cannot create {}", log_dir.display()))
+            .map_err(Failure::Other)?;
+        let python = self.sqlmesh.with_file_name("python");
+        let mut cmd = Command::new(&python);
+        cmd.args(args)
             .arg(&log_dir)
-            .args(args)
             .current_dir(self.project)
             .env_clear()
             .envs(self.environment())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let shown = format!("sqlmesh {}", args.join(" "));
+        let shown = format!("sqlmesh cycle ({} {})", python.display(), args.join(" "));
         log::info!("running {shown}");
         let start = Instant::now();
         let mut child = cmd
             .spawn()
-            .with_context(|| format!("cannot start {}", self.sqlmesh.display()))
+            .with_context(|| format!("cannot start {}", python.display()))
             .map_err(Failure::Other)?;
         let tail = Arc::new(Mutex::new(VecDeque::with_capacity(TAIL_LINES_MAX)));
         let readers: Vec<_> = [

@@ -2,14 +2,16 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use lakehouse::duckdb::Connection;
 use landing_store::{LandingStore, PSD};
-use run_ledger::{Ledger, RunStatus, StepOutcome};
+use run_ledger::{Ledger, RunStatus};
 use serde::Serialize;
-use step_runtime::{FailureClass, Metric, Report, ResultExt, StepContext, StepError, iso8601};
+use step_runtime::{
+    FailureClass, Metric, Record, Report, ResultExt, StepContext, StepError, run_recorded,
+};
 
 use crate::Args;
 use crate::fingerprint::fingerprint;
@@ -70,52 +72,20 @@ impl Report for TransformReport {
 
 pub fn run(ctx: &StepContext, args: &Args) -> Result<TransformReport, StepError> {
     let ledger = Ledger::open(&ctx.config.state_db)?;
-    let interrupted = ledger.interrupt_stale_steps(STEP, &iso8601(SystemTime::now()))?;
-    if interrupted > 0 {
-        log::warn!("marked {interrupted} earlier run(s) left 'running' as failed (interrupted)");
-    }
-    let run_id = ledger.begin_step(STEP, &ctx.started_at())?;
-    let result = transform(ctx, args, &ledger);
-    let finished_at = iso8601(SystemTime::now());
-    let recorded = match &result {
-        Ok(report) => {
-            let status = if report.status == "unchanged" {
+    run_recorded(
+        ctx,
+        &ledger,
+        || transform(ctx, args, &ledger),
+        |report| Record {
+            status: if report.status == "unchanged" {
                 RunStatus::Unchanged
             } else {
                 RunStatus::Success
-            };
-            let detail = describe(report);
-            let outcome = StepOutcome {
-                detail: Some(&detail),
-                input_fingerprint: report.fingerprint.as_deref(),
-                error: None,
-            };
-            ledger.finish_step(run_id, status, &finished_at, &outcome)
-        }
-        Err(e) => {
-            let message = e.message();
-            ledger.finish_step(
-                run_id,
-                RunStatus::Failed,
-                &finished_at,
-                &StepOutcome {
-                    error: Some(&message),
-                    ..Default::default()
-                },
-            )
-        }
-    };
-    match (result, recorded) {
-        (Ok(report), Ok(())) => Ok(report),
-        (Ok(_), Err(e)) => Err(anyhow::Error::new(e)
-            .context("the run succeeded but could not be recorded")
-            .into()),
-        (Err(e), Ok(())) => Err(e),
-        (Err(e), Err(record)) => {
-            log::error!("cannot record the failed run: {record}");
-            Err(e)
-        }
-    }
+            },
+            detail: describe(report),
+            input_fingerprint: report.fingerprint.clone(),
+        },
+    )
 }
 
 fn describe(report: &TransformReport) -> String {
@@ -168,6 +138,12 @@ fn transform(
             sqlmesh.display()
         )));
     }
+    if !sqlmesh.with_file_name("python").is_file() {
+        return Err(StepError::usage(anyhow!(
+            "no python beside {}: --sqlmesh must name the sqlmesh of a virtualenv",
+            sqlmesh.display()
+        )));
+    }
     let landing_dir = absolute(&ctx.config.landing_dir)?;
     let state_db = absolute(&ctx.config.state_db)?;
     let lakehouse = absolute(&ctx.config.lakehouse)?;
@@ -208,24 +184,12 @@ fn transform(
         work_dir: &work_dir,
         timeout: Duration::from_secs(args.timeout_secs),
     };
-    // Unit tests run in CI and `make test`; the linter has nothing to say at run time.
-    invocation
-        .run(&[
-            "plan",
-            "--auto-apply",
-            "--no-prompts",
-            "--skip-tests",
-            "--skip-linter",
-        ])
-        .map_err(|f| match f {
-            Failure::Locked(e) => StepError::new(FailureClass::Busy, e),
-            Failure::Other(e) => StepError::from(e),
-        })?;
-    // Drops physical tables of versions no environment uses any more (a copy per landing
-    // file otherwise). Best effort: a failure here loses nothing.
-    if let Err(Failure::Locked(e) | Failure::Other(e)) = invocation.run(&["janitor"]) {
-        log::warn!("sqlmesh janitor failed; superseded tables stay until the next run: {e:#}");
-    }
+    // Plan --auto-apply, then janitor (drops physical tables of versions no environment uses
+    // any more: a copy per landing file otherwise), in one Python process.
+    invocation.run_cycle().map_err(|f| match f {
+        Failure::Locked(e) => StepError::new(FailureClass::Busy, e),
+        Failure::Other(e) => StepError::from(e),
+    })?;
 
     let (tables, violations) = verify(&lakehouse, ledger, &landing)?;
     if violations > 0 {

@@ -11,7 +11,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/materia/target
 # libduckdb-sys's build script, which recompiles the bundled DuckDB (about 25 minutes).
 CARGO_FLAGS := --release --locked
 BIN_DIR := $(CARGO_TARGET_DIR)/release
-BINARIES := extract-psd psd-gen transform
+BINARIES := extract-psd psd-gen transform export-serving
 # The SQLMesh virtualenv: pinned SQLMesh and the duckdb package of the same DuckDB release as
 # the Rust crate (transform/requirements.txt, frozen from transform/requirements.in).
 VENV ?= .venv
@@ -64,6 +64,7 @@ demo: build venv
 bench: deps-bench build venv
 	BIN_DIR="$(BIN_DIR)" sh scripts/bench-extract.sh
 	BIN_DIR="$(BIN_DIR)" VENV="$(abspath $(VENV))" sh scripts/bench-transform.sh
+	BIN_DIR="$(BIN_DIR)" VENV="$(abspath $(VENV))" sh scripts/bench-export.sh
 
 release: build
 	mkdir -p bin

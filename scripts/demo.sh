@@ -1,7 +1,8 @@
 #!/bin/sh
 # The demo: a generated PSD bulk zip served on loopback, extracted twice (new, then unchanged
 # via a conditional request), the run ledger as operators query it, then the transform into
-# the lakehouse and a few rows of serving.global_balance.
+# the lakehouse, the export of the serving file, and a few rows of serving.global_balance read
+# from it as the web app reads it.
 # Runs from the repository root with the development defaults (data/...).
 set -eu
 
@@ -11,6 +12,7 @@ rows=${DEMO_ROWS:-2100000}
 export LANDING_DIR="${LANDING_DIR:-data/landing}"
 export STATE_DB="${STATE_DB:-$LANDING_DIR/.state.sqlite}"
 export DUCKDB_PATH="${DUCKDB_PATH:-data/lakehouse.duckdb}"
+export SERVING_DUCKDB_PATH="${SERVING_DUCKDB_PATH:-data/analytics.duckdb}"
 export MATERIA_SQLMESH="${MATERIA_SQLMESH:-$venv/bin/sqlmesh}"
 
 mkdir -p data/upstream
@@ -45,8 +47,10 @@ find "$LANDING_DIR/psd" -type f | sort
 
 echo "== transform (SQLMesh: raw -> staging -> cleaned -> serving)"
 "$bin/transform" --json
-echo "== serving.global_balance: green coffee, latest market years"
-"$venv/bin/python" - "$DUCKDB_PATH" <<'PY'
+echo "== export-serving (publish analytics.duckdb atomically)"
+"$bin/export-serving" --json
+echo "== serving.global_balance in $SERVING_DUCKDB_PATH: green coffee, latest market years"
+"$venv/bin/python" - "$SERVING_DUCKDB_PATH" <<'PY'
 import duckdb, sys
 db = duckdb.connect(sys.argv[1], read_only=True)
 db.sql("""

@@ -40,7 +40,8 @@ pub fn library_version() -> Result<String, duckdb::Error> {
     )
 }
 
-fn is_lock_error(e: &duckdb::Error) -> bool {
+/// True when `e` says another process holds the file's lock (DuckDB has no error code for it).
+pub fn is_lock_error(e: &duckdb::Error) -> bool {
     let text = e.to_string();
     text.contains("Could not set lock") || text.contains("Conflicting lock")
 }
@@ -48,6 +49,20 @@ fn is_lock_error(e: &duckdb::Error) -> bool {
 /// Opens `path` read-only, retrying while another process holds its write lock, for at most
 /// `wait`.
 pub fn open_read_only(path: &Path, wait: Duration) -> Result<Connection, OpenError> {
+    retry_while_locked(path, wait, || {
+        let config = Config::default().access_mode(AccessMode::ReadOnly)?;
+        Connection::open_with_flags(path, config)
+    })
+}
+
+/// Runs `attempt` (an open or an `ATTACH` of `path`) until it succeeds, fails for another
+/// reason than a lock held by another process, or `wait` has passed. A missing `path` is
+/// reported as such and never created.
+pub fn retry_while_locked<T>(
+    path: &Path,
+    wait: Duration,
+    mut attempt: impl FnMut() -> Result<T, duckdb::Error>,
+) -> Result<T, OpenError> {
     if !path.exists() {
         return Err(OpenError::Missing {
             path: path.to_path_buf(),
@@ -55,23 +70,18 @@ pub fn open_read_only(path: &Path, wait: Duration) -> Result<Connection, OpenErr
     }
     let start = Instant::now();
     loop {
-        let config = Config::default()
-            .access_mode(AccessMode::ReadOnly)
-            .map_err(|source| OpenError::Other {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        match Connection::open_with_flags(path, config) {
-            Ok(conn) => return Ok(conn),
+        match attempt() {
+            Ok(value) => return Ok(value),
             Err(e) if is_lock_error(&e) => {
-                if start.elapsed() + LOCK_RETRY_INTERVAL > wait {
+                let remaining = wait.saturating_sub(start.elapsed());
+                if remaining.is_zero() {
                     return Err(OpenError::Locked {
                         path: path.to_path_buf(),
                         waited_secs: start.elapsed().as_secs(),
                         source: e,
                     });
                 }
-                std::thread::sleep(LOCK_RETRY_INTERVAL);
+                std::thread::sleep(remaining.min(LOCK_RETRY_INTERVAL));
             }
             Err(source) => {
                 return Err(OpenError::Other {

@@ -1,0 +1,423 @@
+//! One run of export-serving: copy the serving schema into a new file, check it, publish it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, anyhow};
+use lakehouse::OpenError;
+use lakehouse::duckdb::{AccessMode, Config, Connection};
+use run_ledger::{Ledger, RunStatus};
+use serde::Serialize;
+use step_runtime::{
+    FailureClass, Metric, Record, Report, ResultExt, StepContext, StepError, iso8601, run_recorded,
+};
+
+use crate::Args;
+use crate::generations::{self, Paths};
+use crate::schema::{self, literal, quote};
+
+/// The step's name in the ledger, locks and metrics.
+pub const STEP: &str = "export-serving";
+/// The table each generation carries about itself.
+pub const EXPORT_TABLE: &str = "_materia_export";
+/// Catalog names of the files attached next to the lakehouse.
+const OUT: &str = "materia_out";
+const PUBLISHED: &str = "materia_published";
+/// Bound on waiting for the published file when reading its schema (readers never block it;
+/// only a stray read-write open would).
+const PUBLISHED_LOCK_WAIT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Default, Serialize)]
+pub struct ExportReport {
+    /// `exported` or `failed`.
+    pub status: &'static str,
+    /// The serving path the generation was published as.
+    pub path: Option<String>,
+    /// Rows per published table.
+    pub tables: Option<BTreeMap<String, u64>>,
+    pub exported_at: Option<String>,
+    /// Size of the published file.
+    pub bytes: Option<u64>,
+    /// Previous generations kept for rollback.
+    pub kept: Option<Vec<String>>,
+    pub error: Option<String>,
+}
+
+impl Report for ExportReport {
+    fn failed(error: String) -> Self {
+        ExportReport {
+            status: "failed",
+            error: Some(error),
+            ..Default::default()
+        }
+    }
+
+    fn metrics(&self) -> Vec<Metric> {
+        let mut out = Vec::new();
+        if let Some(tables) = &self.tables {
+            out.push(Metric::new(
+                "tables",
+                "Tables in the published serving file",
+                tables.len() as f64,
+            ));
+            out.push(Metric::new(
+                "rows",
+                "Rows over all tables of the published serving file",
+                tables.values().sum::<u64>() as f64,
+            ));
+        }
+        if let Some(bytes) = self.bytes {
+            out.push(Metric::new(
+                "bytes",
+                "Size of the published serving file",
+                bytes as f64,
+            ));
+        }
+        out
+    }
+}
+
+pub fn run(ctx: &StepContext, args: &Args) -> Result<ExportReport, StepError> {
+    let ledger = Ledger::open(&ctx.config.state_db)?;
+    run_recorded(
+        ctx,
+        &ledger,
+        || export(ctx, args),
+        |report| Record {
+            status: RunStatus::Success,
+            detail: describe(report),
+            input_fingerprint: None,
+        },
+    )
+}
+
+fn describe(report: &ExportReport) -> String {
+    let tables = report
+        .tables
+        .iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    format!(
+        "published {} as {}; kept {} previous",
+        tables,
+        report.path.as_deref().unwrap_or("?"),
+        report.kept.as_ref().map_or(0, Vec::len)
+    )
+}
+
+fn absolute(path: &Path) -> Result<PathBuf, StepError> {
+    std::path::absolute(path)
+        .with_context(|| format!("cannot resolve {}", path.display()))
+        .or_usage()
+}
+
+fn sql_error(what: &str) -> impl FnOnce(lakehouse::duckdb::Error) -> anyhow::Error + '_ {
+    move |e| anyhow::Error::new(e).context(what.to_owned())
+}
+
+fn export(ctx: &StepContext, args: &Args) -> Result<ExportReport, StepError> {
+    let lakehouse = absolute(&ctx.config.lakehouse)?;
+    let serving = absolute(&ctx.config.serving)?;
+    if lakehouse == serving {
+        return Err(StepError::usage(anyhow!(
+            "the serving path and the lakehouse are the same file ({}); set SERVING_DUCKDB_PATH",
+            serving.display()
+        )));
+    }
+    let paths = Paths::new(&serving).or_usage()?;
+    std::fs::create_dir_all(&paths.dir)
+        .with_context(|| format!("cannot create {}", paths.dir.display()))?;
+    let removed = paths.reset_work()?;
+    if removed > 0 {
+        log::info!("removed {removed} leftover(s) of an interrupted run");
+    }
+    let result = export_into(&paths, &lakehouse, args);
+    if result.is_err()
+        && let Err(e) = paths.remove_work()
+    {
+        log::warn!("{e:#}");
+    }
+    result
+}
+
+fn export_into(paths: &Paths, lakehouse: &Path, args: &Args) -> Result<ExportReport, StepError> {
+    let serving = &paths.serving;
+    let next = paths.work.join(format!("{}.duckdb", std::process::id()));
+    let exported_at = SystemTime::now();
+
+    let (tables, source) = build(lakehouse, serving, &next, args, exported_at, &paths.work)?;
+    generations::require_no_sidecars(&next)?;
+    generations::seal(&next)?;
+    generations::fsync_dir(&paths.work)?;
+    check_written(&next, &args.schema, &tables, &source)?;
+
+    let retired_at = humantime::format_rfc3339_millis(exported_at)
+        .to_string()
+        .replace(['-', ':'], "");
+    let kept = paths.publish(&next, args.keep, &retired_at)?;
+    paths.remove_work()?;
+    let bytes = std::fs::metadata(serving).map(|m| m.len()).ok();
+    log::info!(
+        "published {} tables ({} rows) as {}",
+        tables.len(),
+        tables.values().sum::<u64>(),
+        serving.display()
+    );
+    Ok(ExportReport {
+        status: "exported",
+        path: Some(serving.display().to_string()),
+        tables: Some(tables),
+        exported_at: Some(iso8601(exported_at)),
+        bytes,
+        kept: Some(kept.iter().map(|p| p.display().to_string()).collect()),
+        error: None,
+    })
+}
+
+/// Copies every relation of the schema into `next` and returns the rows per table and the
+/// source's schema. Refuses breaking changes against the published file before writing.
+fn build(
+    lakehouse: &Path,
+    serving: &Path,
+    next: &Path,
+    args: &Args,
+    exported_at: SystemTime,
+    work: &Path,
+) -> Result<(BTreeMap<String, u64>, schema::Catalogue), StepError> {
+    let s = &args.schema;
+    let conn = Connection::open_in_memory().context("cannot start DuckDB")?;
+    // Spill into the work directory: never `<file>.tmp/` beside a published path.
+    conn.execute_batch(&format!(
+        "SET temp_directory = {}",
+        literal(&work.join("spill").display().to_string())
+    ))
+    .map_err(sql_error("cannot configure DuckDB"))?;
+
+    // SQLMesh's views name their tables with the lakehouse's catalog, which DuckDB derives
+    // from the file name: attach under that same name.
+    let alias = lakehouse
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .ok_or_else(|| StepError::usage(anyhow!("{} names no file", lakehouse.display())))?;
+    let attach = format!(
+        "ATTACH {} AS {} (READ_ONLY)",
+        literal(&lakehouse.display().to_string()),
+        quote(&alias)
+    );
+    lakehouse::retry_while_locked(lakehouse, Duration::from_secs(args.lock_wait_secs), || {
+        conn.execute_batch(&attach)
+    })
+    .map_err(|e| match e {
+        OpenError::Locked { .. } => StepError::new(FailureClass::Busy, e),
+        OpenError::Missing { path } => anyhow!(
+            "the lakehouse {} does not exist; run the transform first",
+            path.display()
+        )
+        .into(),
+        other => other.into(),
+    })?;
+
+    let source = schema::read(&conn, &alias, s, EXPORT_TABLE)
+        .map_err(sql_error("cannot read the lakehouse's catalog"))?;
+    if source.is_empty() {
+        return Err(anyhow!(
+            "schema {s} of {} has no tables or views; has the transform run?",
+            lakehouse.display()
+        )
+        .into());
+    }
+    check_breaking(&conn, serving, &source, args)?;
+
+    conn.execute_batch(&format!(
+        "ATTACH {} AS {OUT}; CREATE SCHEMA {OUT}.{};",
+        literal(&next.display().to_string()),
+        quote(s)
+    ))
+    .map_err(sql_error("cannot create the new serving file"))?;
+    let mut tables = BTreeMap::new();
+    for (name, relation) in &source {
+        let from = format!("{}.{}.{}", quote(&alias), quote(s), quote(name));
+        // CREATE TABLE AS answers with the number of rows it inserted.
+        let copied: i64 = conn
+            .query_row(
+                &format!(
+                    "CREATE TABLE {OUT}.{}.{} AS SELECT * FROM {from}",
+                    quote(s),
+                    quote(name)
+                ),
+                [],
+                |r| r.get(0),
+            )
+            .map_err(sql_error(&format!("cannot copy {s}.{name}")))?;
+        let copied = copied as u64;
+        let counted: i64 = conn
+            .query_row(&format!("SELECT count(*) FROM {from}"), [], |r| r.get(0))
+            .map_err(sql_error(&format!("cannot count {s}.{name}")))?;
+        if copied != counted as u64 {
+            return Err(anyhow!(
+                "{s}.{name} ({}) copied {copied} rows but the source holds {counted}",
+                relation.kind
+            )
+            .into());
+        }
+        log::debug!("copied {s}.{name} ({}): {copied} rows", relation.kind);
+        tables.insert(name.clone(), copied);
+    }
+
+    let at = iso8601(exported_at).replace('T', " ").replace('Z', "");
+    let values = tables
+        .iter()
+        .map(|(name, rows)| {
+            format!(
+                "(TIMESTAMP {}, {}, {}, {rows})",
+                literal(&at),
+                literal(&lakehouse.display().to_string()),
+                literal(name)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    conn.execute_batch(&format!(
+        "CREATE TABLE {OUT}.{q}.{EXPORT_TABLE} (exported_at TIMESTAMP NOT NULL, source_path VARCHAR NOT NULL,
+             table_name VARCHAR NOT NULL, row_count BIGINT NOT NULL);
+         INSERT INTO {OUT}.{q}.{EXPORT_TABLE} VALUES {values};
+         CHECKPOINT {OUT};
+         DETACH {OUT};",
+        q = quote(s)
+    ))
+    .map_err(sql_error("cannot finish the new serving file"))?;
+    drop(conn);
+    Ok((tables, source))
+}
+
+/// Refuses (unless `--allow-breaking`) when a table or column of the published file is missing
+/// from what would replace it.
+fn check_breaking(
+    conn: &Connection,
+    serving: &Path,
+    source: &schema::Catalogue,
+    args: &Args,
+) -> Result<(), StepError> {
+    if !serving.exists() {
+        return Ok(());
+    }
+    let s = &args.schema;
+    let attach = format!(
+        "ATTACH {} AS {PUBLISHED} (READ_ONLY)",
+        literal(&serving.display().to_string())
+    );
+    let published =
+        lakehouse::retry_while_locked(serving, PUBLISHED_LOCK_WAIT, || conn.execute_batch(&attach))
+            .map_err(anyhow::Error::new)
+            .and_then(|()| {
+                let read = schema::read(conn, PUBLISHED, s, EXPORT_TABLE)
+                    .map_err(sql_error("cannot read the published file's catalog"));
+                conn.execute_batch(&format!("DETACH {PUBLISHED}"))
+                    .map_err(sql_error("cannot detach the published file"))?;
+                read
+            });
+    let published = match published {
+        Ok(p) => p,
+        Err(e) if args.allow_breaking => {
+            log::warn!("cannot read the published file ({e:#}); replacing it (--allow-breaking)");
+            return Ok(());
+        }
+        Err(e) => {
+            return Err(e
+                .context("cannot check the published file for breaking changes; --allow-breaking replaces it anyway")
+                .into());
+        }
+    };
+    for change in schema::type_changes(s, &published, source) {
+        log::warn!("column type changes: {change}");
+    }
+    let breaking = schema::breaking_changes(s, &published, source);
+    if breaking.is_empty() {
+        return Ok(());
+    }
+    if args.allow_breaking {
+        for b in &breaking {
+            log::warn!("{b} (--allow-breaking)");
+        }
+        return Ok(());
+    }
+    Err(anyhow!(
+        "refusing to publish: {}; readers of {} use them (--allow-breaking publishes anyway)",
+        breaking.join("; "),
+        serving.display()
+    )
+    .into())
+}
+
+/// Reopens the closed file read-only, as readers will, and checks that it holds exactly the
+/// expected tables with the expected rows, and a `_materia_export` that says so.
+fn check_written(
+    next: &Path,
+    s: &str,
+    tables: &BTreeMap<String, u64>,
+    source: &schema::Catalogue,
+) -> anyhow::Result<()> {
+    let config = Config::default()
+        .access_mode(AccessMode::ReadOnly)
+        .context("cannot configure DuckDB")?;
+    let conn = Connection::open_with_flags(next, config)
+        .with_context(|| format!("cannot reopen {} read-only", next.display()))?;
+    let catalog: String = conn
+        .query_row("SELECT current_database()", [], |r| r.get(0))
+        .context("cannot read the new file's catalog name")?;
+    let written = schema::read(&conn, &catalog, s, EXPORT_TABLE)
+        .context("cannot read the new file's catalog")?;
+    let want: Vec<&String> = source.keys().collect();
+    let have: Vec<&String> = written.keys().collect();
+    anyhow::ensure!(
+        want == have,
+        "the new file holds tables {have:?}, expected {want:?}"
+    );
+    for (name, relation) in &written {
+        anyhow::ensure!(
+            relation.kind == "BASE TABLE",
+            "{s}.{name} is a {} in the new file, not a table",
+            relation.kind
+        );
+        let want_columns: Vec<&String> = source[name].columns.iter().map(|(c, _)| c).collect();
+        let have_columns: Vec<&String> = relation.columns.iter().map(|(c, _)| c).collect();
+        anyhow::ensure!(
+            want_columns == have_columns,
+            "{s}.{name} has columns {have_columns:?} in the new file, expected {want_columns:?}"
+        );
+        let rows: i64 = conn
+            .query_row(
+                &format!("SELECT count(*) FROM {}.{}", quote(s), quote(name)),
+                [],
+                |r| r.get(0),
+            )
+            .with_context(|| format!("cannot count {s}.{name} in the new file"))?;
+        anyhow::ensure!(
+            rows as u64 == tables[name],
+            "{s}.{name} reads back {rows} rows, {} were written",
+            tables[name]
+        );
+    }
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT table_name, row_count FROM {}.{EXPORT_TABLE}",
+            quote(s)
+        ))
+        .context("cannot read back _materia_export")?;
+    let recorded: BTreeMap<String, u64> = stmt
+        .query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+        })
+        .and_then(|rows| rows.collect::<Result<_, _>>())
+        .context("cannot read back _materia_export")?;
+    anyhow::ensure!(
+        &recorded == tables,
+        "_materia_export reads back {recorded:?}, expected {tables:?}"
+    );
+    drop(stmt);
+    drop(conn);
+    generations::require_no_sidecars(next)
+}

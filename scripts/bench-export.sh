@@ -1,0 +1,70 @@
+#!/bin/sh
+# Benchmark of export-serving on the serving tables built from the full-size generated dataset:
+# the whole step (copy, _materia_export, checkpoint, fsync, read-only re-check, rename) against
+# the same copy done by DuckDB itself in one process (in-memory DuckDB, ATTACH both files,
+# CREATE TABLE AS SELECT per table, CHECKPOINT). Runs alternate; medians; peak RSS.
+# Usage: BIN_DIR=... VENV=... scripts/bench-export.sh
+set -eu
+
+bin=${BIN_DIR:?BIN_DIR must name the directory of the built binaries}
+venv=${VENV:?VENV must name the SQLMesh virtualenv}
+runs=${BENCH_RUNS:-5}
+rows=${BENCH_ROWS:-2100000}
+cache=${BENCH_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/materia/bench}
+repo=$(pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT INT TERM
+
+mkdir -p "$cache/upstream"
+zip="$cache/upstream/psd-$rows.zip"
+[ -f "$zip" ] || "$bin/psd-gen" --rows "$rows" --out "$zip"
+export LANDING_DIR="$work/landing" STATE_DB="$work/state.sqlite" DUCKDB_PATH="$work/lakehouse.duckdb"
+export MATERIA_TRANSFORM_DIR="$repo/transform" MATERIA_SQLMESH="$venv/bin/sqlmesh"
+echo "building the lakehouse ($rows rows)" >&2
+"$bin/extract-psd" --url "$zip" 2>/dev/null
+"$bin/transform" 2>/dev/null
+
+floor_py="$work/floor.py"
+cat >"$floor_py" <<'PY'
+import sys, duckdb
+lake, out = sys.argv[1], sys.argv[2]
+c = duckdb.connect()
+c.execute(f"ATTACH '{lake}' AS lakehouse (READ_ONLY)")
+c.execute(f"ATTACH '{out}' AS out")
+c.execute("CREATE SCHEMA out.serving")
+for (t,) in c.execute("SELECT table_name FROM information_schema.tables WHERE table_catalog = 'lakehouse' AND table_schema = 'serving'").fetchall():
+    c.execute(f"CREATE TABLE out.serving.{t} AS SELECT * FROM lakehouse.serving.{t}")
+c.execute("CHECKPOINT out")
+c.execute("DETACH out")
+PY
+
+timed() { # LABEL CMD...: appends "seconds kib" to $work/LABEL
+    label=$1
+    shift
+    /usr/bin/time -f '%e %M' -o "$work/time.out" "$@" >/dev/null 2>"$work/stderr.out" || {
+        echo "bench: $label failed:" >&2
+        tail -n 30 "$work/stderr.out" >&2
+        exit 1
+    }
+    cat "$work/time.out" >>"$work/$label"
+}
+median() {
+    awk -v c="$2" '{print $c}' "$1" | sort -n | awk '{v[NR]=$1} END {if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'
+}
+
+i=0
+while [ "$i" -lt "$runs" ]; do
+    i=$((i + 1))
+    echo "run $i/$runs" >&2
+    SERVING_DUCKDB_PATH="$work/analytics.duckdb" timed export "$bin/export-serving"
+    rm -f "$work/floor.duckdb"
+    timed floor "$venv/bin/python" "$floor_py" "$DUCKDB_PATH" "$work/floor.duckdb"
+done
+
+e=$(median "$work/export" 1)
+f=$(median "$work/floor" 1)
+printf '\nexport-serving benchmark: serving tables of %s rows, %s runs each, medians (%s cores)\n' "$rows" "$runs" "$(nproc)"
+"$venv/bin/python" -c "import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=True); print('  tables:', ', '.join(f'{t} {n}' for t, n in c.execute('SELECT table_name, row_count FROM serving._materia_export ORDER BY 1').fetchall()))" "$work/analytics.duckdb"
+printf '  %-52s %8.2f s, peak RSS %s KiB\n' "export-serving (copy, checks, fsync, rename)" "$e" "$(median "$work/export" 2)"
+printf '  %-52s %8.2f s, peak RSS %s KiB\n' "DuckDB ATTACH + CREATE TABLE AS (floor)" "$f" "$(median "$work/floor" 2)"
+awk -v e="$e" -v f="$f" 'BEGIN {printf "  export-serving %.2fx the floor (goal <= 1.2x)\n", e/f}'

@@ -11,7 +11,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/materia/target
 # libduckdb-sys's build script, which recompiles the bundled DuckDB (about 25 minutes).
 CARGO_FLAGS := --release --locked
 BIN_DIR := $(CARGO_TARGET_DIR)/release
-BINARIES := extract-psd psd-gen transform export-serving
+BINARIES := extract-psd psd-gen transform export-serving materia-status
 # The SQLMesh virtualenv: pinned SQLMesh and the duckdb package of the same DuckDB release as
 # the Rust crate (transform/requirements.txt, frozen from transform/requirements.in).
 VENV ?= .venv

@@ -1,8 +1,8 @@
 #!/bin/sh
-# The demo: a generated PSD bulk zip served on loopback, extracted twice (new, then unchanged
-# via a conditional request), the run ledger as operators query it, then the transform into
-# the lakehouse, the export of the serving file, and a few rows of serving.global_balance read
-# from it as the web app reads it.
+# The demo: a generated PSD bulk zip served on loopback, then two supervisor cycles
+# (extract-psd -> transform -> export-serving; the second finds upstream unchanged), the
+# materia-status table, and a few rows of serving.global_balance read from the published
+# serving file as the web app reads it.
 # Runs from the repository root with the development defaults (data/...).
 set -eu
 
@@ -28,27 +28,16 @@ port=${served#* }
 trap 'kill "$server_pid" 2>/dev/null || true' EXIT INT TERM
 export PSD_URL="http://127.0.0.1:$port/psd_alldata_csv.zip"
 
-echo "== extract-psd (first run)"
-"$bin/extract-psd" --json
-echo "== extract-psd (second run: upstream unchanged)"
-"$bin/extract-psd" --json
+echo "== supervisor --once: extract-psd -> transform -> export-serving"
+MATERIA_BIN_DIR="$bin" sh scripts/supervisor.sh --once
+echo "== supervisor --once again: upstream unchanged (HTTP 304), nothing to transform"
+MATERIA_BIN_DIR="$bin" sh scripts/supervisor.sh --once
 
-echo "== run ledger: SELECT extractor, status, finished_at FROM extraction_runs ORDER BY run_id DESC LIMIT 20"
-python3 - "$STATE_DB" <<'PY'
-import sqlite3, sys
-db = sqlite3.connect(sys.argv[1])
-rows = db.execute("SELECT extractor, status, finished_at FROM extraction_runs ORDER BY run_id DESC LIMIT 20").fetchall()
-print(f"{'extractor':<10} {'status':<10} finished_at")
-for extractor, status, finished in rows:
-    print(f"{extractor:<10} {status:<10} {finished}")
-PY
+echo "== materia-status --max-age extract-psd=35d --max-age export-serving=2h"
+"$bin/materia-status" --max-age extract-psd=35d --max-age export-serving=2h
 echo "== landing files"
 find "$LANDING_DIR/psd" -type f | sort
 
-echo "== transform (SQLMesh: raw -> staging -> cleaned -> serving)"
-"$bin/transform" --json
-echo "== export-serving (publish analytics.duckdb atomically)"
-"$bin/export-serving" --json
 echo "== serving.global_balance in $SERVING_DUCKDB_PATH: green coffee, latest market years"
 "$venv/bin/python" - "$SERVING_DUCKDB_PATH" <<'PY'
 import duckdb, sys

@@ -7,7 +7,7 @@ set -eu
 profile=${1:-all}
 
 # command -> Debian package
-need_test="shellcheck:shellcheck dash:dash python3:python3 curl:curl"
+need_test="shellcheck:shellcheck dash:dash python3:python3 curl:curl systemd-analyze:systemd timeout:coreutils"
 need_bench="pigz:pigz unzip:unzip curl:curl"
 case "$profile" in
     test) wanted=$need_test ;;

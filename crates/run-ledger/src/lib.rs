@@ -65,6 +65,23 @@ const MIGRATIONS: &[&str] = &[
     r"
     ALTER TABLE step_runs ADD COLUMN input_fingerprint TEXT;
     ",
+    // 3: digests of landing files as stored (gzip bytes), computed once: landing files never
+    // change, and backup-sync compares them with the remote's on every push.
+    r"
+    CREATE TABLE file_digests (
+        path TEXT PRIMARY KEY,
+        size INTEGER NOT NULL,
+        md5 TEXT NOT NULL
+    );
+    ",
+    // 4: release tags whose deploy failed; deploy-poll never tries them again.
+    r"
+    CREATE TABLE deploy_bad_tags (
+        tag TEXT PRIMARY KEY,
+        reason TEXT NOT NULL,
+        recorded_at TEXT NOT NULL
+    );
+    ",
 ];
 
 /// The schema version this build writes.
@@ -512,6 +529,70 @@ impl Ledger {
         Ok(rows)
     }
 
+    /// The MD5 of a landing file (relative path) recorded when it had `size` bytes.
+    pub fn file_md5(&self, path: &str, size: u64) -> Result<Option<String>, LedgerError> {
+        self.conn
+            .query_row(
+                "SELECT md5 FROM file_digests WHERE path = ?1 AND size = ?2",
+                params![path, size as i64],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.sql(e))
+    }
+
+    pub fn record_file_md5(&self, path: &str, size: u64, md5: &str) -> Result<(), LedgerError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO file_digests (path, size, md5) VALUES (?1, ?2, ?3)",
+                params![path, size as i64, md5],
+            )
+            .map(drop)
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Remembers that deploying `tag` failed, for good.
+    pub fn mark_bad_tag(&self, tag: &str, reason: &str, at: &str) -> Result<(), LedgerError> {
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO deploy_bad_tags (tag, reason, recorded_at) VALUES (?1, ?2, ?3)",
+                params![tag, reason, at],
+            )
+            .map(drop)
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Every tag recorded as bad.
+    pub fn bad_tags(&self) -> Result<Vec<String>, LedgerError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT tag FROM deploy_bad_tags ORDER BY tag")
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |r| r.get(0))
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>())
+            .map_err(|e| self.sql(e))?;
+        Ok(rows)
+    }
+
+    /// A consistent copy of the whole DB at `dest` through SQLite's online backup API (never a
+    /// raw copy of a live file), while steps may be writing.
+    pub fn snapshot_to(&self, dest: &Path) -> Result<(), LedgerError> {
+        let mut out = Connection::open(dest).map_err(|source| LedgerError::Open {
+            path: dest.to_path_buf(),
+            source,
+        })?;
+        let backup =
+            rusqlite::backup::Backup::new(&self.conn, &mut out).map_err(|e| self.sql(e))?;
+        backup
+            .run_to_completion(256, Duration::from_millis(5), None)
+            .map_err(|e| self.sql(e))?;
+        drop(backup);
+        out.execute_batch("PRAGMA journal_mode = DELETE;")
+            .map_err(|e| self.sql(e))?;
+        out.close().map_err(|(_, e)| self.sql(e))
+    }
+
     /// The newest `limit` rows of the `runs` view, newest first by start time.
     pub fn recent_runs(&self, limit: u32) -> Result<Vec<RunRow>, LedgerError> {
         let mut stmt = self
@@ -711,6 +792,29 @@ mod tests {
             ledger.interrupt_stale_steps("export-serving", "t").unwrap(),
             0
         );
+    }
+
+    #[test]
+    fn digests_bad_tags_and_snapshots() {
+        let (dir, ledger) = open_temp();
+        assert_eq!(ledger.file_md5("psd/a", 3).unwrap(), None);
+        ledger.record_file_md5("psd/a", 3, "abc").unwrap();
+        assert_eq!(ledger.file_md5("psd/a", 3).unwrap().as_deref(), Some("abc"));
+        assert_eq!(
+            ledger.file_md5("psd/a", 4).unwrap(),
+            None,
+            "another size, another file"
+        );
+        ledger.mark_bad_tag("v2", "health", "t1").unwrap();
+        ledger.mark_bad_tag("v2", "again", "t2").unwrap();
+        assert_eq!(ledger.bad_tags().unwrap(), ["v2"]);
+        let id = ledger.begin_step("backup-sync", "t").unwrap();
+        let snap = dir.path().join("snap.sqlite");
+        ledger.snapshot_to(&snap).unwrap();
+        let copy = Ledger::open_read_only(&snap).unwrap();
+        assert_eq!(copy.schema_version().unwrap(), SCHEMA_VERSION);
+        assert_eq!(copy.recent_runs(5).unwrap()[0].run_id, id);
+        assert_eq!(copy.bad_tags().unwrap(), ["v2"]);
     }
 
     #[test]

@@ -41,3 +41,22 @@ pub const SERVING_SCHEMA: &str = "SERVING_SCHEMA";
 pub const SERVING_KEEP: &str = "SERVING_KEEP";
 /// How long export-serving waits for the lakehouse writer's lock, in seconds. Default 300.
 pub const EXPORT_LOCK_WAIT_SECS: &str = "EXPORT_LOCK_WAIT_SECS";
+
+/// backup-sync's remote: `r2:BUCKET/PREFIX` or a local directory.
+pub const BACKUP_REMOTE: &str = "BACKUP_REMOTE";
+/// The rclone executable backup-sync runs. Default `rclone` on PATH.
+pub const MATERIA_RCLONE: &str = "MATERIA_RCLONE";
+/// Bound on each rclone call of backup-sync, in seconds. Default 3600.
+pub const BACKUP_TIMEOUT_SECS: &str = "BACKUP_TIMEOUT_SECS";
+/// R2 credentials and endpoint (`https://<account>.r2.cloudflarestorage.com`) for `r2:` remotes;
+/// handed to rclone only through its environment.
+pub const R2_ACCESS_KEY_ID: &str = "R2_ACCESS_KEY_ID";
+pub const R2_SECRET_ACCESS_KEY: &str = "R2_SECRET_ACCESS_KEY";
+pub const R2_ENDPOINT: &str = "R2_ENDPOINT";
+
+/// deploy-poll's root: `repo/`, `releases/<tag>/`, `current`. Default `/opt/materia`.
+pub const MATERIA_ROOT: &str = "MATERIA_ROOT";
+/// The sops executable deploy-poll decrypts `.env.prod.sops` with. Default `sops` on PATH.
+pub const MATERIA_SOPS: &str = "MATERIA_SOPS";
+/// The server's age key for sops (read by sops itself).
+pub const SOPS_AGE_KEY_FILE: &str = "SOPS_AGE_KEY_FILE";

@@ -29,6 +29,12 @@ pub trait Report: Serialize {
     /// The report of a run that failed with `error` (fields that do not apply are null).
     fn failed(error: String) -> Self;
 
+    /// Why a run that produced a full report still failed (a verification that found
+    /// mismatches: the report lists them). `Some` makes the exit code 1.
+    fn failure(&self) -> Option<String> {
+        None
+    }
+
     /// Step-specific gauges added to the four every step writes.
     fn metrics(&self) -> Vec<Metric> {
         Vec::new()
@@ -76,7 +82,13 @@ where
     });
 
     let (report, code) = match outcome {
-        Ok(report) => (report, exit::EXIT_SUCCESS),
+        Ok(report) => match report.failure() {
+            Some(why) => {
+                log::error!("{why}");
+                (report, exit::EXIT_FAILURE)
+            }
+            None => (report, exit::EXIT_SUCCESS),
+        },
         Err(err) => {
             let message = err.message();
             log::error!("{message}");

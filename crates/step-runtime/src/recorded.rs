@@ -10,10 +10,11 @@ use crate::{StepContext, StepError, iso8601};
 /// What a run that ended well writes into its `step_runs` row.
 #[derive(Debug, Clone)]
 pub struct Record {
-    /// `Success` or `Unchanged`.
+    /// `Success`, `Unchanged`, or `Failed` for a run whose report says what failed.
     pub status: RunStatus,
     pub detail: String,
     pub input_fingerprint: Option<String>,
+    pub error: Option<String>,
 }
 
 /// Runs `work` inside a `step_runs` row of `ctx.step`: earlier rows left `running` by a run that
@@ -38,7 +39,7 @@ pub fn run_recorded<R>(
             let outcome = StepOutcome {
                 detail: Some(&record.detail),
                 input_fingerprint: record.input_fingerprint.as_deref(),
-                error: None,
+                error: record.error.as_deref(),
             };
             ledger.finish_step(run_id, record.status, &finished_at, &outcome)
         }

@@ -84,6 +84,7 @@ pub fn run(ctx: &StepContext, args: &Args) -> Result<TransformReport, StepError>
             },
             detail: describe(report),
             input_fingerprint: report.fingerprint.clone(),
+            error: None,
         },
     )
 }

@@ -1,0 +1,61 @@
+//! `backup-sync`: append-only backup of the landing store and the state DB through rclone, its
+//! verification, and restore with every file checked against its content address.
+
+mod rclone;
+mod sync;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use step_runtime::{CommonArgs, env_vars};
+
+/// Back up landing files and the state DB to R2 (append-only), verify the backup, or restore it
+///
+/// The remote is `r2:BUCKET/PREFIX` (credentials from R2_ACCESS_KEY_ID, R2_SECRET_ACCESS_KEY and
+/// R2_ENDPOINT, handed to rclone through its environment only) or a local directory. Exit codes:
+/// 0 ok; 1 failed or mismatches found; 2 usage; 75 another backup-sync is running.
+#[derive(Debug, Parser)]
+#[command(version)]
+pub struct Args {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    #[command(subcommand)]
+    pub command: Cmd,
+
+    /// Where backups go: r2:BUCKET/PREFIX or a local directory
+    #[arg(long, global = true, env = env_vars::BACKUP_REMOTE, value_name = "REMOTE", default_value = "")]
+    pub remote: String,
+
+    /// The rclone executable
+    #[arg(long, global = true, env = env_vars::MATERIA_RCLONE, value_name = "PATH", default_value = "rclone")]
+    pub rclone: PathBuf,
+
+    /// Bound on each rclone call, in seconds
+    #[arg(long, global = true, env = env_vars::BACKUP_TIMEOUT_SECS, value_name = "SECS", default_value_t = 3600,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub timeout_secs: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Upload every landing file not yet remote, and a snapshot of the state DB
+    Push,
+    /// Check that every local landing file is remote with identical content (downloads them)
+    Verify,
+    /// Download every landing file into DIR, same layout, each checked against its name
+    Restore {
+        /// An empty directory, or one holding an earlier partial restore
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let args: Args = match step_runtime::parse_args() {
+        Ok(args) => args,
+        Err(code) => return code,
+    };
+    step_runtime::run_step(sync::STEP, &args.common, |ctx| sync::run(ctx, &args))
+}

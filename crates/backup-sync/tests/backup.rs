@@ -1,0 +1,498 @@
+//! End to end: the real `backup-sync` binary and the real rclone against moto's S3 server on
+//! loopback (the `r2:` remote) and a local directory remote.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+const BIN: &str = env!("CARGO_BIN_EXE_backup-sync");
+const SECRET: &str = "sentinel-secret-7f3a9c";
+const KEY_ID: &str = "sentinel-keyid-41b2";
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// moto's S3 server on a loopback port, stopped on drop.
+struct Moto {
+    child: Child,
+    endpoint: String,
+}
+
+impl Moto {
+    fn start() -> Moto {
+        let venv = std::env::var_os("MATERIA_TOOLS_VENV")
+            .map_or_else(|| repo_root().join(".venv-tools"), PathBuf::from);
+        let server = venv.join("bin/moto_server");
+        assert!(
+            server.is_file(),
+            "no moto at {}: run `make tools`",
+            server.display()
+        );
+        let port = free_port();
+        let child = Command::new(server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let moto = Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        let out = moto.rclone(&["mkdir", "r2:bucket"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        moto
+    }
+
+    /// rclone straight at the bucket, as someone tampering with it would.
+    fn rclone_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("rclone");
+        cmd.env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("RCLONE_CONFIG", "/dev/null")
+            .env("RCLONE_CONFIG_R2_TYPE", "s3")
+            .env("RCLONE_CONFIG_R2_PROVIDER", "Cloudflare")
+            .env("RCLONE_CONFIG_R2_ACCESS_KEY_ID", KEY_ID)
+            .env("RCLONE_CONFIG_R2_SECRET_ACCESS_KEY", SECRET)
+            .env("RCLONE_CONFIG_R2_ENDPOINT", &self.endpoint)
+            .env("RCLONE_CONFIG_R2_REGION", "auto")
+            .args(args);
+        cmd
+    }
+
+    fn rclone(&self, args: &[&str]) -> Output {
+        self.rclone_cmd(args).output().unwrap()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Site {
+    dir: tempfile::TempDir,
+    files: Vec<(String, Vec<u8>)>,
+}
+
+impl Site {
+    /// A landing store with `n` content-addressed files (a few KiB of text each).
+    fn new(n: usize) -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        let mut files = Vec::new();
+        for i in 0..n {
+            let csv = format!("header\n{}\n", format!("row {i} ").repeat(200 + i));
+            let sha = hex(&Sha256::digest(csv.as_bytes()));
+            let rel = format!("psd/2026/{:02}/{sha}.csv.gzip", 1 + i % 12);
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            gz.write_all(csv.as_bytes()).unwrap();
+            let bytes = gz.finish().unwrap();
+            let path = dir.path().join("landing").join(&rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &bytes).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444)).unwrap();
+            files.push((rel, bytes));
+        }
+        Site { dir, files }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    fn command(&self, moto: Option<&Moto>, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("LANDING_DIR", self.path("landing"))
+            // rclone 1.60's S3 backend refuses to start with this set: it must not leak through.
+            .env("AWS_CA_BUNDLE", "/nonexistent/ca-bundle.pem")
+            .args(args)
+            .arg("--json");
+        if let Some(m) = moto {
+            cmd.env("BACKUP_REMOTE", "r2:bucket/materia")
+                .env("R2_ACCESS_KEY_ID", KEY_ID)
+                .env("R2_SECRET_ACCESS_KEY", SECRET)
+                .env("R2_ENDPOINT", &m.endpoint);
+        }
+        cmd
+    }
+
+    fn run(&self, moto: Option<&Moto>, args: &[&str]) -> (Output, serde_json::Value) {
+        let out = self.command(moto, args).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let json = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+            panic!(
+                "one JSON object expected ({e}): {stdout:?}\n{}",
+                stderr(&out)
+            )
+        });
+        assert_no_secret(&stdout);
+        assert_no_secret(&stderr(&out));
+        (out, json)
+    }
+
+    fn ledger(&self) -> Vec<(String, Option<String>)> {
+        let db = rusqlite::Connection::open(self.path("landing/.state.sqlite")).unwrap();
+        let mut stmt = db
+            .prepare("SELECT status, coalesce(error, '') || coalesce(detail, '') FROM step_runs WHERE step = 'backup-sync' ORDER BY run_id")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn assert_no_secret(text: &str) {
+    assert!(!text.contains(SECRET), "the secret leaked: {text}");
+    assert!(!text.contains(KEY_ID), "the key id leaked: {text}");
+}
+
+fn ok(out: &Output, json: &serde_json::Value) {
+    assert_eq!(out.status.code(), Some(0), "{}\n{json}", stderr(out));
+    assert_eq!(json["status"], "ok", "{json}");
+}
+
+#[test]
+fn push_twice_verify_and_restore_against_an_s3_server() {
+    let moto = Moto::start();
+    let site = Site::new(6);
+    let (out, json) = site.run(Some(&moto), &["push"]);
+    ok(&out, &json);
+    assert_eq!(json["command"], "push");
+    assert_eq!(json["uploaded"], 6);
+    assert_eq!(json["skipped"], 0);
+    let total: usize = site.files.iter().map(|(_, b)| b.len()).sum();
+    assert_eq!(json["bytes"], total);
+    let first_state = json["state_snapshot"].as_str().unwrap().to_owned();
+
+    let (out, json) = site.run(Some(&moto), &["push"]);
+    ok(&out, &json);
+    assert_eq!(json["uploaded"], 0, "a second push uploads nothing");
+    assert_eq!(json["skipped"], 6);
+    let second_state = json["state_snapshot"].as_str().unwrap().to_owned();
+    assert_ne!(first_state, second_state);
+
+    // What is remote is byte for byte the landing files, and the state snapshots are SQLite DBs
+    // holding the runs.
+    for (rel, bytes) in &site.files {
+        let out = moto.rclone(&["cat", &format!("r2:bucket/materia/{rel}")]);
+        assert_eq!(&out.stdout, bytes, "{rel}");
+    }
+    let snap = site.path("snap.sqlite");
+    let out = moto.rclone(&[
+        "copyto",
+        &format!("r2:bucket/materia/{second_state}"),
+        snap.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let db = rusqlite::Connection::open(&snap).unwrap();
+    let runs: i64 = db
+        .query_row(
+            "SELECT count(*) FROM step_runs WHERE step = 'backup-sync'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        runs, 2,
+        "the snapshot holds the first run and the running second one"
+    );
+
+    let (out, json) = site.run(Some(&moto), &["verify"]);
+    ok(&out, &json);
+    assert_eq!(json["skipped"], 6);
+
+    let to = site.path("restored");
+    let (out, json) = site.run(Some(&moto), &["restore", "--to", to.to_str().unwrap()]);
+    ok(&out, &json);
+    assert_eq!(json["skipped"], 6);
+    for (rel, bytes) in &site.files {
+        assert_eq!(&std::fs::read(to.join(rel)).unwrap(), bytes, "{rel}");
+    }
+    let statuses: Vec<String> = site.ledger().into_iter().map(|(s, _)| s).collect();
+    assert_eq!(statuses, ["success"; 4]);
+}
+
+#[test]
+fn a_tampered_remote_object_is_refused_by_push_and_listed_by_verify() {
+    let moto = Moto::start();
+    let site = Site::new(3);
+    let (out, json) = site.run(Some(&moto), &["push"]);
+    ok(&out, &json);
+    // Same size, different bytes: only a content comparison notices.
+    let (rel, bytes) = &site.files[1];
+    let mut forged = bytes.clone();
+    let last = forged.len() - 10;
+    forged[last] ^= 0xff;
+    let mut put = moto
+        .rclone_cmd(&["rcat", &format!("r2:bucket/materia/{rel}")])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    put.stdin.take().unwrap().write_all(&forged).unwrap();
+    assert!(put.wait().unwrap().success());
+
+    let (out, json) = site.run(Some(&moto), &["push"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(json["status"], "failed");
+    let mismatches = json["mismatches"].as_array().unwrap();
+    assert_eq!(mismatches.len(), 1, "{json}");
+    assert!(
+        mismatches[0].as_str().unwrap().starts_with(rel.as_str()),
+        "{json}"
+    );
+    assert!(
+        json["error"]
+            .as_str()
+            .unwrap()
+            .contains("never overwritten"),
+        "{json}"
+    );
+    // Left alone: the remote still holds the forged object.
+    assert_eq!(
+        moto.rclone(&["cat", &format!("r2:bucket/materia/{rel}")])
+            .stdout,
+        forged
+    );
+
+    let (out, json) = site.run(Some(&moto), &["verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    let mismatches = json["mismatches"].as_array().unwrap();
+    assert_eq!(mismatches.len(), 1, "{json}");
+    assert!(
+        mismatches[0].as_str().unwrap().contains(rel.as_str()),
+        "{json}"
+    );
+    let ledger = site.ledger();
+    assert_eq!(ledger.last().unwrap().0, "failed");
+    assert!(
+        ledger
+            .last()
+            .unwrap()
+            .1
+            .as_deref()
+            .unwrap()
+            .contains(rel.as_str())
+    );
+}
+
+#[test]
+fn a_corrupted_object_fails_the_restore_naming_it() {
+    let site = Site::new(4);
+    let remote = site.path("backup");
+    let r = remote.to_str().unwrap();
+    let (out, json) = site.run(None, &["push", "--remote", r]);
+    ok(&out, &json);
+    let (bad, _) = &site.files[2];
+    let path = remote.join(bad);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(b"header\nnot what the name says\n").unwrap();
+    std::fs::write(&path, gz.finish().unwrap()).unwrap();
+    std::fs::write(remote.join("psd/2026/01/stray.txt"), "x").unwrap();
+
+    let to = site.path("restored");
+    let (out, json) = site.run(
+        None,
+        &["restore", "--to", to.to_str().unwrap(), "--remote", r],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let mismatches: Vec<String> = json["mismatches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(mismatches.len(), 2, "{mismatches:?}");
+    assert!(
+        mismatches
+            .iter()
+            .any(|m| m.starts_with(bad.as_str()) && m.contains("hashes to"))
+    );
+    assert!(
+        mismatches
+            .iter()
+            .any(|m| m.contains("stray.txt") && m.contains("not a landing file"))
+    );
+    assert_eq!(json["skipped"], 3);
+
+    let (out, json) = site.run(None, &["verify", "--remote", r]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        json["error"].as_str().unwrap().contains(bad.as_str()),
+        "{json}"
+    );
+}
+
+#[test]
+fn an_unreachable_endpoint_fails_within_its_bound_without_leaking_credentials() {
+    let site = Site::new(1);
+    let port = free_port();
+    let started = Instant::now();
+    let (out, json) = site.run(
+        None,
+        &[
+            "push",
+            "--remote",
+            "r2:bucket/materia",
+            "--timeout-secs",
+            "20",
+        ],
+    );
+    // No credentials: a configuration error, before anything runs.
+    assert_eq!(out.status.code(), Some(2), "{json}");
+    assert!(
+        json["error"].as_str().unwrap().contains("R2_ACCESS_KEY_ID"),
+        "{json}"
+    );
+
+    let out = site
+        .command(
+            None,
+            &[
+                "push",
+                "--remote",
+                "r2:bucket/materia",
+                "--timeout-secs",
+                "20",
+            ],
+        )
+        .env("R2_ACCESS_KEY_ID", KEY_ID)
+        .env("R2_SECRET_ACCESS_KEY", SECRET)
+        .env("R2_ENDPOINT", format!("http://127.0.0.1:{port}"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(started.elapsed() < Duration::from_secs(60), "not bounded");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert_no_secret(&text);
+    assert!(text.contains("127.0.0.1"), "{text}");
+    assert_eq!(site.ledger().last().unwrap().0, "failed");
+}
+
+/// Every process's command line, for the sentinel check.
+fn all_cmdlines() -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(raw) = std::fs::read(entry.path().join("cmdline")) {
+            out.push(String::from_utf8_lossy(&raw).replace('\0', " "));
+        }
+    }
+    out
+}
+
+#[test]
+fn credentials_never_reach_a_command_line_and_a_killed_push_is_redone_cleanly() {
+    let moto = Moto::start();
+    let site = Site::new(150);
+    let mut child = site
+        .command(Some(&moto), &["push"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut seen_rclone = false;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        for line in all_cmdlines() {
+            assert_no_secret(&line);
+            seen_rclone |= line.starts_with("rclone ") && line.contains("r2:bucket");
+        }
+        assert!(Instant::now() < deadline, "push did not finish");
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(seen_rclone, "no rclone process was observed");
+    assert_no_secret(&String::from_utf8_lossy(&out.stdout));
+    assert_no_secret(&stderr(&out));
+    let db = std::fs::read(site.path("landing/.state.sqlite")).unwrap();
+    assert!(!String::from_utf8_lossy(&db).contains(SECRET));
+
+    // kill -9 part-way through a push of new files, then a clean re-run.
+    let more = Site::new(300);
+    let mut child = more
+        .command(Some(&moto), &["push", "--remote", "r2:bucket/other"])
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let listed = moto.rclone(&["lsf", "-R", "--files-only", "r2:bucket/other/psd"]);
+        if !listed.stdout.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "nothing was uploaded");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (out, json) = more.run(Some(&moto), &["push", "--remote", "r2:bucket/other"]);
+    ok(&out, &json);
+    assert_eq!(
+        json["uploaded"].as_u64().unwrap() + json["skipped"].as_u64().unwrap(),
+        300
+    );
+    let (out, json) = more.run(Some(&moto), &["verify", "--remote", "r2:bucket/other"]);
+    ok(&out, &json);
+    let ledger = more.ledger();
+    assert!(
+        ledger[0].1.as_deref().unwrap().starts_with("interrupted"),
+        "{ledger:?}"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(more.path("landing/.tmp"))
+        .unwrap()
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn unsupported_remotes_are_usage_errors() {
+    let site = Site::new(1);
+    for remote in ["", "s3:bucket"] {
+        let (out, json) = site.run(None, &["push", "--remote", remote]);
+        assert_eq!(out.status.code(), Some(2), "{remote:?}: {json}");
+    }
+    let (out, _) = site.run(None, &["restore", "--remote", "/x"]);
+    assert_eq!(out.status.code(), Some(2), "restore needs --to");
+}

@@ -1,0 +1,333 @@
+//! One poll: fetch tags, pick the newest good one, build it in its own directory, switch
+//! `current` atomically, restart, check health; on failure switch back and remember the tag.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, anyhow};
+use run_ledger::{Ledger, RunStatus};
+use serde::Serialize;
+use step_runtime::{Record, Report, ResultExt, StepContext, StepError, iso8601, run_recorded};
+
+use crate::Args;
+use crate::run::{self, shell};
+use crate::version::{Version, matches};
+
+/// The step's name in the ledger, locks and metrics.
+pub const STEP: &str = "deploy-poll";
+/// A release directory is complete once this file exists in it.
+const BUILT_MARKER: &str = ".materia-built";
+/// The encrypted environment of a release, and where it is decrypted.
+const SECRETS: &str = ".env.prod.sops";
+const DECRYPTED: &str = ".env";
+/// Time bounds of a deploy's commands.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(300);
+const GIT_TIMEOUT: Duration = Duration::from_secs(300);
+const BUILD_TIMEOUT: Duration = Duration::from_secs(3 * 3600);
+const SOPS_TIMEOUT: Duration = Duration::from_secs(60);
+const RESTART_TIMEOUT: Duration = Duration::from_secs(300);
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(600);
+
+#[derive(Debug, Default, Serialize)]
+pub struct DeployReport {
+    /// `deployed`, `up-to-date`, `rolled-back` or `failed`.
+    pub status: &'static str,
+    /// The tag deployed, current, or that failed.
+    pub tag: Option<String>,
+    /// The release current before this deploy.
+    pub previous: Option<String>,
+    pub error: Option<String>,
+}
+
+impl Report for DeployReport {
+    fn failed(error: String) -> Self {
+        DeployReport {
+            status: "failed",
+            error: Some(error),
+            ..Default::default()
+        }
+    }
+
+    fn failure(&self) -> Option<String> {
+        matches!(self.status, "failed" | "rolled-back")
+            .then(|| self.error.clone().unwrap_or_else(|| self.status.to_owned()))
+    }
+}
+
+pub fn run(ctx: &StepContext, args: &Args) -> Result<DeployReport, StepError> {
+    let root = std::path::absolute(&args.root)
+        .context("cannot resolve --root")
+        .or_usage()?;
+    let layout = Layout::new(&root);
+    if !layout.repo.join(".git").exists() {
+        return Err(StepError::usage(anyhow!(
+            "{} is not a git clone; bootstrap the server first (scripts/bootstrap_supervisor.sh)",
+            layout.repo.display()
+        )));
+    }
+    let ledger = Ledger::open(&ctx.config.state_db)?;
+    loop {
+        let result = run_recorded(
+            ctx,
+            &ledger,
+            || poll(args, &layout, &ledger),
+            |r| Record {
+                status: match r.status {
+                    "deployed" => RunStatus::Success,
+                    "up-to-date" => RunStatus::Unchanged,
+                    _ => RunStatus::Failed,
+                },
+                detail: format!(
+                    "{} {} (previous {})",
+                    r.status,
+                    r.tag.as_deref().unwrap_or("-"),
+                    r.previous.as_deref().unwrap_or("-")
+                ),
+                input_fingerprint: None,
+                error: r.failure(),
+            },
+        );
+        let Some(secs) = args.interval_secs.filter(|_| !args.once) else {
+            return result;
+        };
+        match &result {
+            Ok(r) => log::info!("{} {}", r.status, r.tag.as_deref().unwrap_or("")),
+            Err(e) => log::error!("{}", e.message()),
+        }
+        std::thread::sleep(Duration::from_secs(secs));
+    }
+}
+
+pub struct Layout {
+    pub root: PathBuf,
+    pub repo: PathBuf,
+    pub releases: PathBuf,
+    pub current: PathBuf,
+}
+
+impl Layout {
+    fn new(root: &Path) -> Layout {
+        Layout {
+            root: root.to_path_buf(),
+            repo: root.join("repo"),
+            releases: root.join("releases"),
+            current: root.join("current"),
+        }
+    }
+
+    /// The tag `current` points at, if any.
+    fn current_tag(&self) -> Option<String> {
+        let target = fs::read_link(&self.current).ok()?;
+        Some(target.file_name()?.to_string_lossy().into_owned())
+    }
+
+    /// Points `current` at `releases/<tag>` (or removes it) by one rename.
+    fn switch(&self, tag: Option<&str>) -> anyhow::Result<()> {
+        match tag {
+            Some(tag) => {
+                let next = self.root.join("current.next");
+                let _ = fs::remove_file(&next);
+                std::os::unix::fs::symlink(Path::new("releases").join(tag), &next)
+                    .with_context(|| format!("cannot create {}", next.display()))?;
+                fs::rename(&next, &self.current)
+                    .with_context(|| format!("cannot switch {}", self.current.display()))?;
+            }
+            None => match fs::remove_file(&self.current) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).context("cannot remove current");
+                }
+                _ => {}
+            },
+        }
+        fs::File::open(&self.root)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("cannot fsync {}", self.root.display()))
+    }
+}
+
+fn git(layout: &Layout, args: &[&str], timeout: Duration) -> anyhow::Result<String> {
+    let what = format!("git {}", args.first().unwrap_or(&""));
+    run::run(&what, Path::new("git"), args, &layout.repo, timeout).map(|f| f.stdout)
+}
+
+fn poll(args: &Args, layout: &Layout, ledger: &Ledger) -> Result<DeployReport, StepError> {
+    git(
+        layout,
+        &[
+            "fetch",
+            "--quiet",
+            "--force",
+            "--tags",
+            "--prune",
+            "--prune-tags",
+            "origin",
+        ],
+        FETCH_TIMEOUT,
+    )
+    .context("cannot fetch release tags from origin; nothing changed")?;
+    let listed = git(layout, &["tag", "--list"], GIT_TIMEOUT)?;
+    let bad = ledger.bad_tags()?;
+    let current = layout.current_tag();
+    let newest = listed
+        .lines()
+        .map(str::trim)
+        .filter(|t| matches(&args.tag_pattern, t) && !bad.iter().any(|b| b == t))
+        .map(Version::parse)
+        .max();
+    let Some(newest) = newest else {
+        log::info!("no release tag matches {:?}", args.tag_pattern);
+        return Ok(DeployReport {
+            status: "up-to-date",
+            tag: current,
+            ..Default::default()
+        });
+    };
+    if current
+        .as_deref()
+        .is_some_and(|c| Version::parse(c) >= newest)
+    {
+        log::info!(
+            "{} is current and the newest good release",
+            current.as_deref().unwrap_or("")
+        );
+        return Ok(DeployReport {
+            status: "up-to-date",
+            tag: current,
+            ..Default::default()
+        });
+    }
+    let tag = newest.tag;
+    log::info!(
+        "deploying {tag} (current: {})",
+        current.as_deref().unwrap_or("none")
+    );
+    let mut report = DeployReport {
+        tag: Some(tag.clone()),
+        previous: current.clone(),
+        ..Default::default()
+    };
+    let bad_tag = |reason: &anyhow::Error| -> Result<(), StepError> {
+        let reason = format!("{reason:#}");
+        ledger.mark_bad_tag(&tag, &reason, &iso8601(SystemTime::now()))?;
+        log::error!("{tag} is recorded as bad and will not be tried again");
+        Ok(())
+    };
+
+    // Up to the switch, nothing in service changes: a failure leaves `current` as it was.
+    if let Err(e) = prepare(args, layout, &tag) {
+        bad_tag(&e)?;
+        report.status = "failed";
+        report.error = Some(format!("{e:#}"));
+        return Ok(report);
+    }
+
+    layout.switch(Some(&tag))?;
+    let release = layout.releases.join(&tag);
+    let started = shell("restart", &args.restart_cmd, &release, RESTART_TIMEOUT)
+        .and_then(|_| shell("health check", &args.health_cmd, &release, HEALTH_TIMEOUT));
+    let Err(e) = started else {
+        log::info!("{tag} deployed");
+        report.status = "deployed";
+        return Ok(report);
+    };
+    log::error!(
+        "{e:#}; rolling back to {}",
+        current.as_deref().unwrap_or("nothing")
+    );
+    layout.switch(current.as_deref())?;
+    if let Some(previous) = &current {
+        let dir = layout.releases.join(previous);
+        if let Err(restart) = shell("restart", &args.restart_cmd, &dir, RESTART_TIMEOUT) {
+            log::error!("restarting {previous} after the rollback failed: {restart:#}");
+        }
+    }
+    bad_tag(&e)?;
+    report.status = "rolled-back";
+    report.error = Some(format!("{e:#}"));
+    Ok(report)
+}
+
+/// Checks the tag's signature if required, checks it out into `releases/<tag>`, builds it
+/// there and decrypts its secrets. A directory without the built marker is a leftover of a
+/// failed or killed attempt and is redone from scratch.
+fn prepare(args: &Args, layout: &Layout, tag: &str) -> anyhow::Result<()> {
+    if args.require_signed {
+        git(layout, &["verify-tag", tag], GIT_TIMEOUT)
+            .with_context(|| format!("tag {tag} has no signature git verify-tag accepts"))?;
+    }
+    let release = layout.releases.join(tag);
+    if !release.join(BUILT_MARKER).exists() {
+        if release.exists() {
+            fs::remove_dir_all(&release)
+                .with_context(|| format!("cannot remove the incomplete {}", release.display()))?;
+        }
+        fs::create_dir_all(&layout.releases)
+            .with_context(|| format!("cannot create {}", layout.releases.display()))?;
+        let dest = release.display().to_string();
+        git(
+            layout,
+            &["clone", "--quiet", "--no-checkout", ".", &dest],
+            GIT_TIMEOUT,
+        )?;
+        run::run(
+            "git checkout",
+            Path::new("git"),
+            &[
+                "checkout",
+                "--quiet",
+                "--detach",
+                &format!("refs/tags/{tag}"),
+            ],
+            &release,
+            GIT_TIMEOUT,
+        )?;
+        shell("build", &args.build_cmd, &release, BUILD_TIMEOUT)
+            .with_context(|| format!("building {tag} failed"))?;
+        fs::write(release.join(BUILT_MARKER), tag)
+            .with_context(|| format!("cannot mark {} built", release.display()))?;
+    }
+    decrypt(args, &release).with_context(|| format!("cannot decrypt the secrets of {tag}"))
+}
+
+/// `sops -d .env.prod.sops` into the release's `.env`, mode 0600, replaced by rename only
+/// once decryption succeeded.
+fn decrypt(args: &Args, release: &Path) -> anyhow::Result<()> {
+    let source = release.join(SECRETS);
+    if !source.is_file() {
+        return Err(anyhow!("the release has no {SECRETS}"));
+    }
+    let out = run::run(
+        "sops",
+        &args.sops,
+        &[
+            "--decrypt",
+            "--input-type",
+            "dotenv",
+            "--output-type",
+            "dotenv",
+            SECRETS,
+        ],
+        release,
+        SOPS_TIMEOUT,
+    )?;
+    let tmp = release.join(".env.decrypting");
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let _ = fs::remove_file(&tmp);
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        f.write_all(out.stdout.as_bytes())
+            .and_then(|()| f.sync_all())
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+    }
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))?;
+    fs::rename(&tmp, release.join(DECRYPTED)).context("cannot put .env in place")?;
+    Ok(())
+}

@@ -1,0 +1,79 @@
+//! `deploy-poll`: deploys the newest release tag of the repository's origin, pull-based: one
+//! directory per tag, built where it sits, one atomic `current` switch, health-gated, with
+//! rollback and a memory of bad tags.
+
+mod deploy;
+mod run;
+mod version;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use step_runtime::{CommonArgs, env_vars};
+
+/// Deploy the newest release tag: build it in its own directory, switch `current`, restart,
+/// check health, roll back on failure
+///
+/// Layout under --root: `repo/` (a clone whose origin is the release remote), `releases/<tag>/`
+/// (one built release per tag), `current` (symlink to the release in service). Exit codes: 0
+/// deployed or up to date; 1 failed or rolled back (the tag is then never tried again); 2 usage;
+/// 75 another deploy-poll is running.
+#[derive(Debug, Parser)]
+#[command(version)]
+pub struct Args {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// The deploy root holding repo/, releases/ and current
+    #[arg(long, env = env_vars::MATERIA_ROOT, value_name = "DIR", default_value = "/opt/materia")]
+    pub root: PathBuf,
+
+    /// Which tags are releases (a glob, as `git tag --list`)
+    #[arg(long, value_name = "GLOB", default_value = "v*")]
+    pub tag_pattern: String,
+
+    /// Poll once and exit (the default unless --interval-secs is given)
+    #[arg(long, conflicts_with = "interval_secs")]
+    pub once: bool,
+
+    /// Poll forever, this many seconds apart
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(10..=86_400))]
+    pub interval_secs: Option<u64>,
+
+    /// Build command, run by `sh -c` in the new release directory
+    #[arg(long, value_name = "CMD", default_value = "make release")]
+    pub build_cmd: String,
+
+    /// Restart command, run by `sh -c` in the release directory made current
+    #[arg(
+        long,
+        value_name = "CMD",
+        default_value = "systemctl restart materia-supervisor.service"
+    )]
+    pub restart_cmd: String,
+
+    /// Health command, run by `sh -c` in the new release directory after the restart
+    #[arg(
+        long,
+        value_name = "CMD",
+        default_value = "sleep 10 && systemctl is-active --quiet materia-supervisor.service"
+    )]
+    pub health_cmd: String,
+
+    /// Deploy only tags whose signature `git verify-tag` accepts (SSH or GPG)
+    #[arg(long)]
+    pub require_signed: bool,
+
+    /// The sops executable that decrypts the release's .env.prod.sops
+    #[arg(long, env = env_vars::MATERIA_SOPS, value_name = "PATH", default_value = "sops")]
+    pub sops: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let args: Args = match step_runtime::parse_args() {
+        Ok(args) => args,
+        Err(code) => return code,
+    };
+    step_runtime::run_step(deploy::STEP, &args.common, |ctx| deploy::run(ctx, &args))
+}

@@ -44,6 +44,7 @@ build:
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: transform/requirements.txt
+	@sh scripts/install-deps.sh test
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r transform/requirements.txt
 	touch $@
@@ -51,6 +52,7 @@ $(VENV)/.installed: transform/requirements.txt
 tools: $(TOOLS_VENV)/.installed
 
 $(TOOLS_VENV)/.installed: tools/requirements.txt
+	@sh scripts/install-deps.sh test
 	python3 -m venv $(TOOLS_VENV)
 	$(TOOLS_VENV)/bin/pip install --quiet --disable-pip-version-check -r tools/requirements.txt
 	touch $@

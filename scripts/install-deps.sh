@@ -7,7 +7,7 @@ set -eu
 profile=${1:-all}
 
 # command -> Debian package
-need_test="shellcheck:shellcheck dash:dash python3:python3 curl:curl systemd-analyze:systemd timeout:coreutils"
+need_test="shellcheck:shellcheck dash:dash python3:python3 curl:curl systemd-analyze:systemd timeout:coreutils git:git rclone:rclone age-keygen:age ssh-keygen:openssh-client setpriv:util-linux useradd:passwd"
 need_bench="pigz:pigz unzip:unzip curl:curl"
 case "$profile" in
     test) wanted=$need_test ;;
@@ -26,6 +26,10 @@ for pair in $wanted; do
         case " $missing " in *" $pkg "*) ;; *) missing="$missing $pkg" ;; esac
     fi
 done
+# `python3 -m venv` needs Debian's python3-venv (ensurepip) besides python3 itself.
+if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+    missing="$missing python3-venv"
+fi
 [ -z "$missing" ] && exit 0
 
 if [ "$(id -u)" -eq 0 ]; then

@@ -3,25 +3,22 @@
 //! S3 backend refuse to start), every call bounded in time, and secrets scrubbed from whatever
 //! it prints before we show it.
 
-use std::collections::VecDeque;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
+use step_runtime::child::{self, Options, Stdout};
 
 /// Bounds of every rclone call (besides the whole call's `timeout`).
 pub const CONNECT_TIMEOUT: &str = "15s";
 pub const IDLE_TIMEOUT: &str = "60s";
 pub const RETRIES: &str = "3";
 pub const LOW_LEVEL_RETRIES: &str = "3";
-/// Bytes of rclone's stderr kept for an error message.
-const STDERR_TAIL_BYTES: usize = 4_096;
+/// Lines of rclone's log kept for an error message.
+const STDERR_TAIL_LINES: usize = 12;
 /// Bound on rclone's stdout (listings): about 300 bytes per object, 1 M objects.
 const STDOUT_MAX_BYTES: usize = 300 << 20;
-const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Where backups go: Cloudflare R2 through rclone's S3 backend, or a local directory.
 #[derive(Debug, Clone)]
@@ -141,10 +138,7 @@ impl Rclone {
                 "--log-level",
                 "NOTICE",
             ])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .args(args);
         if let Remote::R2 {
             access_key_id,
             secret_access_key,
@@ -177,69 +171,31 @@ impl Rclone {
     /// Runs `rclone <args>` within the time bound; returns what it printed, whatever its exit.
     pub fn run(&self, args: &[&str]) -> anyhow::Result<Outcome> {
         let shown = format!("rclone {}", args.first().unwrap_or(&""));
-        let mut child = self
-            .command(args)
-            .spawn()
-            .with_context(|| format!("cannot start {}", self.program.display()))?;
-        let mut stdout = child.stdout.take().expect("piped");
-        let mut stderr = child.stderr.take().expect("piped");
-        let out_reader = thread::spawn(move || {
-            let mut buf = Vec::new();
-            let r = (&mut stdout)
-                .take(STDOUT_MAX_BYTES as u64 + 1)
-                .read_to_end(&mut buf);
-            // Keep draining so rclone never blocks on a full pipe.
-            let _ = std::io::copy(&mut stdout, &mut std::io::sink());
-            r.map(|_| buf)
-        });
-        let err_reader = thread::spawn(move || {
-            let mut tail: VecDeque<u8> = VecDeque::with_capacity(STDERR_TAIL_BYTES);
-            let mut chunk = [0u8; 8_192];
-            while let Ok(n) = stderr.read(&mut chunk) {
-                if n == 0 {
-                    break;
-                }
-                for &b in &chunk[..n] {
-                    if tail.len() == STDERR_TAIL_BYTES {
-                        tail.pop_front();
-                    }
-                    tail.push_back(b);
-                }
-            }
-            tail.into_iter().collect::<Vec<u8>>()
-        });
-        let start = Instant::now();
-        let status = loop {
-            if let Some(status) = child.try_wait().context("cannot wait for rclone")? {
-                break Some(status);
-            }
-            if start.elapsed() >= self.timeout {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            thread::sleep(POLL_INTERVAL);
-        };
-        let stdout = out_reader
-            .join()
-            .map_err(|_| anyhow!("rclone stdout reader panicked"))?
-            .context("cannot read rclone's output")?;
-        let stderr = err_reader
-            .join()
-            .map_err(|_| anyhow!("rclone stderr reader panicked"))?;
-        let stderr = self.scrub(&messages(&String::from_utf8_lossy(&stderr)));
-        let Some(status) = status else {
+        let finished = child::run(
+            self.command(args),
+            Options {
+                timeout: self.timeout,
+                stdout: Stdout::Capture {
+                    max_bytes: STDOUT_MAX_BYTES,
+                },
+                tail_lines: STDERR_TAIL_LINES,
+                own_process_group: false,
+            },
+        )
+        .with_context(|| format!("cannot run {}", self.program.display()))?;
+        let stderr = self.scrub(&messages(&finished.tail_text()));
+        let Some(status) = finished.status else {
             bail!(
                 "{shown} did not finish within {}s (--timeout-secs) and was killed: {stderr}",
                 self.timeout.as_secs()
             );
         };
-        if stdout.len() > STDOUT_MAX_BYTES {
+        if finished.stdout_overflow {
             bail!("{shown} printed more than {STDOUT_MAX_BYTES} bytes");
         }
         Ok(Outcome {
             code: status.code(),
-            stdout,
+            stdout: finished.stdout,
             stderr,
         })
     }

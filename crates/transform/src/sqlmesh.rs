@@ -2,21 +2,16 @@
 //! time bound, its output forwarded to our stderr line by line, and its last lines kept for
 //! the error message.
 
-use std::collections::VecDeque;
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{Context, anyhow};
+use step_runtime::child::{self, Options, Stdout};
 
 /// Lines of SQLMesh output kept for an error message.
 const TAIL_LINES_MAX: usize = 25;
-/// How often the child is polled for exit.
-const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Paths SQLMesh is run with; all absolute.
 pub struct Invocation<'a> {
@@ -91,69 +86,33 @@ impl Invocation<'_> {
             .arg(&log_dir)
             .current_dir(self.project)
             .env_clear()
-            .envs(self.environment())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .envs(self.environment());
         let shown = format!("sqlmesh cycle ({} {})", python.display(), args.join(" "));
         log::info!("running {shown}");
-        let start = Instant::now();
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("cannot start {}", python.display()))
-            .map_err(Failure::Other)?;
-        let tail = Arc::new(Mutex::new(VecDeque::with_capacity(TAIL_LINES_MAX)));
-        let readers: Vec<_> = [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        .map(|stream| {
-            let tail = Arc::clone(&tail);
-            thread::spawn(move || forward(stream, &tail))
-        })
-        .collect();
-
-        let status: Option<ExitStatus> = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break Some(status),
-                Ok(None) if start.elapsed() >= self.timeout => {
-                    // SQLMesh runs DuckDB in its own process: killing it stops the work, and the
-                    // lakehouse's WAL makes the interrupted write roll back on the next open.
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break None;
-                }
-                Ok(None) => thread::sleep(POLL_INTERVAL),
-                Err(e) => {
-                    return Err(Failure::Other(
-                        anyhow!(e).context("cannot wait for sqlmesh"),
-                    ));
-                }
-            }
-        };
-        for r in readers {
-            let _ = r.join();
-        }
-        let tail: Vec<String> = tail
-            .lock()
-            .map(|t| t.iter().cloned().collect())
-            .unwrap_or_default();
-        let output = tail.join("\n");
-        match status {
+        let finished = child::run(
+            cmd,
+            Options {
+                timeout: self.timeout,
+                stdout: Stdout::Forward {
+                    prefix: "sqlmesh: ",
+                },
+                tail_lines: TAIL_LINES_MAX,
+                // SQLMesh stays in our process group: a supervisor stopping this step stops it too.
+                own_process_group: false,
+            },
+        )
+        .with_context(|| format!("cannot run {}", python.display()))
+        .map_err(Failure::Other)?;
+        let output = finished.tail_text();
+        match finished.status {
+            // SQLMesh runs DuckDB in its own process: killing it stops the work, and the
+            // lakehouse's WAL makes the interrupted write roll back on the next open.
             None => Err(Failure::Other(anyhow!(
                 "{shown} did not finish within {}s (--timeout-secs) and was killed; last output:\n{output}",
                 self.timeout.as_secs()
             ))),
             Some(s) if s.success() => {
-                log::info!("{shown} finished in {:.1}s", start.elapsed().as_secs_f64());
+                log::info!("{shown} finished in {:.1}s", finished.elapsed.as_secs_f64());
                 Ok(())
             }
             Some(s) => {
@@ -166,23 +125,6 @@ impl Invocation<'_> {
                     Err(Failure::Other(error))
                 }
             }
-        }
-    }
-}
-
-fn forward(stream: Box<dyn Read + Send>, tail: &Mutex<VecDeque<String>>) {
-    for line in BufReader::new(stream).lines() {
-        let Ok(line) = line else { break };
-        let line = line.trim_end();
-        if line.trim().is_empty() {
-            continue;
-        }
-        log::info!("sqlmesh: {line}");
-        if let Ok(mut t) = tail.lock() {
-            if t.len() == TAIL_LINES_MAX {
-                t.pop_front();
-            }
-            t.push_back(line.to_owned());
         }
     }
 }

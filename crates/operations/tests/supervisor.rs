@@ -107,11 +107,40 @@ fn once_runs_a_real_cycle_and_the_dr_drill_rebuilds_it_identically() {
         snapshot: 0,
     };
     psd_gen::write_zip(&spec, std::fs::File::create(&zip).unwrap(), 6).unwrap();
-    let out = supervisor(dir.path(), &bin_dir(), &["--once"])
-        .env("PSD_URL", &zip)
-        .env("MATERIA_SQLMESH", venv().join("bin/sqlmesh"))
-        .output()
-        .unwrap();
+    // Contract section 10: from the repository root, after `make test`, only the variables
+    // of section 1 and PSD_URL (the binaries and SQLMesh are found where `make` put them).
+    let mut contract = Command::new("dash");
+    contract
+        .arg("scripts/supervisor.sh")
+        .arg("--once")
+        .current_dir(repo_root())
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", std::env::var_os("HOME").unwrap())
+        .env("LANDING_DIR", dir.path().join("landing"))
+        .env("DUCKDB_PATH", dir.path().join("lakehouse.duckdb"))
+        .env("SERVING_DUCKDB_PATH", dir.path().join("analytics.duckdb"))
+        .env("METRICS_DIR", dir.path().join("metrics"))
+        .env("PSD_URL", &zip);
+    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
+        contract.env("CARGO_TARGET_DIR", target);
+    }
+    let uses_defaults = !repo_root().join("bin/extract-psd").exists()
+        && repo_root().join(".venv/bin/sqlmesh").exists()
+        && std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                Path::new(&std::env::var_os("HOME").unwrap()).join(".cache/materia/target")
+            })
+            .join("release")
+            == bin_dir();
+    if !uses_defaults {
+        // A ./bin from `make release` or a virtualenv elsewhere: name them.
+        contract
+            .env("MATERIA_BIN_DIR", bin_dir())
+            .env("MATERIA_SQLMESH", venv().join("bin/sqlmesh"));
+    }
+    let out = contract.output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let log = stderr(&out);
     for step in ["extract-psd", "transform", "export-serving"] {

@@ -70,7 +70,7 @@ secrets-edit-prod: tools
 lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy $(CARGO_FLAGS) --workspace --all-targets -- -D warnings
-	shellcheck -s sh scripts/*.sh .ci/run
+	shellcheck -x -s sh scripts/*.sh .ci/run
 
 test-rust: build venv tools
 	MATERIA_VENV="$(abspath $(VENV))" MATERIA_TOOLS_VENV="$(abspath $(TOOLS_VENV))" $(CARGO) test $(CARGO_FLAGS) --workspace

@@ -38,19 +38,8 @@ c.execute("CHECKPOINT out")
 c.execute("DETACH out")
 PY
 
-timed() { # LABEL CMD...: appends "seconds kib" to $work/LABEL
-    label=$1
-    shift
-    /usr/bin/time -f '%e %M' -o "$work/time.out" "$@" >/dev/null 2>"$work/stderr.out" || {
-        echo "bench: $label failed:" >&2
-        tail -n 30 "$work/stderr.out" >&2
-        exit 1
-    }
-    cat "$work/time.out" >>"$work/$label"
-}
-median() {
-    awk -v c="$2" '{print $c}' "$1" | sort -n | awk '{v[NR]=$1} END {if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'
-}
+# shellcheck source=scripts/bench-lib.sh
+. "$(dirname "$0")/bench-lib.sh"
 
 i=0
 while [ "$i" -lt "$runs" ]; do

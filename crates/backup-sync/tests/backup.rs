@@ -6,22 +6,16 @@
 use std::io::Write;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
+use test_support::{stderr, tool};
 
 const BIN: &str = env!("CARGO_BIN_EXE_backup-sync");
 const SECRET: &str = "sentinel-secret-7f3a9c";
 const KEY_ID: &str = "sentinel-keyid-41b2";
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -39,14 +33,7 @@ struct Moto {
 
 impl Moto {
     fn start() -> Moto {
-        let venv = std::env::var_os("MATERIA_TOOLS_VENV")
-            .map_or_else(|| repo_root().join(".venv-tools"), PathBuf::from);
-        let server = venv.join("bin/moto_server");
-        assert!(
-            server.is_file(),
-            "no moto at {}: run `make tools`",
-            server.display()
-        );
+        let server = tool("moto_server");
         let port = free_port();
         let child = Command::new(server)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -178,10 +165,6 @@ impl Site {
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn assert_no_secret(text: &str) {

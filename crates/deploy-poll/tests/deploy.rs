@@ -7,31 +7,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+use test_support::{stderr, tool};
 
 const BIN: &str = env!("CARGO_BIN_EXE_deploy-poll");
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn sops() -> PathBuf {
-    let venv = std::env::var_os("MATERIA_TOOLS_VENV")
-        .map_or_else(|| repo_root().join(".venv-tools"), PathBuf::from);
-    let sops = venv.join("bin/sops");
-    assert!(
-        sops.is_file(),
-        "no sops at {}: run `make tools`",
-        sops.display()
-    );
-    sops
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 fn check(out: Output, what: &str) -> Output {
     assert!(out.status.success(), "{what}: {}", stderr(&out));
@@ -131,7 +109,7 @@ impl World {
         )
         .unwrap();
         let enc = check(
-            Command::new(sops())
+            Command::new(tool("sops"))
                 .args([
                     "--encrypt",
                     "--age",
@@ -201,7 +179,7 @@ impl World {
             .env("PATH", "/usr/local/bin:/usr/bin:/bin")
             .env("HOME", self.dir.path())
             .env("STATE_DB", self.path("state.sqlite"))
-            .env("MATERIA_SOPS", sops())
+            .env("MATERIA_SOPS", tool("sops"))
             .env("SOPS_AGE_KEY_FILE", self.path("server.agekey"))
             .args(["--root", root.to_str().unwrap(), "--once", "--json"])
             .args(["--build-cmd", "sh build.sh", "--health-cmd", "sh health.sh"])

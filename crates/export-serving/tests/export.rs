@@ -12,27 +12,9 @@ use std::time::{Duration, Instant};
 
 use lakehouse::duckdb::Connection;
 use serving_reader::ServingReader;
+use test_support::{repo_root, stderr, venv};
 
 const BIN: &str = env!("CARGO_BIN_EXE_export-serving");
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn python() -> PathBuf {
-    let venv =
-        std::env::var_os("MATERIA_VENV").map_or_else(|| repo_root().join(".venv"), PathBuf::from);
-    let python = venv.join("bin/python");
-    assert!(
-        python.is_file(),
-        "no virtualenv at {}: run `make venv`",
-        venv.display()
-    );
-    python
-}
 
 struct Site {
     dir: tempfile::TempDir,
@@ -123,10 +105,6 @@ fn json_of(out: Output) -> (Output, serde_json::Value) {
         )
     });
     (out, json)
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn assert_exported(out: &Output, json: &serde_json::Value) {
@@ -255,7 +233,7 @@ fn readers_never_see_a_torn_generation_while_25_are_published() {
     let stop = site.path("stop");
     let readers: Vec<_> = (0..3)
         .map(|_| {
-            Command::new(python())
+            Command::new(venv().join("bin/python"))
                 .arg(repo_root().join("crates/export-serving/tests/reader.py"))
                 .arg(site.serving())
                 .arg(&stop)
@@ -520,7 +498,7 @@ fn the_published_file_opens_in_python_duckdb() {
     site.write_lakehouse(3, 500);
     let (out, json) = site.run(&[]);
     assert_exported(&out, &json);
-    let out = Command::new(python())
+    let out = Command::new(venv().join("bin/python"))
         .arg("-c")
         .arg(
             "import duckdb, sys\n\

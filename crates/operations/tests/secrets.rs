@@ -5,21 +5,9 @@
 #![allow(clippy::unwrap_used)]
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn sops() -> PathBuf {
-    let venv = std::env::var_os("MATERIA_TOOLS_VENV")
-        .map_or_else(|| repo_root().join(".venv-tools"), PathBuf::from);
-    venv.join("bin/sops")
-}
+use test_support::{repo_root, tool};
 
 fn decrypt(key: &Path, out: &Path) -> Output {
     Command::new("dash")
@@ -29,7 +17,7 @@ fn decrypt(key: &Path, out: &Path) -> Output {
         .current_dir(repo_root())
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
-        .env("SOPS", sops())
+        .env("SOPS", tool("sops"))
         .env("SOPS_AGE_KEY_FILE", key)
         .output()
         .unwrap()

@@ -5,20 +5,12 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use test_support::{repo_root, stderr, venv};
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-/// The directory of the workspace's built binaries (this test runs from `<target>/release/deps`).
 fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    let dir = test_support::bin_dir();
     for b in [
         "extract-psd",
         "transform",
@@ -33,10 +25,6 @@ fn bin_dir() -> PathBuf {
         );
     }
     dir
-}
-
-fn venv() -> PathBuf {
-    std::env::var_os("MATERIA_VENV").map_or_else(|| repo_root().join(".venv"), PathBuf::from)
 }
 
 fn supervisor(dir: &Path, bin: &Path, args: &[&str]) -> Command {
@@ -84,10 +72,6 @@ fn calls(dir: &Path) -> Vec<String> {
         .lines()
         .map(str::to_owned)
         .collect()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn alive(pid: u32) -> bool {

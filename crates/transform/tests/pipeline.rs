@@ -9,37 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use lakehouse::duckdb::Connection;
+use test_support::{repo_root, venv, workspace_bin};
 
 const ROWS: u64 = 8_000;
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn venv() -> PathBuf {
-    let venv =
-        std::env::var_os("MATERIA_VENV").map_or_else(|| repo_root().join(".venv"), PathBuf::from);
-    assert!(
-        venv.join("bin/sqlmesh").is_file(),
-        "no SQLMesh virtualenv at {}: run `make venv`",
-        venv.display()
-    );
-    venv
-}
-
-/// A binary of this workspace built beside this test's own (`make test` builds them all).
-fn sibling_binary(name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_transform")).with_file_name(name);
-    assert!(
-        path.is_file(),
-        "{} is not built: run `cargo build --release --workspace --bins`",
-        path.display()
-    );
-    path
-}
 
 struct Site {
     dir: tempfile::TempDir,
@@ -95,7 +67,7 @@ impl Site {
         )
         .unwrap();
         let (out, json) = self.run(
-            &sibling_binary("extract-psd"),
+            &workspace_bin("extract-psd"),
             &["--json", "--url", zip.to_str().unwrap()],
         );
         assert!(

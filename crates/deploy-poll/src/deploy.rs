@@ -230,6 +230,10 @@ fn poll(args: &Args, layout: &Layout, ledger: &Ledger) -> Result<DeployReport, S
     let Err(e) = started else {
         log::info!("{tag} deployed");
         report.status = "deployed";
+        // Old releases (each with its own virtualenv) would fill the disk over the years.
+        if let Err(e) = prune(layout, &tag, current.as_deref(), args.keep_releases) {
+            log::warn!("cannot remove old releases: {e:#}");
+        }
         return Ok(report);
     };
     log::error!(
@@ -247,6 +251,28 @@ fn poll(args: &Args, layout: &Layout, ledger: &Ledger) -> Result<DeployReport, S
     report.status = "rolled-back";
     report.error = Some(format!("{e:#}"));
     Ok(report)
+}
+
+/// Removes release directories beyond the newest `keep` by version, never the current or the
+/// previous one (the rollback target).
+fn prune(layout: &Layout, current: &str, previous: Option<&str>, keep: u32) -> anyhow::Result<()> {
+    let mut releases: Vec<Version> = fs::read_dir(&layout.releases)
+        .with_context(|| format!("cannot list {}", layout.releases.display()))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .map(|e| Version::parse(&e.file_name().to_string_lossy()))
+        .collect();
+    releases.sort();
+    releases.reverse();
+    for old in releases.iter().skip(keep as usize) {
+        if old.tag == current || Some(old.tag.as_str()) == previous {
+            continue;
+        }
+        let dir = layout.releases.join(&old.tag);
+        fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+        log::info!("removed old release {}", old.tag);
+    }
+    Ok(())
 }
 
 /// Checks the tag's signature if required, checks it out into `releases/<tag>`, builds it

@@ -61,6 +61,12 @@ pub struct Args {
     )]
     pub health_cmd: String,
 
+    /// Release directories kept after a deploy (the newest by version; the current and the
+    /// previous one are always kept)
+    #[arg(long, value_name = "N", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(2..=100))]
+    pub keep_releases: u32,
+
     /// Deploy only tags whose signature `git verify-tag` accepts (SSH or GPG)
     #[arg(long)]
     pub require_signed: bool,

@@ -308,6 +308,18 @@ fn a_failed_build_keeps_the_previous_release_and_the_tag_is_never_retried() {
     w.release("v1.11.0", OK, OK, None);
     assert_eq!(w.poll(&[]).1["status"], "deployed");
     assert_eq!(w.current().as_deref(), Some("releases/v1.11.0"));
+
+    // Old release directories go, beyond --keep-releases; current and previous stay.
+    for tag in ["v1.12.0", "v1.13.0"] {
+        w.release(tag, OK, OK, None);
+        assert_eq!(w.poll(&["--keep-releases", "2"]).1["status"], "deployed");
+    }
+    let mut left: Vec<String> = std::fs::read_dir(w.root().join("releases"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["v1.12.0", "v1.13.0"]);
 }
 
 #[test]

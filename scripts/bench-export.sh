@@ -38,7 +38,7 @@ c.execute("CHECKPOINT out")
 c.execute("DETACH out")
 PY
 
-# shellcheck source=scripts/bench-lib.sh
+# shellcheck source=scripts/bench-lib.sh disable=SC1091 # checked on its own; followed with shellcheck -x
 . "$(dirname "$0")/bench-lib.sh"
 
 i=0

@@ -322,27 +322,39 @@ pub fn write_zip<W: Write + Seek>(spec: &Spec, out: W, level: i64) -> io::Result
     Ok(rows)
 }
 
+/// Splits one line of the CSV this generator writes into its fields, quotes undone. For tests
+/// that read the output back on their own, independently of the code under test.
+pub fn split_csv_line(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(ch) = chars.next() {
+        match (ch, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                chars.next();
+                field.push('"');
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => out.push(std::mem::take(&mut field)),
+            (c, _) => field.push(c),
+        }
+    }
+    out.push(field);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Splits one CSV line, honouring quotes.
-    fn fields(line: &str) -> Vec<String> {
-        let mut out = vec![String::new()];
-        let mut quoted = false;
-        let mut chars = line.chars().peekable();
-        while let Some(ch) = chars.next() {
-            match (ch, quoted) {
-                ('"', true) if chars.peek() == Some(&'"') => {
-                    chars.next();
-                    out.last_mut().unwrap().push('"');
-                }
-                ('"', _) => quoted = !quoted,
-                (',', false) => out.push(String::new()),
-                (c, _) => out.last_mut().unwrap().push(c),
-            }
-        }
-        out
+    #[test]
+    fn split_csv_line_undoes_quoting() {
+        assert_eq!(
+            split_csv_line(r#"0711100,"Rst,Ground Dom. Consum","say ""hi""",,x"#),
+            ["0711100", "Rst,Ground Dom. Consum", "say \"hi\"", "", "x"]
+        );
+        assert_eq!(split_csv_line(""), [""]);
     }
 
     fn csv(spec: &Spec) -> String {
@@ -381,8 +393,11 @@ mod tests {
         let mut v = psd_format::CsvValidator::new();
         v.feed(text.as_bytes()).unwrap();
         assert_eq!(v.finish().unwrap().rows, text.lines().count() as u64 - 1);
-        let commodities: std::collections::BTreeSet<String> =
-            text.lines().skip(1).map(|l| fields(l)[0].clone()).collect();
+        let commodities: std::collections::BTreeSet<String> = text
+            .lines()
+            .skip(1)
+            .map(|l| split_csv_line(l)[0].clone())
+            .collect();
         assert_eq!(
             commodities.len(),
             COMMODITIES.len(),
@@ -399,7 +414,7 @@ mod tests {
                 && text.contains("(1000 MT)")
         );
         assert!(
-            text.lines().skip(1).any(|l| fields(l)[6] == "00"),
+            text.lines().skip(1).any(|l| split_csv_line(l)[6] == "00"),
             "Month 00 rows"
         );
         assert!(text.lines().any(|l| l.ends_with(',')), "empty values");
@@ -422,7 +437,7 @@ mod tests {
         let changed: Vec<(&str, &str)> = a.lines().zip(b.lines()).filter(|(x, y)| x != y).collect();
         assert!(!changed.is_empty());
         for (x, y) in &changed {
-            let (x, y) = (fields(x), fields(y));
+            let (x, y) = (split_csv_line(x), split_csv_line(y));
             let market_year: u16 = x[4].parse().unwrap();
             assert!(
                 market_year > LAST_YEAR - REVISED_YEARS,
@@ -446,7 +461,7 @@ mod tests {
         });
         let mut groups: std::collections::BTreeMap<String, [Option<f64>; 8]> = Default::default();
         for line in text.lines().skip(1) {
-            let f = fields(line);
+            let f = split_csv_line(line);
             let Some(i) = ATTRIBUTES[..8].iter().position(|(id, _)| *id == f[7]) else {
                 continue;
             };

@@ -90,25 +90,6 @@ impl Site {
     }
 }
 
-/// Splits a CSV line, honouring quotes.
-fn fields(line: &str) -> Vec<String> {
-    let mut out = vec![String::new()];
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(ch) = chars.next() {
-        match (ch, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                chars.next();
-                out.last_mut().unwrap().push('"');
-            }
-            ('"', _) => quoted = !quoted,
-            (',', false) => out.push(String::new()),
-            (c, _) => out.last_mut().unwrap().push(c),
-        }
-    }
-    out
-}
-
 type Key = (String, String, i32, String); // commodity, country, market year, attribute
 /// One value of a key in one snapshot: (calendar year, month, snapshot order, value).
 type Observation = (i32, i32, usize, Option<f64>);
@@ -129,7 +110,7 @@ fn observations(snapshots: &[u32]) -> BTreeMap<Key, Vec<Observation>> {
         .unwrap();
         let text = String::from_utf8(csv).unwrap();
         for line in text.lines().skip(1) {
-            let f = fields(line);
+            let f = psd_gen::split_csv_line(line);
             let key = (
                 f[0].clone(),
                 f[2].clone(),

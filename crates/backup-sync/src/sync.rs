@@ -186,16 +186,38 @@ fn relative(f: &landing_store::LandingFile) -> String {
 
 /// Every object under `dir` of the remote, by path relative to the remote root.
 fn list_remote(rclone: &Rclone, dir: &str) -> anyhow::Result<BTreeMap<String, Listed>> {
+    list(rclone, dir, None)
+}
+
+/// The objects of the remote named in `paths_file` (a --files-from-raw list of paths relative
+/// to the remote root): rclone lists only the directories that hold them.
+fn list_remote_files(
+    rclone: &Rclone,
+    paths_file: &Path,
+) -> anyhow::Result<BTreeMap<String, Listed>> {
+    list(rclone, "", Some(paths_file))
+}
+
+fn list(
+    rclone: &Rclone,
+    dir: &str,
+    paths_file: Option<&Path>,
+) -> anyhow::Result<BTreeMap<String, Listed>> {
     let target = rclone.remote.join(dir);
-    let out = rclone.run(&[
+    let paths_file = paths_file.map(|p| p.display().to_string());
+    let mut args = vec![
         "lsjson",
         "--recursive",
         "--files-only",
         "--hash",
         "--hash-type",
         "md5",
-        &target,
-    ])?;
+    ];
+    if let Some(file) = &paths_file {
+        args.extend(["--files-from-raw", file]);
+    }
+    args.push(&target);
+    let out = rclone.run(&args)?;
     // 3: the directory does not exist (a local remote before the first push).
     if out.code == Some(3) {
         return Ok(BTreeMap::new());
@@ -207,7 +229,14 @@ fn list_remote(rclone: &Rclone, dir: &str) -> anyhow::Result<BTreeMap<String, Li
         serde_json::from_slice(&out.stdout).context("rclone lsjson printed something else")?;
     Ok(listed
         .into_iter()
-        .map(|l| (format!("{dir}/{}", l.path), l))
+        .map(|l| {
+            let path = if dir.is_empty() {
+                l.path.clone()
+            } else {
+                format!("{dir}/{}", l.path)
+            };
+            (path, l)
+        })
         .collect())
 }
 
@@ -371,8 +400,8 @@ fn push(store: &LandingStore, ledger: &Ledger, rclone: &Rclone) -> anyhow::Resul
             &store.root().display().to_string(),
             &rclone.remote.join(""),
         ])?;
-        // Read back what the remote now holds for them.
-        let after = list_remote(rclone, PSD)?;
+        // Read back what the remote now holds for them (and only them).
+        let after = list_remote_files(rclone, list.path())?;
         let uploaded: Vec<_> = missing
             .iter()
             .map(|(f, size)| {

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, anyhow};
 use lakehouse::OpenError;
-use lakehouse::duckdb::{AccessMode, Config, Connection};
+use lakehouse::duckdb::Connection;
 use run_ledger::{Ledger, RunStatus};
 use serde::Serialize;
 use step_runtime::{
@@ -361,10 +361,7 @@ fn check_written(
     tables: &BTreeMap<String, u64>,
     source: &schema::Catalogue,
 ) -> anyhow::Result<()> {
-    let config = Config::default()
-        .access_mode(AccessMode::ReadOnly)
-        .context("cannot configure DuckDB")?;
-    let conn = Connection::open_with_flags(next, config)
+    let conn = lakehouse::open_read_only(next, Duration::ZERO)
         .with_context(|| format!("cannot reopen {} read-only", next.display()))?;
     let catalog: String = conn
         .query_row("SELECT current_database()", [], |r| r.get(0))

@@ -9,9 +9,11 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-pub use duckdb;
-use duckdb::{AccessMode, Config, Connection};
+use lakehouse::OpenError;
+pub use lakehouse::duckdb;
+use lakehouse::duckdb::Connection;
 
 /// The table every generation carries: one row per exported table.
 pub const EXPORT_TABLE: &str = "_materia_export";
@@ -45,11 +47,8 @@ pub enum ReadError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot open {path} read-only: {source}")]
-    Open {
-        path: PathBuf,
-        source: duckdb::Error,
-    },
+    #[error("cannot open the serving file read-only: {0}")]
+    Open(OpenError),
     #[error("{path} kept changing while being opened ({attempts} attempts)")]
     Unstable { path: PathBuf, attempts: u32 },
     #[error("query on {path} failed: {source}")]
@@ -141,11 +140,11 @@ impl ServingReader {
         self.open = None;
         let mut before = now;
         for _ in 0..REOPEN_ATTEMPTS_MAX {
-            let config = Config::default()
-                .access_mode(AccessMode::ReadOnly)
-                .map_err(|source| self.open_error(source))?;
-            let conn = Connection::open_with_flags(&self.path, config)
-                .map_err(|source| self.open_error(source))?;
+            let conn =
+                lakehouse::open_read_only(&self.path, Duration::ZERO).map_err(|e| match e {
+                    OpenError::Missing { path } => ReadError::Missing { path },
+                    other => ReadError::Open(other),
+                })?;
             // The path names the same file before and after the open: the connection reads it.
             let after = self.stat()?;
             if after == before {
@@ -159,13 +158,6 @@ impl ServingReader {
             path: self.path.clone(),
             attempts: REOPEN_ATTEMPTS_MAX,
         })
-    }
-
-    fn open_error(&self, source: duckdb::Error) -> ReadError {
-        ReadError::Open {
-            path: self.path.clone(),
-            source,
-        }
     }
 
     /// Runs `f` on the current generation's connection; a query error is reported with the path.

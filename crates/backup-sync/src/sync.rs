@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -241,21 +241,9 @@ fn list(
 }
 
 fn md5_file(path: &Path) -> io::Result<String> {
-    let mut file = File::open(path)?;
     let mut hasher = Md5::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex(&hasher.finalize()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    io::copy(&mut File::open(path)?, &mut hasher)?;
+    Ok(format!("{:x}", hasher.finalize()))
 }
 
 /// The MD5 of a landing file, computed once and kept in the state DB (landing files never
@@ -501,25 +489,12 @@ fn check_restored(root: &Path, path: &Path) -> Result<(), String> {
     let file = File::open(path).map_err(|e| format!("{rel}: {e}"))?;
     let mut decoder = flate2::read::MultiGzDecoder::new(io::BufReader::new(file));
     let mut hasher = Sha256::new();
-    io::copy(&mut decoder, &mut HashWriter(&mut hasher))
-        .map_err(|e| format!("{rel}: not a readable gzip ({e})"))?;
-    let got = hex(&hasher.finalize());
-    if got != address.as_str() {
+    io::copy(&mut decoder, &mut hasher).map_err(|e| format!("{rel}: not a readable gzip ({e})"))?;
+    let got = ContentAddress::from_digest(&hasher.finalize());
+    if got != address {
         return Err(format!("{rel}: content hashes to {got}"));
     }
     Ok(())
-}
-
-struct HashWriter<'a>(&'a mut Sha256);
-
-impl Write for HashWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        sha2::Digest::update(self.0, buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 fn files_under(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {

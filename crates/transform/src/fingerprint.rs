@@ -30,17 +30,10 @@ pub fn fingerprint(
     for rel in &files {
         let bytes = fs::read(project.join(rel))
             .with_context(|| format!("cannot read {}", project.join(rel).display()))?;
-        h.update(
-            format!(
-                "project {} {}\n",
-                rel.display(),
-                hex(&Sha256::digest(&bytes))
-            )
-            .as_bytes(),
-        );
+        h.update(format!("project {} {:x}\n", rel.display(), Sha256::digest(&bytes)).as_bytes());
     }
     h.update(format!("lakehouse {}\n", lakehouse.display()).as_bytes());
-    Ok(hex(&h.finalize()))
+    Ok(format!("{:x}", h.finalize()))
 }
 
 fn collect(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
@@ -64,10 +57,6 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()
         }
     }
     Ok(())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

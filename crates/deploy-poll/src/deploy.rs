@@ -13,7 +13,7 @@ use step_runtime::{Record, Report, ResultExt, StepContext, StepError, iso8601, r
 
 use crate::Args;
 use crate::run::{self, shell};
-use crate::version::{Version, matches};
+use crate::version::Version;
 
 /// The step's name in the ledger, locks and metrics.
 pub const STEP: &str = "deploy-poll";
@@ -167,13 +167,14 @@ fn poll(args: &Args, layout: &Layout, ledger: &Ledger) -> Result<DeployReport, S
         FETCH_TIMEOUT,
     )
     .context("cannot fetch release tags from origin; nothing changed")?;
-    let listed = git(layout, &["tag", "--list"], GIT_TIMEOUT)?;
+    // git matches the pattern itself, exactly as an operator's `git tag --list` would.
+    let listed = git(layout, &["tag", "--list", &args.tag_pattern], GIT_TIMEOUT)?;
     let bad = ledger.bad_tags()?;
     let current = layout.current_tag();
     let newest = listed
         .lines()
         .map(str::trim)
-        .filter(|t| matches(&args.tag_pattern, t) && !bad.iter().any(|b| b == t))
+        .filter(|t| !t.is_empty() && !bad.iter().any(|b| b == t))
         .map(Version::parse)
         .max();
     let Some(newest) = newest else {

@@ -29,7 +29,7 @@ pub struct Args {
     #[arg(long, env = env_vars::MATERIA_ROOT, value_name = "DIR", default_value = "/opt/materia")]
     pub root: PathBuf,
 
-    /// Which tags are releases (a glob, as `git tag --list`)
+    /// Which tags are releases (a glob, matched by `git tag --list`)
     #[arg(long, value_name = "GLOB", default_value = "v*")]
     pub tag_pattern: String,
 

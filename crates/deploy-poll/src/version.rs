@@ -76,23 +76,6 @@ impl PartialOrd for Version {
     }
 }
 
-/// True when `tag` matches a glob `pattern` with `*` (any run) and `?` (one character), as
-/// `git tag --list` would.
-pub fn matches(pattern: &str, tag: &str) -> bool {
-    fn go(p: &[char], t: &[char]) -> bool {
-        match (p.first(), t.first()) {
-            (None, None) => true,
-            (Some('*'), _) => go(&p[1..], t) || (!t.is_empty() && go(p, &t[1..])),
-            (Some('?'), Some(_)) => go(&p[1..], &t[1..]),
-            (Some(a), Some(b)) if a == b => go(&p[1..], &t[1..]),
-            _ => false,
-        }
-    }
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = tag.chars().collect();
-    go(&p, &t)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,14 +98,5 @@ mod tests {
             ["v1.99", "v2.0.0-rc1", "v2.0.0-rc2", "v2.0.0"]
         );
         assert!(Version::parse("v2.0.0.1") > Version::parse("v2.0.0"));
-    }
-
-    #[test]
-    fn globs_match_like_git() {
-        assert!(matches("v*", "v1.2.3"));
-        assert!(!matches("v*", "release-1"));
-        assert!(matches("v?.*", "v1.2"));
-        assert!(!matches("v?.*", "v10.2"));
-        assert!(matches("*", ""));
     }
 }

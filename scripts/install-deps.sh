@@ -1,19 +1,24 @@
 #!/bin/sh
-# Installs the system tools that tests, the demo and benchmarks need, from Debian's packages,
-# only where missing. Idempotent: with everything present it changes nothing.
-# Usage: scripts/install-deps.sh [test|bench|all]
+# Installs the system tools that builds, tests, the demo and benchmarks need, from Debian's
+# packages, only where missing. Idempotent: with everything present it changes nothing.
+# Usage: scripts/install-deps.sh [build|test|bench|all]
+#   build: what `make release` needs on a server (run as the service user, who cannot install
+#          anything: there a missing tool is an error naming it, and setup_server.sh installs
+#          them); test: build + the tools the tests drive; bench: the baselines' tools.
 set -eu
 
 profile=${1:-all}
 
 # command -> Debian package
-need_test="shellcheck:shellcheck dash:dash python3:python3 curl:curl systemd-analyze:systemd timeout:coreutils git:git rclone:rclone age-keygen:age ssh-keygen:openssh-client setpriv:util-linux useradd:passwd"
+need_build="python3:python3 cc:gcc git:git npm:npm openssl:openssl timeout:coreutils"
+need_test="$need_build shellcheck:shellcheck dash:dash curl:curl systemd-analyze:systemd git:git rclone:rclone age-keygen:age ssh-keygen:openssh-client setpriv:util-linux useradd:passwd"
 need_bench="pigz:pigz unzip:unzip curl:curl"
 case "$profile" in
+    build) wanted=$need_build ;;
     test) wanted=$need_test ;;
     bench) wanted=$need_bench ;;
     all) wanted="$need_test $need_bench" ;;
-    *) echo "install-deps: unknown profile '$profile' (test, bench or all)" >&2; exit 2 ;;
+    *) echo "install-deps: unknown profile '$profile' (build, test, bench or all)" >&2; exit 2 ;;
 esac
 # GNU time, for peak RSS figures; a shell keyword or builtin called "time" does not count.
 [ -x /usr/bin/time ] || wanted="$wanted /usr/bin/time:time"
@@ -35,7 +40,7 @@ fi
 if [ "$(id -u)" -eq 0 ]; then
     sudo=""
 elif command -v sudo >/dev/null 2>&1; then
-    sudo="sudo"
+    sudo="sudo -n"
 else
     echo "install-deps: missing:$missing; install them (apt-get install$missing) or run as root" >&2
     exit 1

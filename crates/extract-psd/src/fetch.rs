@@ -182,6 +182,9 @@ fn fetch_http(
         .enable_all()
         .build()
         .context("cannot start the HTTP runtime")?;
+    // reqwest is built without a crypto provider of its own (Cargo.toml): use ring's. Another
+    // call in the same process may have installed it already, which is as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
         .user_agent(concat!("materia-extract-psd/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(CONNECT_TIMEOUT)

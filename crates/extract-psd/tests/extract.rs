@@ -325,6 +325,77 @@ fn unreachable_upstream_fails_with_connect_error() {
     sb.assert_failed_cleanly(&out, "cannot connect");
 }
 
+/// HTTPS runs through rustls with the ring provider (reqwest has none of its own here). A
+/// server whose certificate no trusted authority signed is refused as such: the TLS stack is
+/// there and verifies, it neither panics for want of a provider nor lets the file through.
+#[test]
+fn https_with_an_untrusted_certificate_is_refused_as_a_certificate_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, cert) = (dir.path().join("key.pem"), dir.path().join("cert.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl (Debian package openssl) is needed");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Killed(
+        std::process::Command::new("openssl")
+            .args(["s_server", "-quiet", "-www", "-accept"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-key")
+            .arg(&key)
+            .arg("-cert")
+            .arg(&cert)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || std::net::TcpStream::connect((
+            "127.0.0.1",
+            port
+        ))
+        .is_ok()),
+        "openssl s_server did not start"
+    );
+    let sb = Sandbox::new();
+    let out = sb.run_json(&[
+        "--url",
+        &format!("https://127.0.0.1:{port}/psd.zip"),
+        "--retries",
+        "0",
+    ]);
+    sb.assert_failed_cleanly(&out, "certificate");
+}
+
 #[test]
 fn zip_bomb_past_max_csv_bytes_is_stopped() {
     let mut csv = format!("{HEADER}\r\n");

@@ -90,6 +90,7 @@ run_step() {
         0) log "$name: ok" ;;
         124 | 137) log "$name: killed after ${step_timeout}s (SUPERVISOR_STEP_TIMEOUT_SECS)" ;;
         75) log "$name: busy (exit 75), another run holds its lock" ;;
+        126 | 127) log "$name: could not start (exit $code; see the loader's message above): $bin/$name and the DuckDB library it loads from $bin/../lib/libduckdb.so must both be there (make release)" ;;
         *) log "$name: failed (exit $code)" ;;
     esac
     return "$code"

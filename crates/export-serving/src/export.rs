@@ -79,6 +79,9 @@ impl Report for ExportReport {
 }
 
 pub fn run(ctx: &StepContext, args: &Args) -> Result<ExportReport, StepError> {
+    // Another DuckDB release than the readers' (Python, the web app) would publish files they
+    // may not read.
+    lakehouse::check_library().or_usage()?;
     let ledger = Ledger::open(&ctx.config.state_db)?;
     run_recorded(
         ctx,

@@ -579,3 +579,120 @@ fn bad_configuration_exits_2_and_a_missing_lakehouse_fails_clearly() {
     let (out, json) = site.run(&["--allow-breaking"]);
     assert_exported(&out, &json);
 }
+
+/// The prebuilt DuckDB library carries ICU (time zones), JSON and Parquet, which the bundled
+/// build did not. None of that may reach the serving contract: `exported_at` stays a plain UTC
+/// `TIMESTAMP` whatever the zone of the exporting and the reading process, and every table keeps
+/// the lakehouse's column types, as Python's duckdb reads them.
+#[test]
+fn the_serving_file_does_not_depend_on_the_time_zone_of_writer_or_reader() {
+    let site = Site::new();
+    site.write_lakehouse(2, 50);
+    let out = site
+        .command(&["--json"])
+        .env("TZ", "Asia/Kathmandu")
+        .output()
+        .unwrap();
+    let (out, json) = json_of(out);
+    assert_exported(&out, &json);
+    // 2026-11-21T12:00:00.123Z -> 2026-11-21 12:00:00.123, as DuckDB prints a TIMESTAMP.
+    let exported_at = json["exported_at"]
+        .as_str()
+        .unwrap()
+        .replace('T', " ")
+        .trim_end_matches('Z')
+        .to_owned();
+
+    let script = "import duckdb, sys\n\
+        c = duckdb.connect(sys.argv[1], read_only=True)\n\
+        for row in c.execute(\"SELECT DISTINCT typeof(exported_at), CAST(exported_at AS VARCHAR) FROM serving._materia_export\").fetchall():\n\
+        \x20   print('export', *row)\n\
+        for row in c.execute(\"SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = 'serving' ORDER BY 1, ordinal_position\").fetchall():\n\
+        \x20   print(*row)\n";
+    let python = |path: &Path, tz: &str| {
+        let out = Command::new(venv().join("bin/python"))
+            .env_clear()
+            .env("TZ", tz)
+            .arg("-c")
+            .arg(script)
+            .arg(path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let in_la = python(&site.serving(), "America/Los_Angeles");
+    assert_eq!(python(&site.serving(), "UTC"), in_la);
+    let mut lines = in_la.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        format!("export TIMESTAMP {exported_at}")
+    );
+    let columns: Vec<&str> = lines.collect();
+    assert_eq!(
+        columns,
+        [
+            "_materia_export exported_at TIMESTAMP",
+            "_materia_export source_path VARCHAR",
+            "_materia_export table_name VARCHAR",
+            "_materia_export row_count BIGINT",
+            "balance id BIGINT",
+            "balance code VARCHAR",
+            "balance value DOUBLE",
+            "balance label VARCHAR",
+            "notes generation INTEGER",
+            "notes text VARCHAR",
+        ]
+    );
+}
+
+/// A release is `bin/` with `lib/libduckdb.so` beside it, found through the run path
+/// `$ORIGIN/../lib`, never LD_LIBRARY_PATH. Without its library a DuckDB step cannot start, and
+/// the loader says which library is missing; with it, the step runs from anywhere. (A `bundled`
+/// build has DuckDB compiled in and needs no library at all.)
+#[test]
+fn a_release_layout_finds_its_library_beside_bin_and_fails_clearly_without_it() {
+    let release = tempfile::tempdir().unwrap();
+    let bin = release.path().join("bin/export-serving");
+    std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
+    std::fs::copy(BIN, &bin).unwrap();
+
+    let out = Command::new(&bin)
+        .arg("--version")
+        .env_clear()
+        .output()
+        .unwrap();
+    if lakehouse::loaded_library().is_none() {
+        assert!(
+            out.status.success(),
+            "a bundled build needs no library: {out:?}"
+        );
+        return;
+    }
+    assert_eq!(out.status.code(), Some(127), "{out:?}");
+    assert!(
+        stderr(&out).contains("libduckdb.so: cannot open shared object file"),
+        "{}",
+        stderr(&out)
+    );
+
+    let lib = release.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    std::fs::copy(
+        lakehouse::loaded_library().unwrap(),
+        lib.join("libduckdb.so"),
+    )
+    .unwrap();
+    let site = Site::new();
+    site.write_lakehouse(1, 10);
+    let out = Command::new(&bin)
+        .env_clear()
+        .env("LANDING_DIR", site.path("landing"))
+        .env("DUCKDB_PATH", site.lakehouse())
+        .env("SERVING_DUCKDB_PATH", site.serving())
+        .arg("--json")
+        .output()
+        .unwrap();
+    let (out, json) = json_of(out);
+    assert_exported(&out, &json);
+}

@@ -4,6 +4,10 @@
 //! SQLMesh writes the lakehouse, a reader's open fails with a lock error. [`open_read_only`]
 //! retries such an open within a wait budget and reports a lock that outlived it distinctly, so
 //! callers can exit 75 instead of 1.
+//!
+//! It is also the one place that names the DuckDB release ([`DUCKDB_RELEASE`]) and checks, at
+//! the start of every step that opens DuckDB files, that the library actually loaded is that
+//! release ([`check_library`]): the Python side (SQLMesh) must read what the Rust side writes.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -31,6 +35,11 @@ pub enum OpenError {
     },
 }
 
+/// The DuckDB release Materia is built for: the Rust crate (`=1.10506.1`), the prebuilt library
+/// (`third-party/duckdb.lock`) and the Python package SQLMesh uses (`duckdb==1.5.6` in
+/// `transform/requirements.txt`). `tests/release.rs` checks that all of them agree.
+pub const DUCKDB_RELEASE: &str = "v1.5.6";
+
 /// The DuckDB library version this build links, e.g. `v1.5.6`.
 pub fn library_version() -> Result<String, duckdb::Error> {
     Connection::open_in_memory()?.query_row(
@@ -38,6 +47,72 @@ pub fn library_version() -> Result<String, duckdb::Error> {
         [],
         |r| r.get(0),
     )
+}
+
+/// The DuckDB library a process runs with cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LibraryError {
+    #[error(
+        "DuckDB library {library} is {found}, but this build needs {expected}, the release the \
+         Python side (SQLMesh) uses; run the binaries with their own release's lib/libduckdb.so"
+    )]
+    Mismatch {
+        library: String,
+        found: String,
+        expected: &'static str,
+    },
+    #[error("DuckDB library {library} does not answer its version: {source}")]
+    Unusable {
+        library: String,
+        source: duckdb::Error,
+    },
+}
+
+/// Checks that the DuckDB library this process loaded is [`DUCKDB_RELEASE`]. Steps that open
+/// DuckDB files call it first and exit 2 on an error, which names both versions and the library.
+pub fn check_library() -> Result<(), LibraryError> {
+    let library = library_description();
+    let found = library_version().map_err(|source| LibraryError::Unusable {
+        library: library.clone(),
+        source,
+    })?;
+    check_release(&found, library)
+}
+
+fn check_release(found: &str, library: String) -> Result<(), LibraryError> {
+    if found == DUCKDB_RELEASE {
+        Ok(())
+    } else {
+        Err(LibraryError::Mismatch {
+            library,
+            found: found.to_owned(),
+            expected: DUCKDB_RELEASE,
+        })
+    }
+}
+
+/// Where the process's DuckDB comes from: the path of the `libduckdb` it mapped, or "compiled
+/// into this binary" for a `bundled` build.
+pub fn library_description() -> String {
+    match loaded_library() {
+        Some(path) => path.display().to_string(),
+        None if cfg!(feature = "bundled") => "compiled into this binary".to_owned(),
+        None => "(not found in /proc/self/maps)".to_owned(),
+    }
+}
+
+/// The path of the shared `libduckdb` this process has mapped, read from `/proc/self/maps`.
+pub fn loaded_library() -> Option<PathBuf> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines()
+        .filter_map(|line| line.split_whitespace().nth(5))
+        .map(Path::new)
+        .find(|path| {
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libduckdb"))
+        })
+        .map(Path::to_path_buf)
 }
 
 /// True when `e` says another process holds the file's lock (DuckDB has no error code for it).
@@ -100,6 +175,18 @@ mod tests {
     #[test]
     fn links_duckdb_1_5_6() {
         assert_eq!(library_version().unwrap(), "v1.5.6");
+        check_library().unwrap();
+    }
+
+    #[test]
+    fn another_release_is_refused_naming_both_versions_and_the_library() {
+        let err = check_release("v1.4.2", "/srv/x/lib/libduckdb.so".to_owned()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "DuckDB library /srv/x/lib/libduckdb.so is v1.4.2, but this build needs v1.5.6, the \
+             release the Python side (SQLMesh) uses; run the binaries with their own release's \
+             lib/libduckdb.so"
+        );
     }
 
     #[test]

@@ -71,6 +71,8 @@ impl Report for TransformReport {
 }
 
 pub fn run(ctx: &StepContext, args: &Args) -> Result<TransformReport, StepError> {
+    // Another DuckDB release than SQLMesh's would write files one side cannot read.
+    lakehouse::check_library().or_usage()?;
     let ledger = Ledger::open(&ctx.config.state_db)?;
     run_recorded(
         ctx,

@@ -309,9 +309,17 @@ fn pipeline(clone: &Clone) -> Result<(Vec<String>, BTreeMap<String, Job>), Strin
     Ok((stages, jobs))
 }
 
-/// The workspace's crates (`cargo metadata`) and whether each has tests: an integration test
-/// target, or a `#[test]` in its sources.
-fn workspace_crates() -> BTreeMap<String, bool> {
+/// A workspace crate as `cargo metadata` describes it.
+#[derive(Debug)]
+struct Crate {
+    /// An integration test target, or a `#[test]` in its sources.
+    has_tests: bool,
+    integration_tests: bool,
+    binaries: Vec<String>,
+}
+
+/// The workspace's crates (`cargo metadata`).
+fn workspace_crates() -> BTreeMap<String, Crate> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = bounded(CHILD_TIMEOUT_SECS, cargo);
     for var in ["HOME", "CARGO_HOME", "RUSTUP_HOME", "RUSTUP_TOOLCHAIN"] {
@@ -354,14 +362,26 @@ fn workspace_crates() -> BTreeMap<String, bool> {
         .map(|p| {
             let name = p["name"].as_str().unwrap().to_owned();
             let manifest = Path::new(p["manifest_path"].as_str().unwrap());
-            let integration = p["targets"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|t| t["kind"].as_array().unwrap().iter().any(|k| k == "test"));
+            let of_kind = |kind: &str| -> Vec<String> {
+                p["targets"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|t| t["kind"].as_array().unwrap().iter().any(|k| k == kind))
+                    .map(|t| t["name"].as_str().unwrap().to_owned())
+                    .collect()
+            };
+            let integration_tests = !of_kind("test").is_empty();
             let src = manifest.parent().unwrap().join("src");
             let unit = src.is_dir() && has_test_attribute(&src);
-            (name, integration || unit)
+            (
+                name,
+                Crate {
+                    has_tests: integration_tests || unit,
+                    integration_tests,
+                    binaries: of_kind("bin"),
+                },
+            )
         })
         .collect()
 }
@@ -383,10 +403,10 @@ fn every_crate_with_tests_has_its_job_and_release_tag_comes_after_all_of_them() 
         assert!(jobs.contains_key(job), "no job {job} in {:?}", jobs.keys());
     }
     let mut missing = Vec::new();
-    for (name, has_tests) in &crates {
+    for (name, krate) in &crates {
         let job = format!("test:{name}");
         match jobs.get(&job) {
-            None if *has_tests => missing.push(job),
+            None if krate.has_tests => missing.push(job),
             None => {}
             Some(j) => {
                 // That crate's tests only, from the build job's archive.
@@ -436,6 +456,32 @@ fn every_crate_with_tests_has_its_job_and_release_tag_comes_after_all_of_them() 
         );
     }
     assert!(stage_index("build") < stage_index("test:landing-store"));
+}
+
+/// The per-crate jobs run from the archive on their own: every binary a test may run must be
+/// in it. nextest archives those of crates with integration tests; the others are listed in
+/// `.config/nextest.toml`.
+#[test]
+fn the_test_archive_carries_every_binary_of_the_workspace() {
+    let config = std::fs::read_to_string(repo_root().join(".config/nextest.toml")).unwrap();
+    let mut missing = Vec::new();
+    for krate in workspace_crates().values().filter(|c| !c.integration_tests) {
+        for bin in &krate.binaries {
+            let include = format!(
+                "{{ path = \"release/{bin}\", relative-to = \"target\", on-missing = \"error\" }}"
+            );
+            if !config.contains(&include) {
+                missing.push(include);
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "add to archive.include in .config/nextest.toml: {missing:?}"
+    );
+    for lib in ["lib/libduckdb.so", "release/lib/libduckdb.so"] {
+        assert!(config.contains(&format!("path = \"{lib}\"")), "{lib}");
+    }
 }
 
 #[test]

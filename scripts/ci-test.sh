@@ -26,14 +26,20 @@ for f in "$archive" "$nextest"; do
 done
 
 extract="$PWD/target/ci-archive"
+# Where nextest's `ci` profile writes its JUnit report (its store under the target directory).
+reports="$extract/target/nextest/ci ${CARGO_TARGET_DIR:-$PWD/target}/nextest/ci $PWD/target/nextest/ci"
 rm -rf "$extract"
+for d in $reports; do rm -f "$d/junit.xml"; done
 mkdir -p "$extract" dist/junit
 status=0
 timeout "$run_timeout_secs" "$nextest" nextest run --profile ci --archive-file "$archive" \
     --extract-to "$extract" --workspace-remap "$PWD" -E "package($crate)" || status=$?
-junit="$extract/target/nextest/ci/junit.xml"
-if [ -f "$junit" ]; then
-    cp "$junit" "dist/junit/$crate.xml"
-fi
+for d in $reports; do
+    if [ -f "$d/junit.xml" ]; then
+        cp "$d/junit.xml" "dist/junit/$crate.xml"
+        break
+    fi
+done
+[ -f "dist/junit/$crate.xml" ] || echo "ci-test: nextest wrote no JUnit report for $crate" >&2
 [ "$status" -eq 124 ] && echo "ci-test: the tests of $crate ran longer than ${run_timeout_secs}s" >&2
 exit "$status"

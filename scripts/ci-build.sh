@@ -2,7 +2,9 @@
 # The pipeline's build job (`make ci-build`): compiles the workspace once and leaves in dist/
 # what the later jobs use, so that none of them compiles again:
 #   dist/tests.tar.zst            a nextest archive of every test binary, the workspace's binaries
-#                                 and DuckDB's library (.config/nextest.toml: archive.include)
+#                                 and DuckDB's library (nextest archives the binaries of crates
+#                                 with integration tests; .config/nextest.toml archive.include
+#                                 adds the others and the library)
 #   dist/tools/cargo-nextest      the pinned cargo-nextest that runs it (scripts/ci-test.sh)
 #   dist/release/bin/, lib/       the release binaries and the DuckDB library they load
 #                                 ($ORIGIN/../lib), as a release directory has them

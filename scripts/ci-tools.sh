@@ -26,6 +26,15 @@ if [ -x "$bin" ] && cmp -s "$src/package-lock.json" "$dest/package-lock.json"; t
 fi
 command -v npm >/dev/null 2>&1 || sh "$(dirname "$0")/install-deps.sh" build
 command -v rsync >/dev/null 2>&1 || sh "$(dirname "$0")/install-deps.sh" test
+# Its dependencies (yargs 18) need Node 20.19 or later: Debian 13 has it, Debian 12 has 18.
+node=$(node --version 2>/dev/null) || node=""
+case "$node" in
+    v20.19.* | v20.2[0-9].* | v2[1-9].* | v[3-9][0-9].*) ;;
+    *)
+        echo "ci-tools: gitlab-ci-local $version needs Node 20.19 or later, not '${node:-no node}'" >&2
+        exit 1
+        ;;
+esac
 
 parent=$(dirname "$dest")
 mkdir -p "$parent"

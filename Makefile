@@ -32,8 +32,11 @@ VENV ?= .venv
 SQLMESH := $(VENV)/bin/sqlmesh
 # Tools from PyPI that are not part of a release's runtime: moto's S3 server (backup tests), sops.
 TOOLS_VENV ?= .venv-tools
+# gitlab-ci-local, which runs .gitlab-ci.yml's jobs here (tools/gitlab-ci-local/package-lock.json).
+GITLAB_CI_LOCAL_DIR := $(MATERIA_CACHE)/npm/gitlab-ci-local-4.66.1
+export MATERIA_GITLAB_CI_LOCAL := $(GITLAB_CI_LOCAL_DIR)/node_modules/.bin/gitlab-ci-local
 
-.PHONY: all deps deps-bench duckdb build venv tools secrets-decrypt-dev secrets-edit-prod test test-rust test-transform lint demo bench dr-drill release clean-data help
+.PHONY: all deps deps-bench duckdb build venv tools ci-tools ci-build ci-test ci-local secrets-decrypt-dev secrets-edit-prod test test-rust test-transform lint demo bench dr-drill release clean-data help
 
 all: build
 
@@ -44,6 +47,7 @@ help:
 	@echo "make lint     cargo fmt --check, clippy -D warnings, shellcheck"
 	@echo "make dr-drill restore the backup into an empty directory, rebuild, compare with live"
 	@echo "make release  build the binaries into ./bin, DuckDB into ./lib, and the venv (what deploys run)"
+	@echo "make ci-local run .gitlab-ci.yml here with gitlab-ci-local: build once, every test job from the archive"
 	@echo "make build DUCKDB=bundled   compile DuckDB from source instead of the prebuilt library"
 	@echo "make secrets-decrypt-dev / secrets-edit-prod   sops + age secrets (see README)"
 
@@ -88,6 +92,9 @@ $(TOOLS_VENV)/.installed: tools/requirements.txt
 	$(TOOLS_VENV)/bin/pip install --quiet --disable-pip-version-check -r tools/requirements.txt
 	touch $@
 
+ci-tools:
+	@sh scripts/ci-tools.sh "$(GITLAB_CI_LOCAL_DIR)"
+
 # Development secrets: .env.dev (mode 0600) from .env.dev.sops with the committed dev key.
 secrets-decrypt-dev: tools
 	SOPS="$(TOOLS_VENV)/bin/sops" SOPS_AGE_KEY_FILE="$${SOPS_AGE_KEY_FILE:-secrets/dev.agekey}" sh scripts/secrets.sh decrypt .env.dev.sops .env.dev
@@ -103,7 +110,7 @@ lint: deps duckdb
 	$(CARGO) clippy $(CARGO_FLAGS) --workspace --all-targets -- -D warnings
 	shellcheck -x -s sh scripts/*.sh .ci/run
 
-test-rust: build venv tools
+test-rust: build venv tools ci-tools
 	MATERIA_VENV="$(abspath $(VENV))" MATERIA_TOOLS_VENV="$(abspath $(TOOLS_VENV))" $(CARGO) test $(CARGO_FLAGS) --workspace
 
 # SQLMesh unit tests of every model (fixture paths are relative to transform/).
@@ -111,6 +118,20 @@ test-transform: venv
 	cd transform && LANDING_DIR=/nonexistent "$(abspath $(SQLMESH))" test
 
 test: lint test-transform test-rust
+
+# The pipeline's jobs (.gitlab-ci.yml): build compiles once into dist/ (scripts/ci-build.sh);
+# each test:<crate> job runs `make ci-test CRATE=<crate> CRATE_NEEDS="<make targets>"`, that
+# crate's tests from the archive, after setting up only what its CRATE_NEEDS names.
+ci-build: build
+	sh scripts/ci-build.sh $(BINARIES)
+
+ci-test: deps $(CRATE_NEEDS)
+	@[ -n "$(CRATE)" ] || { echo "make ci-test: set CRATE to a workspace crate" >&2; exit 2; }
+	MATERIA_VENV="$(abspath $(VENV))" MATERIA_TOOLS_VENV="$(abspath $(TOOLS_VENV))" sh scripts/ci-test.sh "$(CRATE)"
+
+# The whole pipeline on this machine (not part of `make test`; see README "CI and releases").
+ci-local: ci-tools
+	MATERIA_CACHE="$(MATERIA_CACHE)" sh scripts/ci-local.sh
 
 demo: build venv
 	BIN_DIR="$(BIN_DIR)" VENV="$(abspath $(VENV))" sh scripts/demo.sh

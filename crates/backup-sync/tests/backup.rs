@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use test_support::{stderr, tool};
 
-const BIN: &str = env!("CARGO_BIN_EXE_backup-sync");
+/// The binary under test, where the test runner says it is.
+fn bin() -> PathBuf {
+    test_support::own_bin("backup-sync")
+}
 const SECRET: &str = "sentinel-secret-7f3a9c";
 const KEY_ID: &str = "sentinel-keyid-41b2";
 
@@ -120,7 +123,7 @@ impl Site {
     }
 
     fn command(&self, moto: Option<&Moto>, args: &[&str]) -> Command {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(bin());
         cmd.env_clear()
             .env("PATH", "/usr/local/bin:/usr/bin:/bin")
             .env("LANDING_DIR", self.path("landing"))

@@ -9,7 +9,10 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use test_support::{stderr, tool};
 
-const BIN: &str = env!("CARGO_BIN_EXE_deploy-poll");
+/// The binary under test, where the test runner says it is.
+fn bin() -> PathBuf {
+    test_support::own_bin("deploy-poll")
+}
 
 fn check(out: Output, what: &str) -> Output {
     assert!(out.status.success(), "{what}: {}", stderr(&out));
@@ -174,7 +177,7 @@ impl World {
 
     fn command(&self, extra: &[&str]) -> Command {
         let root = self.root();
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(bin());
         cmd.env_clear()
             .env("PATH", "/usr/local/bin:/usr/bin:/bin")
             .env("HOME", self.dir.path())
@@ -504,7 +507,7 @@ fn kill_9_during_a_deploy_leaves_current_on_a_complete_release() {
 #[test]
 fn a_root_without_a_clone_is_a_usage_error() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
+    let out = Command::new(bin())
         .env_clear()
         .env("STATE_DB", dir.path().join("s.sqlite"))
         .args(["--root", dir.path().to_str().unwrap(), "--once", "--json"])

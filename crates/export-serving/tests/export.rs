@@ -14,7 +14,10 @@ use lakehouse::duckdb::Connection;
 use serving_reader::ServingReader;
 use test_support::{repo_root, stderr, venv};
 
-const BIN: &str = env!("CARGO_BIN_EXE_export-serving");
+/// The binary under test, where the test runner says it is.
+fn bin() -> PathBuf {
+    test_support::own_bin("export-serving")
+}
 
 struct Site {
     dir: tempfile::TempDir,
@@ -69,7 +72,7 @@ impl Site {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(bin());
         cmd.env_clear()
             .env("LANDING_DIR", self.path("landing"))
             .env("DUCKDB_PATH", self.lakehouse())
@@ -473,7 +476,7 @@ fn a_write_failure_part_way_fails_and_keeps_the_previous_file() {
         .env_clear()
         .arg("-c")
         .arg("trap '' XFSZ; ulimit -f 2048; exec \"$0\" --json")
-        .arg(BIN)
+        .arg(bin())
         .envs(
             site.command(&[])
                 .get_envs()
@@ -655,7 +658,7 @@ fn a_release_layout_finds_its_library_beside_bin_and_fails_clearly_without_it() 
     let release = tempfile::tempdir().unwrap();
     let bin = release.path().join("bin/export-serving");
     std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
-    std::fs::copy(BIN, &bin).unwrap();
+    std::fs::copy(test_support::own_bin("export-serving"), &bin).unwrap();
 
     let out = Command::new(&bin)
         .arg("--version")

@@ -10,10 +10,8 @@ use std::process::Command;
 use lakehouse::duckdb::Connection;
 
 fn python() -> PathBuf {
-    let venv = std::env::var_os("MATERIA_VENV").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv"),
-        PathBuf::from,
-    );
+    let venv = std::env::var_os("MATERIA_VENV")
+        .map_or_else(|| test_support::repo_root().join(".venv"), PathBuf::from);
     let python = venv.join("bin/python");
     assert!(
         python.is_file(),

@@ -2,13 +2,16 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, SystemTime};
 
 use run_ledger::{ExtractionOutcome, Ledger, RunStatus, StepOutcome};
 
-const BIN: &str = env!("CARGO_BIN_EXE_materia-status");
+/// The binary under test, where the test runner says it is.
+fn bin() -> PathBuf {
+    test_support::own_bin("materia-status")
+}
 
 fn ago(d: Duration) -> String {
     humantime::format_rfc3339_millis(SystemTime::now() - d).to_string()
@@ -54,7 +57,7 @@ fn state_db(dir: &Path) -> std::path::PathBuf {
 }
 
 fn status(db: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
+    Command::new(bin())
         .env_clear()
         .env("STATE_DB", db)
         .args(args)

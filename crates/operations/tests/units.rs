@@ -16,7 +16,7 @@ const UNITS: [&str; 5] = [
 ];
 
 fn units_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../systemd")
+    test_support::repo_root().join("systemd")
 }
 
 fn unit(name: &str) -> String {

@@ -1,17 +1,26 @@
 //! What the workspace's integration tests share: where the repository, the virtualenvs and
 //! the built binaries are, and how a child's stderr is shown. Used as a dev-dependency only.
+//!
+//! Paths are found when the test runs, never compiled in: CI builds the tests once into a
+//! nextest archive and runs each crate's tests from it in another job, in another checkout,
+//! where the build job's paths do not exist. Cargo (since Rust 1.94) and nextest (remapped to
+//! the extracted archive and the job's checkout) set `CARGO_MANIFEST_DIR` and
+//! `CARGO_BIN_EXE_<name>` in the test's environment.
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Output;
 
-/// The repository root (this crate lives in `crates/test-support`).
+/// The repository root: two levels above the running test's package (`crates/<name>`), as the
+/// test runner sets `CARGO_MANIFEST_DIR`; the compiled-in path only when a test binary is run
+/// by hand.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    let root = manifest_dir.join("../..");
+    root.canonicalize()
+        .unwrap_or_else(|e| panic!("no repository at {}: {e}", root.display()))
 }
 
 /// The SQLMesh virtualenv: `MATERIA_VENV`, else `.venv` (`make venv`).
@@ -44,6 +53,15 @@ pub fn tool(name: &str) -> PathBuf {
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+/// A binary of the crate under test, where the test runner says it is (`CARGO_BIN_EXE_<name>`
+/// at run time), else beside the running test.
+pub fn own_bin(name: &str) -> PathBuf {
+    match std::env::var_os(format!("CARGO_BIN_EXE_{name}")) {
+        Some(path) => PathBuf::from(path),
+        None => workspace_bin(name),
+    }
 }
 
 /// A binary of the workspace, built beside the running test (`make test` builds them all).

@@ -81,7 +81,7 @@ impl Site {
     fn transform(&self, extra: &[&str]) -> (Output, serde_json::Value) {
         let mut args = vec!["--json"];
         args.extend_from_slice(extra);
-        self.run(Path::new(env!("CARGO_BIN_EXE_transform")), &args)
+        self.run(&test_support::own_bin("transform"), &args)
     }
 
     fn lakehouse(&self) -> Connection {

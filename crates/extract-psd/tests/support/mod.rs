@@ -290,7 +290,7 @@ impl Sandbox {
 
     /// The binary with exactly the environment it needs, nothing inherited.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_extract-psd"));
+        let mut cmd = Command::new(test_support::own_bin("extract-psd"));
         cmd.env_clear()
             .env("LANDING_DIR", &self.landing)
             .env("STATE_DB", &self.state_db)

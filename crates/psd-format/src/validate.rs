@@ -1,10 +1,16 @@
 //! Streaming validation of a PSD CSV: UTF-8, the exact header, 12 fields in every row under
-//! RFC 4180 quoting rules, at least one data row. Feed it chunks of any size; memory stays
-//! constant (only the header's fields are kept).
+//! RFC 4180 quoting rules, the typed columns castable, at least one data row. Feed it chunks of
+//! any size; memory stays constant (only the header's fields and one typed field are kept).
 //!
 //! Strict on purpose: a quote inside an unquoted field, text after a closing quote, a bare CR or
 //! an unterminated quote is an error, where lenient parsers re-synchronise and let a broken row
 //! pass as a valid one.
+//!
+//! The typed columns are checked against what the lakehouse does with them (transform's
+//! staging model casts `Market_Year`, `Calendar_Year` and `Month` to INTEGER and `Value` to
+//! DOUBLE; the cleaned models require the key columns not NULL, and an empty field is NULL):
+//! a file that passes here never stops a transform on a cast or a NULL key. See
+//! [`column_rule`] for each column's rule.
 
 use crate::COLUMNS;
 
@@ -13,6 +19,85 @@ use crate::COLUMNS;
 pub const RECORD_BYTES_MAX: u64 = 64 * 1024;
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Longest content kept of a typed field: more than any valid year, month or value has.
+pub const TYPED_FIELD_BYTES_MAX: usize = 64;
+
+/// What a column of a data row must hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// Anything (text columns).
+    Text,
+    /// Not empty: a key column the cleaned models require not NULL.
+    Key,
+    /// A 32-bit integer, `[+-]?[0-9]+` (years, month; leading zeros as in `00`): DuckDB's
+    /// INTEGER cast takes it. Never empty: these columns are keys too.
+    Integer,
+    /// Empty (NULL), or a finite decimal number `[+-]?digits[.digits][e[+-]digits]`: DuckDB's
+    /// DOUBLE cast takes it.
+    Number,
+}
+
+/// The rule of column `index` (0-based, in [`COLUMNS`] order).
+pub const fn column_rule(index: usize) -> Rule {
+    match index {
+        0 | 2 | 7 => Rule::Key, // Commodity_Code, Country_Code, Attribute_ID
+        4..=6 => Rule::Integer, // Market_Year, Calendar_Year, Month
+        11 => Rule::Number,     // Value
+        _ => Rule::Text,
+    }
+}
+
+/// Bit `i` set: column `i` has a rule other than [`Rule::Text`], so its content is kept.
+const CHECKED_COLUMNS: u32 = {
+    let mut mask = 0;
+    let mut i = 0;
+    while i < COLUMNS.len() {
+        if !matches!(column_rule(i), Rule::Text) {
+            mask |= 1 << i;
+        }
+        i += 1;
+    }
+    mask
+};
+
+fn is_integer(s: &[u8]) -> bool {
+    std::str::from_utf8(s).is_ok_and(|t| {
+        let digits = t.strip_prefix(['+', '-']).unwrap_or(t);
+        !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) && t.parse::<i32>().is_ok()
+    })
+}
+
+fn is_number(s: &[u8]) -> bool {
+    let digits = |s: &[u8]| s.iter().take_while(|b| b.is_ascii_digit()).count();
+    let mut i = usize::from(matches!(s.first(), Some(b'+' | b'-')));
+    let whole = digits(&s[i..]);
+    i += whole;
+    let mut fraction = 0;
+    if s.get(i) == Some(&b'.') {
+        i += 1;
+        fraction = digits(&s[i..]);
+        i += fraction;
+    }
+    if whole + fraction == 0 {
+        return false;
+    }
+    if matches!(s.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        i += usize::from(matches!(s.get(i), Some(b'+' | b'-')));
+        let exponent = digits(&s[i..]);
+        if exponent == 0 {
+            return false;
+        }
+        i += exponent;
+    }
+    // Finite as a double: `1e999` is not a value DuckDB casts.
+    i == s.len()
+        && std::str::from_utf8(s)
+            .ok()
+            .and_then(|t| t.parse::<f64>().ok())
+            .is_some_and(f64::is_finite)
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValidationError {
@@ -33,6 +118,15 @@ pub enum ValidationError {
         row: u64,
         line: u64,
         what: &'static str,
+    },
+    #[error("CSV row {row} (line {line}), column {column}: {found:?} is not {expected}")]
+    Value {
+        row: u64,
+        line: u64,
+        column: &'static str,
+        /// The field's content, cut at [`TYPED_FIELD_BYTES_MAX`] bytes.
+        found: String,
+        expected: &'static str,
     },
     #[error("CSV has a header but no data rows")]
     NoRows,
@@ -79,6 +173,12 @@ pub struct CsvValidator {
     bytes: u64,
     header: Vec<Vec<u8>>,
     field: Vec<u8>,
+    /// Content of the current field of a data row when its column is checked, at most
+    /// [`TYPED_FIELD_BYTES_MAX`] bytes; `typed_cut` when there was more.
+    typed: Vec<u8>,
+    typed_cut: bool,
+    /// The first field of the current record that broke its column's rule.
+    bad_value: Option<ValidationError>,
     utf8_carry: Vec<u8>,
     /// The first bytes, held until it is known whether they are a BOM.
     head: Vec<u8>,
@@ -103,6 +203,9 @@ impl CsvValidator {
             bytes: 0,
             header: Vec::with_capacity(COLUMNS.len()),
             field: Vec::new(),
+            typed: Vec::with_capacity(TYPED_FIELD_BYTES_MAX),
+            typed_cut: false,
+            bad_value: None,
             utf8_carry: Vec::with_capacity(4),
             head: Vec::with_capacity(UTF8_BOM.len()),
             head_done: false,
@@ -193,6 +296,9 @@ impl CsvValidator {
                     })
                     .unwrap_or(rest.len());
                 self.grow(n as u64)?;
+                if self.checked_field() {
+                    self.keep_typed(&rest[..n]);
+                }
                 i += n;
                 if i == input.len() {
                     break;
@@ -240,7 +346,7 @@ impl CsvValidator {
                     return Err(self.malformed("quote inside an unquoted field"));
                 }
                 (State::RecordStart | State::FieldStart | State::Unquoted, _) => {
-                    self.header_byte(b);
+                    self.content_byte(b);
                     State::Unquoted
                 }
                 (State::Quoted, b'"') => State::QuoteInQuoted,
@@ -248,11 +354,11 @@ impl CsvValidator {
                     if b == b'\n' {
                         self.line += 1;
                     }
-                    self.header_byte(b);
+                    self.content_byte(b);
                     State::Quoted
                 }
                 (State::QuoteInQuoted, b'"') => {
-                    self.header_byte(b'"');
+                    self.content_byte(b'"');
                     State::Quoted
                 }
                 (State::QuoteInQuoted, _) => {
@@ -263,11 +369,60 @@ impl CsvValidator {
         Ok(())
     }
 
-    /// Keeps a byte of the header's current field; data rows keep nothing.
-    fn header_byte(&mut self, b: u8) {
+    /// Keeps a byte of the current field: every byte of the header's, and those of a data
+    /// row's checked columns.
+    fn content_byte(&mut self, b: u8) {
         if self.records == 0 {
             self.field.push(b);
+        } else if self.checked_field() {
+            self.keep_typed(&[b]);
         }
+    }
+
+    /// The current field of a data row is in a checked column.
+    fn checked_field(&self) -> bool {
+        self.fields < COLUMNS.len() as u64 && CHECKED_COLUMNS & (1 << self.fields) != 0
+    }
+
+    fn keep_typed(&mut self, data: &[u8]) {
+        let room = TYPED_FIELD_BYTES_MAX - self.typed.len();
+        if data.len() > room {
+            self.typed_cut = true;
+        }
+        self.typed.extend_from_slice(&data[..data.len().min(room)]);
+    }
+
+    /// Checks the field that just ended against its column's rule. The first failure of a
+    /// record is reported when the record ends, unless its field count is wrong: a row that
+    /// shifted its columns is reported as such.
+    fn check_typed(&mut self) {
+        let index = self.fields as usize;
+        let rule = column_rule(index);
+        let value = &self.typed[..];
+        let (ok, expected) = match rule {
+            Rule::Text => (true, ""),
+            Rule::Key => (!value.is_empty(), "a code (never empty)"),
+            Rule::Integer => (!self.typed_cut && is_integer(value), "an integer"),
+            Rule::Number => (
+                !self.typed_cut && (value.is_empty() || is_number(value)),
+                "a number or empty",
+            ),
+        };
+        if !ok && self.bad_value.is_none() {
+            let mut found = String::from_utf8_lossy(value).into_owned();
+            if self.typed_cut {
+                found.push('…');
+            }
+            self.bad_value = Some(ValidationError::Value {
+                row: self.records,
+                line: self.record_line,
+                column: COLUMNS[index],
+                found,
+                expected,
+            });
+        }
+        self.typed.clear();
+        self.typed_cut = false;
     }
 
     fn grow(&mut self, n: u64) -> Result<(), ValidationError> {
@@ -282,10 +437,14 @@ impl CsvValidator {
     }
 
     fn end_field(&mut self) {
-        self.fields += 1;
-        if self.records == 0 && self.header.len() <= COLUMNS.len() {
-            self.header.push(std::mem::take(&mut self.field));
+        if self.records == 0 {
+            if self.header.len() <= COLUMNS.len() {
+                self.header.push(std::mem::take(&mut self.field));
+            }
+        } else if self.checked_field() {
+            self.check_typed();
         }
+        self.fields += 1;
     }
 
     fn end_record(&mut self) -> Result<(), ValidationError> {
@@ -297,6 +456,8 @@ impl CsvValidator {
                 line: self.record_line,
                 found: self.fields,
             });
+        } else if let Some(e) = self.bad_value.take() {
+            return Err(e);
         }
         self.records += 1;
         self.fields = 0;
@@ -545,5 +706,212 @@ mod tests {
             validate_chunks(&cut, 3).unwrap_err(),
             ValidationError::TruncatedUtf8
         );
+    }
+
+    /// A data row with the typed columns set as given (`Market_Year`, `Calendar_Year`,
+    /// `Month`, `Value`, each as raw CSV field text).
+    fn typed_row(market_year: &str, calendar_year: &str, month: &str, value: &str) -> String {
+        format!(
+            "0711100,Coffee,BR,Brazil,{market_year},{calendar_year},{month},028,Production,002,(1000 60 KG BAGS),{value}"
+        )
+    }
+
+    #[test]
+    fn typed_columns_accept_what_upstream_writes_and_duckdb_casts() {
+        for (my, cy, m, v) in [
+            ("1960", "1961", "00", ""),      // Month 00 of old years, empty Value
+            ("2025", "2026", "\"01\"", "0"), // a quoted month
+            ("02025", "+2026", "12", "-12.50"),
+            ("2025", "2026", "1", "1234567"),
+            ("2025", "2026", "1", ".5"),
+            ("2025", "2026", "1", "5."),
+            ("2025", "2026", "1", "1e3"),
+            ("2025", "2026", "1", "-1.25E-2"),
+            ("2025", "2026", "1", "\"\""),
+            ("-2147483648", "2147483647", "0", "+7"),
+        ] {
+            let data = format!("{HEADER}\n{}\n", typed_row(my, cy, m, v));
+            for chunk in [1, 3, data.len()] {
+                assert_eq!(
+                    validate_chunks(data.as_bytes(), chunk).map(|s| s.rows),
+                    Ok(1),
+                    "{my} {cy} {m} {v}, chunk {chunk}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_value_staging_cannot_cast_is_refused_naming_row_line_and_column() {
+        let good = typed_row("2025", "2026", "01", "1");
+        for (row, column, found, expected) in [
+            (
+                typed_row("2025", "2026", "01", "n/a"),
+                "Value",
+                "n/a",
+                "a number or empty",
+            ),
+            (
+                typed_row("20x4", "2026", "01", "1"),
+                "Market_Year",
+                "20x4",
+                "an integer",
+            ),
+            (
+                typed_row("2025", "", "01", "1"),
+                "Calendar_Year",
+                "",
+                "an integer",
+            ),
+            (
+                typed_row("2025", "2026", "\"\"", "1"),
+                "Month",
+                "",
+                "an integer",
+            ),
+            (
+                typed_row("2025", "2026", "1.5", "1"),
+                "Month",
+                "1.5",
+                "an integer",
+            ),
+            (
+                typed_row("2025", "99999999999", "01", "1"),
+                "Calendar_Year",
+                "99999999999",
+                "an integer",
+            ),
+            (
+                typed_row("2025", "2026", "01", "1e999"),
+                "Value",
+                "1e999",
+                "a number or empty",
+            ),
+            (
+                typed_row("2025", "2026", "01", "inf"),
+                "Value",
+                "inf",
+                "a number or empty",
+            ),
+            (
+                typed_row("2025", "2026", "01", "NaN"),
+                "Value",
+                "NaN",
+                "a number or empty",
+            ),
+            (
+                typed_row("2025", "2026", "01", " 1"),
+                "Value",
+                " 1",
+                "a number or empty",
+            ),
+            (typed_row("2025", "2026", "01", "1,5"), "", "", ""), // 13 fields: see below
+            (
+                typed_row("2025", "2026", "01", "-"),
+                "Value",
+                "-",
+                "a number or empty",
+            ),
+            (
+                typed_row("2025", "2026", "01", "1e"),
+                "Value",
+                "1e",
+                "a number or empty",
+            ),
+            (
+                typed_row("2025", "2026", "01", "\"1\"\"\""),
+                "Value",
+                "1\"",
+                "a number or empty",
+            ),
+            (
+                "0711100,Coffee,,Brazil,2025,2026,01,028,Production,002,(1000 60 KG BAGS),1".into(),
+                "Country_Code",
+                "",
+                "a code (never empty)",
+            ),
+            (
+                ",Coffee,BR,Brazil,2025,2026,01,028,Production,002,(1000 60 KG BAGS),1".into(),
+                "Commodity_Code",
+                "",
+                "a code (never empty)",
+            ),
+            (
+                "0711100,Coffee,BR,Brazil,2025,2026,01,\"\",Production,002,(1000 60 KG BAGS),1"
+                    .into(),
+                "Attribute_ID",
+                "",
+                "a code (never empty)",
+            ),
+        ] {
+            let data = format!("{HEADER}\r\n{good}\r\n{row}\r\n{good}\r\n");
+            let want = if column.is_empty() {
+                ValidationError::FieldCount {
+                    row: 2,
+                    line: 3,
+                    found: 13,
+                }
+            } else {
+                ValidationError::Value {
+                    row: 2,
+                    line: 3,
+                    column,
+                    found: found.into(),
+                    expected,
+                }
+            };
+            for chunk in [1, 2, 5, data.len()] {
+                assert_eq!(
+                    validate_chunks(data.as_bytes(), chunk).unwrap_err(),
+                    want,
+                    "{row:?}, chunk {chunk}"
+                );
+            }
+        }
+        let err = validate(&format!(
+            "{HEADER}\n{}\n",
+            typed_row("2025", "2026", "01", "n/a")
+        ));
+        assert_eq!(
+            err.unwrap_err().to_string(),
+            "CSV row 1 (line 2), column Value: \"n/a\" is not a number or empty"
+        );
+    }
+
+    #[test]
+    fn a_shifted_row_is_reported_by_its_field_count_not_its_first_odd_value() {
+        // An unquoted comma in a name shifts every later column: "Brazil" lands in Market_Year.
+        let data = format!(
+            "{HEADER}\n0711100,Coffee, Green,BR,Brazil,2025,2026,01,028,Production,002,(1000 60 KG BAGS),1\n"
+        );
+        assert_eq!(
+            validate(&data).unwrap_err(),
+            ValidationError::FieldCount {
+                row: 1,
+                line: 2,
+                found: 13
+            }
+        );
+    }
+
+    #[test]
+    fn a_typed_field_is_kept_only_up_to_its_bound() {
+        let long = "9".repeat(10_000);
+        let data = format!("{HEADER}\n{}\n", typed_row("2025", &long, "01", "1"));
+        let err = validate(&data).unwrap_err();
+        let ValidationError::Value { column, found, .. } = &err else {
+            panic!("{err}")
+        };
+        assert_eq!(*column, "Calendar_Year");
+        assert_eq!(found.len(), TYPED_FIELD_BYTES_MAX + '…'.len_utf8());
+        // A number of digits past the bound is refused rather than half-read.
+        let data = format!("{HEADER}\n{}\n", typed_row("2025", "2026", "01", &long));
+        assert!(matches!(
+            validate(&data).unwrap_err(),
+            ValidationError::Value {
+                column: "Value",
+                ..
+            }
+        ));
     }
 }

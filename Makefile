@@ -103,8 +103,18 @@ lint: deps duckdb
 	$(CARGO) clippy $(CARGO_FLAGS) --workspace --all-targets -- -D warnings
 	shellcheck -x -s sh scripts/*.sh .ci/run
 
+# Tests that cannot run here call test_support::skip, which records them in this file; the
+# summary at the end lists them (a skipped test never passes unnoticed).
+SKIPPED_FILE := $(CARGO_TARGET_DIR)/materia-skipped-tests.txt
+
 test-rust: build venv tools
-	MATERIA_VENV="$(abspath $(VENV))" MATERIA_TOOLS_VENV="$(abspath $(TOOLS_VENV))" $(CARGO) test $(CARGO_FLAGS) --workspace
+	@rm -f "$(SKIPPED_FILE)"
+	@MATERIA_SKIPPED_FILE="$(SKIPPED_FILE)" MATERIA_VENV="$(abspath $(VENV))" MATERIA_TOOLS_VENV="$(abspath $(TOOLS_VENV))" \
+	    $(CARGO) test $(CARGO_FLAGS) --workspace; status=$$?; \
+	    if [ -s "$(SKIPPED_FILE)" ]; then \
+	        echo "make test: $$(wc -l <"$(SKIPPED_FILE)") test(s) SKIPPED, they did not run here:"; sed 's/^/  /' "$(SKIPPED_FILE)"; \
+	    else echo "make test: no test skipped"; fi; \
+	    exit $$status
 
 # SQLMesh unit tests of every model (fixture paths are relative to transform/).
 test-transform: venv

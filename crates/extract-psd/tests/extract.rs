@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use test_support::CommandExt;
+
 use support::{HEADER, Reply, Sandbox, Server, psd_zip, wait_bounded, wait_until, zip_of};
 
 const ROWS: u64 = 3_000;
@@ -839,4 +841,104 @@ fn stdout_closed_early_is_not_a_failure() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
     assert_eq!(sb.landed().len(), 1);
+}
+
+/// The landing directory on a tmpfs of its own, too small for the file, in a private mount
+/// namespace (so nothing outlives the test): extract-psd runs there and the script lists what
+/// it left behind.
+const FULL_DISK_SCRIPT: &str = r#"
+set -u
+mount -t tmpfs -o size=192k tmpfs "$LANDING_DIR" || exit 90
+"$@" > "$OUT_DIR/stdout" 2> "$OUT_DIR/stderr"
+echo $? > "$OUT_DIR/code"
+find "$LANDING_DIR" -type f > "$OUT_DIR/files"
+"#;
+
+// Regression: a full disk stopped the writer, which cut the CSV short before the validator,
+// and the validator's "row N has K fields" was reported as the cause.
+#[test]
+fn a_full_disk_is_reported_as_a_disk_error_and_nothing_lands() {
+    let probe = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "true"])
+        .output_within(Duration::from_secs(30));
+    if !probe.is_ok_and(|o| o.status.success()) {
+        test_support::skip("needs a private mount namespace (unshare --mount: root)");
+        return;
+    }
+    let sb = Sandbox::new();
+    std::fs::create_dir_all(&sb.landing).unwrap();
+    let out_dir = sb.dir.path().join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let zip_path = sb.dir.path().join("psd.zip");
+    std::fs::write(&zip_path, psd_zip(400_000, 0)).unwrap();
+    assert!(
+        std::fs::metadata(&zip_path).unwrap().len() > 2 * 192 * 1024,
+        "the zip alone is twice the disk"
+    );
+    let cmd = sb.command(&["--json", "--url", zip_path.to_str().unwrap()]);
+    let mut run = std::process::Command::new("unshare");
+    run.args([
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        FULL_DISK_SCRIPT,
+        "sh",
+    ])
+    .arg(cmd.get_program())
+    .args(cmd.get_args())
+    .env_clear()
+    .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))))
+    .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+    .env("OUT_DIR", &out_dir);
+    let out = run.output_within(Duration::from_secs(120)).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", test_support::stderr(&out));
+    let read = |name: &str| std::fs::read_to_string(out_dir.join(name)).unwrap();
+    let (code, stdout, stderr) = (read("code"), read("stdout"), read("stderr"));
+    assert_eq!(code.trim(), "1", "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let error = json["error"].as_str().unwrap();
+    assert!(error.starts_with("disk full: cannot write "), "{error}");
+    assert!(
+        error.contains(".tmp/extract-psd"),
+        "names the temp file: {error}"
+    );
+    assert!(error.contains("No space left on device"), "{error}");
+    assert!(!error.contains("CSV"), "not a CSV error: {error}");
+    assert!(stderr.contains("disk full: cannot write "), "{stderr}");
+    assert_eq!(read("files"), "", "nothing landed, no temp file left");
+    let row = sb.ledger().pop().unwrap();
+    assert_eq!(row.status, "failed");
+    assert!(row.error.unwrap().starts_with("disk full"));
+}
+
+// The same through the file size limit (EFBIG; SIGXFSZ ignored, as a shell with `trap '' XFSZ`
+// passes it on), over HTTP.
+#[test]
+fn a_file_size_limit_is_reported_as_such_and_nothing_lands() {
+    let zip = psd_zip(400_000, 0);
+    let server = Server::start(move |_| Reply::ok(zip.clone()));
+    let sb = Sandbox::new();
+    let cmd = sb.command(&["--json", "--url", &server.url("/psd.zip")]);
+    let mut run = std::process::Command::new("/bin/sh");
+    // `ulimit -f` counts 512-byte blocks: 256 KiB, enough for the state DB, not for the file.
+    run.args(["-c", "trap '' XFSZ; ulimit -f 512; exec \"$@\"", "sh"])
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .env_clear()
+        .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))));
+    let out = run.output_within(Duration::from_secs(120)).unwrap();
+    let stderr = test_support::stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let error = json["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("file size limit reached (ulimit -f): cannot write "),
+        "{error}"
+    );
+    assert!(error.contains("File too large"), "{error}");
+    assert!(sb.landed().is_empty() && sb.tmp_files().is_empty());
+    assert_eq!(sb.ledger().pop().unwrap().status, "failed");
+    assert_eq!(server.requests().len(), 1, "a local fault is not retried");
 }

@@ -75,7 +75,11 @@ pub fn wait_within(mut child: Child, limit: Duration) -> Output {
         }
         thread::sleep(POLL_INTERVAL);
     };
-    let drain = |rx: mpsc::Receiver<Vec<u8>>| rx.recv_timeout(DRAIN_AFTER_EXIT).unwrap_or_default();
+    let until = Instant::now() + DRAIN_AFTER_EXIT;
+    let drain = |rx: mpsc::Receiver<Vec<u8>>| {
+        rx.recv_timeout(until.saturating_duration_since(Instant::now()))
+            .unwrap_or_default()
+    };
     let (stdout, stderr) = (drain(stdout), drain(stderr));
     match status {
         Some(status) => Output {
@@ -87,5 +91,58 @@ pub fn wait_within(mut child: Child, limit: Duration) -> Output {
             "child process outlived its bound of {limit:?} and was killed; stderr:\n{}",
             String::from_utf8_lossy(&stderr)
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Command {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", script]);
+        cmd
+    }
+
+    #[test]
+    fn output_and_status_come_back_as_from_std() {
+        let out = sh("echo out; echo err >&2; exit 3")
+            .output_within(Duration::from_secs(30))
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3));
+        assert_eq!(out.stdout, b"out\n");
+        assert_eq!(out.stderr, b"err\n");
+        // More than a pipe holds: read while it runs, or the child would block.
+        let out = sh("head -c 1000000 /dev/zero")
+            .output_within(Duration::from_secs(30))
+            .unwrap();
+        assert_eq!(out.stdout.len(), 1_000_000);
+    }
+
+    #[test]
+    #[should_panic(expected = "outlived its bound of 300ms")]
+    fn a_child_past_its_bound_fails_the_test() {
+        let _ = sh("sleep 600 & sleep 600").output_within(Duration::from_millis(300));
+    }
+
+    #[test]
+    fn a_grandchild_holding_the_pipes_does_not_hold_the_test() {
+        let dir = std::env::temp_dir().join(format!("materia-bounded-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pid = dir.join("pid");
+        let (tx, rx) = mpsc::channel();
+        let script = format!("sleep 600 & echo $! > '{}'; echo done", pid.display());
+        thread::spawn(move || {
+            let _ = tx.send(sh(&script).output_within(Duration::from_secs(60)));
+        });
+        let out = rx.recv_timeout(Duration::from_secs(30));
+        if let Ok(pid) = std::fs::read_to_string(&pid) {
+            let _ = Command::new("kill").args(["-KILL", pid.trim()]).status();
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+        let out = out
+            .expect("returned at most DRAIN_AFTER_EXIT after the child")
+            .unwrap();
+        assert!(out.status.success());
     }
 }

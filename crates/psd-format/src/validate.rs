@@ -217,21 +217,64 @@ impl CsvValidator {
         self.records.saturating_sub(1)
     }
 
+    /// Feeds the next bytes. Only bytes known to be valid UTF-8 are parsed, in order, so the
+    /// error reported is the first by position in the file however it is cut into chunks.
     pub fn feed(&mut self, chunk: &[u8]) -> Result<(), ValidationError> {
-        self.check_utf8(chunk)?;
+        let mut at = self.bytes; // offset of `data[0]` in the file
         self.bytes += chunk.len() as u64;
-        if self.head_done {
-            return self.parse(chunk);
+        let mut data = chunk;
+        if !self.utf8_carry.is_empty() {
+            // Complete the sequence split across chunks, at most 3 bytes more.
+            let need = utf8_len(self.utf8_carry[0]) - self.utf8_carry.len();
+            let take = need.min(data.len());
+            self.utf8_carry.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            at += take as u64;
+            if self.utf8_carry.len() < utf8_len(self.utf8_carry[0]) {
+                return Ok(());
+            }
+            let carried = self.utf8_carry.len();
+            if std::str::from_utf8(&self.utf8_carry).is_err() {
+                return Err(ValidationError::NotUtf8 {
+                    offset: at - carried as u64,
+                });
+            }
+            let mut sequence = [0u8; 4];
+            sequence[..carried].copy_from_slice(&self.utf8_carry);
+            self.utf8_carry.clear();
+            self.parse_text(&sequence[..carried])?;
         }
-        // The BOM belongs to the bytes (and the hash) but not to the first column's name; it
-        // may arrive split over several chunks.
-        let take = (UTF8_BOM.len() - self.head.len()).min(chunk.len());
-        self.head.extend_from_slice(&chunk[..take]);
+        match std::str::from_utf8(data) {
+            Ok(_) => self.parse_text(data),
+            Err(e) => {
+                let (valid, rest) = data.split_at(e.valid_up_to());
+                self.parse_text(valid)?;
+                if e.error_len().is_some() {
+                    return Err(ValidationError::NotUtf8 {
+                        offset: at + valid.len() as u64,
+                    });
+                }
+                // A sequence cut by the chunk's end: parsed once the next chunk completes it.
+                self.utf8_carry.extend_from_slice(rest);
+                Ok(())
+            }
+        }
+    }
+
+    /// Parses bytes that are valid UTF-8, holding back the first three until it is known
+    /// whether they are a BOM: it belongs to the bytes (and the hash) but not to the first
+    /// column's name, and may arrive split over several chunks.
+    fn parse_text(&mut self, text: &[u8]) -> Result<(), ValidationError> {
+        if self.head_done {
+            return self.parse(text);
+        }
+        let take = (UTF8_BOM.len() - self.head.len()).min(text.len());
+        self.head.extend_from_slice(&text[..take]);
         if self.head.len() < UTF8_BOM.len() {
             return Ok(());
         }
         self.release_head()?;
-        self.parse(&chunk[take..])
+        self.parse(&text[take..])
     }
 
     fn release_head(&mut self) -> Result<(), ValidationError> {
@@ -487,35 +530,6 @@ impl CsvValidator {
             });
         }
         Ok(())
-    }
-
-    fn check_utf8(&mut self, chunk: &[u8]) -> Result<(), ValidationError> {
-        let mut data = chunk;
-        if !self.utf8_carry.is_empty() {
-            // Complete the sequence split across chunks, at most 3 bytes more.
-            let need = utf8_len(self.utf8_carry[0]) - self.utf8_carry.len();
-            let take = need.min(data.len());
-            self.utf8_carry.extend_from_slice(&data[..take]);
-            data = &data[take..];
-            if self.utf8_carry.len() < utf8_len(self.utf8_carry[0]) {
-                return Ok(());
-            }
-            if std::str::from_utf8(&self.utf8_carry).is_err() {
-                let start = self.bytes + take as u64 - self.utf8_carry.len() as u64;
-                return Err(ValidationError::NotUtf8 { offset: start });
-            }
-            self.utf8_carry.clear();
-        }
-        match std::str::from_utf8(data) {
-            Ok(_) => Ok(()),
-            Err(e) if e.error_len().is_none() => {
-                self.utf8_carry.extend_from_slice(&data[e.valid_up_to()..]);
-                Ok(())
-            }
-            Err(e) => Err(ValidationError::NotUtf8 {
-                offset: self.bytes + (chunk.len() - data.len() + e.valid_up_to()) as u64,
-            }),
-        }
     }
 }
 
@@ -913,5 +927,42 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    // Regression (fuzzing, csv_validator): the whole file fed at once reported its first
+    // invalid UTF-8 byte, fed in small chunks a broken row before it; the error must be the
+    // first by position, however the download was cut.
+    #[test]
+    fn the_first_error_by_position_is_reported_at_any_chunking() {
+        let good = typed_row("2025", "2026", "01", "1");
+        let mut row_first = format!("{HEADER}\n{good}\n1,2\n{good}\n").into_bytes();
+        row_first.extend_from_slice(b"caf\xff\n");
+        let mut cr_then_bad = format!("{HEADER}\n{good}\r").into_bytes();
+        cr_then_bad.extend_from_slice(b"\xc3\x28\n");
+        let mut bad_then_row = format!("{HEADER}\nX{good}\n1,2\n").into_bytes();
+        bad_then_row[HEADER.len() + 1] = 0xff;
+        let crash =
+            include_bytes!("../../../fuzz/regressions/csv_validator/chunking-changed-the-error");
+        for data in [&row_first[..], &cr_then_bad, &bad_then_row, &crash[1..]] {
+            let whole = validate_chunks(data, data.len());
+            assert!(whole.is_err());
+            for chunk in 1..=16 {
+                assert_eq!(validate_chunks(data, chunk), whole, "chunk {chunk}");
+            }
+        }
+        assert_eq!(
+            validate_chunks(&row_first, row_first.len()).unwrap_err(),
+            ValidationError::FieldCount {
+                row: 2,
+                line: 3,
+                found: 2
+            }
+        );
+        assert_eq!(
+            validate_chunks(&cr_then_bad, 1).unwrap_err(),
+            ValidationError::NotUtf8 {
+                offset: (HEADER.len() + 1 + good.len() + 1) as u64
+            }
+        );
     }
 }

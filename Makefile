@@ -33,7 +33,7 @@ SQLMESH := $(VENV)/bin/sqlmesh
 # Tools from PyPI that are not part of a release's runtime: moto's S3 server (backup tests), sops.
 TOOLS_VENV ?= .venv-tools
 
-.PHONY: all deps deps-bench duckdb build venv tools secrets-decrypt-dev secrets-edit-prod test test-rust test-transform lint demo bench dr-drill release clean-data help
+.PHONY: all deps deps-bench duckdb build venv tools secrets-decrypt-dev secrets-edit-prod test test-rust test-transform test-fuzz-targets lint demo bench fuzz dr-drill release clean-data help
 
 all: build
 
@@ -41,6 +41,7 @@ help:
 	@echo "make demo     run the pipeline end to end on generated data (data/...)"
 	@echo "make test     lint and every test"
 	@echo "make bench    benchmarks against their baselines"
+	@echo "make fuzz     each fuzz target for FUZZ_SECS (60) seconds (cargo-fuzz, nightly)"
 	@echo "make lint     cargo fmt --check, clippy -D warnings, shellcheck"
 	@echo "make dr-drill restore the backup into an empty directory, rebuild, compare with live"
 	@echo "make release  build the binaries into ./bin, DuckDB into ./lib, and the venv (what deploys run)"
@@ -116,11 +117,16 @@ test-rust: build venv tools
 	    else echo "make test: no test skipped"; fi; \
 	    exit $$status
 
+# The fuzz targets (fuzz/), built with the pinned toolchain and run over their seed corpora and
+# regression inputs: they compile and pass in every `make test`, so they cannot rot.
+test-fuzz-targets: build
+	BIN_DIR="$(BIN_DIR)" sh scripts/fuzz.sh replay
+
 # SQLMesh unit tests of every model (fixture paths are relative to transform/).
 test-transform: venv
 	cd transform && LANDING_DIR=/nonexistent "$(abspath $(SQLMESH))" test
 
-test: lint test-transform test-rust
+test: lint test-transform test-rust test-fuzz-targets
 
 demo: build venv
 	BIN_DIR="$(BIN_DIR)" VENV="$(abspath $(VENV))" sh scripts/demo.sh
@@ -130,6 +136,13 @@ bench: deps-bench build venv tools
 	BIN_DIR="$(BIN_DIR)" VENV="$(abspath $(VENV))" sh scripts/bench-transform.sh
 	BIN_DIR="$(BIN_DIR)" VENV="$(abspath $(VENV))" sh scripts/bench-export.sh
 	BIN_DIR="$(BIN_DIR)" TOOLS_VENV="$(abspath $(TOOLS_VENV))" sh scripts/bench-backup.sh
+
+# Each fuzz target for FUZZ_SECS seconds with cargo-fuzz (libFuzzer, nightly toolchain;
+# installed when missing), seeded from psd-gen output; executions per second and coverage are
+# printed per target. Not part of `make test`.
+FUZZ_SECS ?= 60
+fuzz: build
+	BIN_DIR="$(BIN_DIR)" FUZZ_SECS="$(FUZZ_SECS)" sh scripts/fuzz.sh run
 
 dr-drill: build venv
 	BIN_DIR="$(BIN_DIR)" VENV="$(abspath $(VENV))" sh scripts/dr-drill.sh

@@ -230,14 +230,18 @@ impl CsvValidator {
             self.utf8_carry.extend_from_slice(&data[..take]);
             data = &data[take..];
             at += take as u64;
-            if self.utf8_carry.len() < utf8_len(self.utf8_carry[0]) {
-                return Ok(());
-            }
             let carried = self.utf8_carry.len();
-            if std::str::from_utf8(&self.utf8_carry).is_err() {
-                return Err(ValidationError::NotUtf8 {
-                    offset: at - carried as u64,
-                });
+            match std::str::from_utf8(&self.utf8_carry) {
+                Ok(_) => {}
+                // Still a valid beginning: this chunk ended too (`data` is empty).
+                Err(e) if e.error_len().is_none() => return Ok(()),
+                // Checked as each byte arrives, not once the sequence is long enough: `F0 69`
+                // is invalid at once, whatever follows.
+                Err(_) => {
+                    return Err(ValidationError::NotUtf8 {
+                        offset: at - carried as u64,
+                    });
+                }
             }
             let mut sequence = [0u8; 4];
             sequence[..carried].copy_from_slice(&self.utf8_carry);

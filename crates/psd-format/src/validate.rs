@@ -20,6 +20,20 @@ pub const RECORD_BYTES_MAX: u64 = 64 * 1024;
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
+/// Bytes that end the plain run of an unquoted field, and of a quoted one.
+static UNQUOTED_STOP: [bool; 256] = stop_table(b",\n\r\"");
+static QUOTED_STOP: [bool; 256] = stop_table(b"\"\n");
+
+const fn stop_table(bytes: &[u8]) -> [bool; 256] {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < bytes.len() {
+        table[bytes[i] as usize] = true;
+        i += 1;
+    }
+    table
+}
+
 /// Longest content kept of a typed field: more than any valid year, month or value has.
 pub const TYPED_FIELD_BYTES_MAX: usize = 64;
 
@@ -62,10 +76,27 @@ const CHECKED_COLUMNS: u32 = {
 };
 
 fn is_integer(s: &[u8]) -> bool {
-    std::str::from_utf8(s).is_ok_and(|t| {
-        let digits = t.strip_prefix(['+', '-']).unwrap_or(t);
-        !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) && t.parse::<i32>().is_ok()
-    })
+    let (negative, digits) = match s.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) => (false, rest),
+        _ => (false, s),
+    };
+    if digits.is_empty() {
+        return false;
+    }
+    // Within i32: at most 2^31 - 1, or 2^31 when negative.
+    let limit = 2_147_483_647 + i64::from(negative);
+    let mut value: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return false;
+        }
+        value = value * 10 + i64::from(d - b'0');
+        if value > limit {
+            return false;
+        }
+    }
+    true
 }
 
 fn is_number(s: &[u8]) -> bool {
@@ -74,6 +105,7 @@ fn is_number(s: &[u8]) -> bool {
     let whole = digits(&s[i..]);
     i += whole;
     let mut fraction = 0;
+    let mut exponent = false;
     if s.get(i) == Some(&b'.') {
         i += 1;
         fraction = digits(&s[i..]);
@@ -83,6 +115,7 @@ fn is_number(s: &[u8]) -> bool {
         return false;
     }
     if matches!(s.get(i), Some(b'e' | b'E')) {
+        exponent = true;
         i += 1;
         i += usize::from(matches!(s.get(i), Some(b'+' | b'-')));
         let exponent = digits(&s[i..]);
@@ -91,12 +124,14 @@ fn is_number(s: &[u8]) -> bool {
         }
         i += exponent;
     }
-    // Finite as a double: `1e999` is not a value DuckDB casts.
+    // Finite as a double (`1e999` is infinite); without an exponent, the at most
+    // TYPED_FIELD_BYTES_MAX digits always are.
     i == s.len()
-        && std::str::from_utf8(s)
-            .ok()
-            .and_then(|t| t.parse::<f64>().ok())
-            .is_some_and(f64::is_finite)
+        && (!exponent
+            || std::str::from_utf8(s)
+                .ok()
+                .and_then(|t| t.parse::<f64>().ok())
+                .is_some_and(f64::is_finite))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -174,9 +209,11 @@ pub struct CsvValidator {
     header: Vec<Vec<u8>>,
     field: Vec<u8>,
     /// Content of the current field of a data row when its column is checked, at most
-    /// [`TYPED_FIELD_BYTES_MAX`] bytes; `typed_cut` when there was more.
-    typed: Vec<u8>,
-    typed_cut: bool,
+    /// [`TYPED_FIELD_BYTES_MAX`] bytes; `typed_len` counts them all (more means cut).
+    typed: [u8; TYPED_FIELD_BYTES_MAX],
+    typed_len: usize,
+    /// The current field was checked in place by the fast path.
+    typed_checked: bool,
     /// The first field of the current record that broke its column's rule.
     bad_value: Option<ValidationError>,
     utf8_carry: Vec<u8>,
@@ -203,8 +240,9 @@ impl CsvValidator {
             bytes: 0,
             header: Vec::with_capacity(COLUMNS.len()),
             field: Vec::new(),
-            typed: Vec::with_capacity(TYPED_FIELD_BYTES_MAX),
-            typed_cut: false,
+            typed: [0; TYPED_FIELD_BYTES_MAX],
+            typed_len: 0,
+            typed_checked: false,
             bad_value: None,
             utf8_carry: Vec::with_capacity(4),
             head: Vec::with_capacity(UTF8_BOM.len()),
@@ -328,27 +366,40 @@ impl CsvValidator {
     fn parse(&mut self, input: &[u8]) -> Result<(), ValidationError> {
         let mut i = 0;
         while i < input.len() {
-            // Fast path: skip over the plain bytes of a field in one go.
-            if matches!(self.state, State::Unquoted | State::Quoted) && self.records > 0 {
-                let quoted = self.state == State::Quoted;
+            // Fast path: skip over the plain bytes of a data row's field in one go, from its
+            // first byte on (the header keeps every byte, so it takes the slow path).
+            let stop = match self.state {
+                State::Quoted => Some(&QUOTED_STOP),
+                State::RecordStart | State::FieldStart | State::Unquoted => Some(&UNQUOTED_STOP),
+                _ => None,
+            };
+            if let Some(stop) = stop.filter(|_| self.records > 0) {
                 let rest = &input[i..];
                 let n = rest
                     .iter()
-                    .position(|&b| {
-                        if quoted {
-                            b == b'"' || b == b'\n'
-                        } else {
-                            matches!(b, b',' | b'\n' | b'\r' | b'"')
-                        }
-                    })
+                    .position(|&b| stop[usize::from(b)])
                     .unwrap_or(rest.len());
-                self.grow(n as u64)?;
-                if self.checked_field() {
-                    self.keep_typed(&rest[..n]);
-                }
-                i += n;
-                if i == input.len() {
-                    break;
+                if n > 0 {
+                    self.grow(n as u64)?;
+                    if self.checked_field() {
+                        let whole =
+                            self.state != State::Quoted && self.typed_len == 0 && n < rest.len();
+                        if whole {
+                            // The whole unquoted field is here, up to its delimiter (or a
+                            // stray quote, an error anyway): checked in place, not copied.
+                            self.check_value(&rest[..n], n);
+                            self.typed_checked = true;
+                        } else {
+                            self.keep_typed(&rest[..n]);
+                        }
+                    }
+                    if self.state != State::Quoted {
+                        self.state = State::Unquoted;
+                    }
+                    i += n;
+                    if i == input.len() {
+                        break;
+                    }
                 }
             }
             let b = input[i];
@@ -432,44 +483,57 @@ impl CsvValidator {
     }
 
     fn keep_typed(&mut self, data: &[u8]) {
-        let room = TYPED_FIELD_BYTES_MAX - self.typed.len();
-        if data.len() > room {
-            self.typed_cut = true;
-        }
-        self.typed.extend_from_slice(&data[..data.len().min(room)]);
+        let start = self.typed_len.min(TYPED_FIELD_BYTES_MAX);
+        let end = (self.typed_len + data.len()).min(TYPED_FIELD_BYTES_MAX);
+        self.typed[start..end].copy_from_slice(&data[..end - start]);
+        self.typed_len += data.len();
     }
 
-    /// Checks the field that just ended against its column's rule. The first failure of a
-    /// record is reported when the record ends, unless its field count is wrong: a row that
-    /// shifted its columns is reported as such.
+    /// Checks the field that just ended against its column's rule, unless the fast path did.
     fn check_typed(&mut self) {
-        let index = self.fields as usize;
-        let rule = column_rule(index);
-        let value = &self.typed[..];
-        let (ok, expected) = match rule {
-            Rule::Text => (true, ""),
-            Rule::Key => (!value.is_empty(), "a code (never empty)"),
-            Rule::Integer => (!self.typed_cut && is_integer(value), "an integer"),
-            Rule::Number => (
-                !self.typed_cut && (value.is_empty() || is_number(value)),
-                "a number or empty",
-            ),
+        if std::mem::take(&mut self.typed_checked) {
+            return;
+        }
+        let len = std::mem::take(&mut self.typed_len);
+        let typed = self.typed;
+        self.check_value(&typed[..len.min(TYPED_FIELD_BYTES_MAX)], len);
+    }
+
+    /// Checks a field's content (`kept`, the first bytes of its `len`) against its column's
+    /// rule. The first failure of a record is reported when the record ends, unless its field
+    /// count is wrong: a row that shifted its columns is reported as such.
+    fn check_value(&mut self, kept: &[u8], len: usize) {
+        let cut = len > TYPED_FIELD_BYTES_MAX;
+        let ok = match column_rule(self.fields as usize) {
+            Rule::Text => true,
+            Rule::Key => len > 0,
+            Rule::Integer => !cut && is_integer(kept),
+            Rule::Number => len == 0 || (!cut && is_number(kept)),
         };
         if !ok && self.bad_value.is_none() {
-            let mut found = String::from_utf8_lossy(value).into_owned();
-            if self.typed_cut {
-                found.push('…');
-            }
-            self.bad_value = Some(ValidationError::Value {
-                row: self.records,
-                line: self.record_line,
-                column: COLUMNS[index],
-                found,
-                expected,
-            });
+            self.bad_value = Some(self.value_error(kept, len));
         }
-        self.typed.clear();
-        self.typed_cut = false;
+    }
+
+    #[cold]
+    fn value_error(&self, kept: &[u8], len: usize) -> ValidationError {
+        let index = self.fields as usize;
+        let kept = &kept[..kept.len().min(TYPED_FIELD_BYTES_MAX)];
+        let mut found = String::from_utf8_lossy(kept).into_owned();
+        if len > TYPED_FIELD_BYTES_MAX {
+            found.push('…');
+        }
+        ValidationError::Value {
+            row: self.records,
+            line: self.record_line,
+            column: COLUMNS[index],
+            found,
+            expected: match column_rule(index) {
+                Rule::Key => "a code (never empty)",
+                Rule::Integer => "an integer",
+                Rule::Number | Rule::Text => "a number or empty",
+            },
+        }
     }
 
     fn grow(&mut self, n: u64) -> Result<(), ValidationError> {

@@ -36,7 +36,7 @@ TOOLS_VENV ?= .venv-tools
 GITLAB_CI_LOCAL_DIR := $(MATERIA_CACHE)/npm/gitlab-ci-local-4.66.1
 export MATERIA_GITLAB_CI_LOCAL := $(GITLAB_CI_LOCAL_DIR)/node_modules/.bin/gitlab-ci-local
 
-.PHONY: all deps deps-bench duckdb build venv tools ci-tools ci-build ci-test ci-local secrets-decrypt-dev secrets-edit-prod test test-rust test-transform lint demo bench dr-drill release clean-data help
+.PHONY: all deps deps-bench duckdb build venv tools ci-tools ci-build ci-test ci-local secrets-decrypt-dev secrets-edit-prod test test-rust test-transform test-fuzz-targets lint demo bench fuzz dr-drill release clean-data help
 
 all: build
 
@@ -44,6 +44,7 @@ help:
 	@echo "make demo     run the pipeline end to end on generated data (data/...)"
 	@echo "make test     lint and every test"
 	@echo "make bench    benchmarks against their baselines"
+	@echo "make fuzz     each fuzz target for FUZZ_SECS (60) seconds (cargo-fuzz, nightly)"
 	@echo "make lint     cargo fmt --check, clippy -D warnings, shellcheck"
 	@echo "make dr-drill restore the backup into an empty directory, rebuild, compare with live"
 	@echo "make release  build the binaries into ./bin, DuckDB into ./lib, and the venv (what deploys run)"
@@ -110,14 +111,29 @@ lint: deps duckdb
 	$(CARGO) clippy $(CARGO_FLAGS) --workspace --all-targets -- -D warnings
 	shellcheck -x -s sh scripts/*.sh .ci/run
 
+# Tests that cannot run here call test_support::skip, which records them in this file; the
+# summary at the end lists them (a skipped test never passes unnoticed).
+SKIPPED_FILE := $(CARGO_TARGET_DIR)/materia-skipped-tests.txt
+
 test-rust: build venv tools ci-tools
-	MATERIA_VENV="$(abspath $(VENV))" MATERIA_TOOLS_VENV="$(abspath $(TOOLS_VENV))" $(CARGO) test $(CARGO_FLAGS) --workspace
+	@rm -f "$(SKIPPED_FILE)"
+	@MATERIA_SKIPPED_FILE="$(SKIPPED_FILE)" MATERIA_VENV="$(abspath $(VENV))" MATERIA_TOOLS_VENV="$(abspath $(TOOLS_VENV))" \
+	    $(CARGO) test $(CARGO_FLAGS) --workspace; status=$$?; \
+	    if [ -s "$(SKIPPED_FILE)" ]; then \
+	        echo "make test: $$(wc -l <"$(SKIPPED_FILE)") test(s) SKIPPED, they did not run here:"; sed 's/^/  /' "$(SKIPPED_FILE)"; \
+	    else echo "make test: no test skipped"; fi; \
+	    exit $$status
+
+# The fuzz targets (fuzz/), built with the pinned toolchain and run over their seed corpora and
+# regression inputs: they compile and pass in every `make test`, so they cannot rot.
+test-fuzz-targets: build
+	BIN_DIR="$(BIN_DIR)" sh scripts/fuzz.sh replay
 
 # SQLMesh unit tests of every model (fixture paths are relative to transform/).
 test-transform: venv
 	cd transform && LANDING_DIR=/nonexistent "$(abspath $(SQLMESH))" test
 
-test: lint test-transform test-rust
+test: lint test-transform test-rust test-fuzz-targets
 
 # The pipeline's jobs (.gitlab-ci.yml): build compiles once into dist/ (scripts/ci-build.sh);
 # each test:<crate> job runs `make ci-test CRATE=<crate> CRATE_NEEDS="<make targets>"`, that
@@ -141,6 +157,13 @@ bench: deps-bench build venv tools
 	BIN_DIR="$(BIN_DIR)" VENV="$(abspath $(VENV))" sh scripts/bench-transform.sh
 	BIN_DIR="$(BIN_DIR)" VENV="$(abspath $(VENV))" sh scripts/bench-export.sh
 	BIN_DIR="$(BIN_DIR)" TOOLS_VENV="$(abspath $(TOOLS_VENV))" sh scripts/bench-backup.sh
+
+# Each fuzz target for FUZZ_SECS seconds with cargo-fuzz (libFuzzer, nightly toolchain;
+# installed when missing), seeded from psd-gen output; executions per second and coverage are
+# printed per target. Not part of `make test`.
+FUZZ_SECS ?= 60
+fuzz: build
+	BIN_DIR="$(BIN_DIR)" FUZZ_SECS="$(FUZZ_SECS)" sh scripts/fuzz.sh run
 
 dr-drill: build venv
 	BIN_DIR="$(BIN_DIR)" VENV="$(abspath $(VENV))" sh scripts/dr-drill.sh

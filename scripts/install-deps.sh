@@ -11,7 +11,7 @@ profile=${1:-all}
 
 # command -> Debian package
 need_build="python3:python3 cc:gcc git:git npm:npm openssl:openssl timeout:coreutils"
-need_test="$need_build shellcheck:shellcheck dash:dash curl:curl systemd-analyze:systemd git:git rclone:rclone age-keygen:age ssh-keygen:openssh-client setpriv:util-linux useradd:passwd rsync:rsync"
+need_test="$need_build shellcheck:shellcheck dash:dash curl:curl systemd-analyze:systemd git:git rclone:rclone age-keygen:age ssh-keygen:openssh-client setpriv:util-linux unshare:util-linux mount:mount useradd:passwd rsync:rsync c++:g++"
 need_bench="pigz:pigz unzip:unzip curl:curl"
 case "$profile" in
     build) wanted=$need_build ;;

@@ -11,7 +11,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use test_support::{stderr, tool};
+use test_support::{CommandExt, stderr, tool};
+
+/// Bound on every child process of these tests (rclone, moto, backup-sync).
+const LIMIT: Duration = Duration::from_secs(180);
 
 /// The binary under test, where the test runner says it is.
 fn bin() -> PathBuf {
@@ -81,7 +84,7 @@ impl Moto {
     }
 
     fn rclone(&self, args: &[&str]) -> Output {
-        self.rclone_cmd(args).output().unwrap()
+        self.rclone_cmd(args).output_within(LIMIT).unwrap()
     }
 }
 
@@ -141,7 +144,7 @@ impl Site {
     }
 
     fn run(&self, moto: Option<&Moto>, args: &[&str]) -> (Output, serde_json::Value) {
-        let out = self.command(moto, args).output().unwrap();
+        let out = self.command(moto, args).output_within(LIMIT).unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
         let json = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
             panic!(
@@ -258,7 +261,7 @@ fn a_tampered_remote_object_is_refused_by_push_and_listed_by_verify() {
         .spawn()
         .unwrap();
     put.stdin.take().unwrap().write_all(&forged).unwrap();
-    assert!(put.wait().unwrap().success());
+    assert!(test_support::wait_within(put, LIMIT).status.success());
 
     let (out, json) = site.run(Some(&moto), &["push"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
@@ -388,7 +391,7 @@ fn an_unreachable_endpoint_fails_within_its_bound_without_leaking_credentials() 
         .env("R2_ACCESS_KEY_ID", KEY_ID)
         .env("R2_SECRET_ACCESS_KEY", SECRET)
         .env("R2_ENDPOINT", format!("http://127.0.0.1:{port}"))
-        .output()
+        .output_within(LIMIT)
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(started.elapsed() < Duration::from_secs(60), "not bounded");
@@ -428,7 +431,7 @@ fn credentials_never_reach_a_command_line_and_a_killed_push_is_redone_cleanly() 
         }
         assert!(Instant::now() < deadline, "push did not finish");
     }
-    let out = child.wait_with_output().unwrap();
+    let out = test_support::wait_within(child, LIMIT);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(seen_rclone, "no rclone process was observed");
     assert_no_secret(&String::from_utf8_lossy(&out.stdout));
@@ -481,4 +484,146 @@ fn unsupported_remotes_are_usage_errors() {
     }
     let (out, _) = site.run(None, &["restore", "--remote", "/x"]);
     assert_eq!(out.status.code(), Some(2), "restore needs --to");
+}
+
+#[test]
+fn push_never_deletes_a_remote_only_object_nor_an_earlier_state_snapshot() {
+    let moto = Moto::start();
+    let site = Site::new(2);
+    let (out, json) = site.run(Some(&moto), &["push"]);
+    ok(&out, &json);
+    let first_state = json["state_snapshot"].as_str().unwrap().to_owned();
+    assert!(
+        first_state.starts_with("state/"),
+        "the snapshot key is under state/: {first_state}"
+    );
+    let listed = moto.rclone(&["lsf", "-R", "--files-only", "r2:bucket/materia/state"]);
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout).trim(),
+        first_state.strip_prefix("state/").unwrap(),
+        "{}",
+        stderr(&listed)
+    );
+    // An object only the remote has, where landing files go and elsewhere.
+    let planted = [
+        "psd/2019/04/0000000000000000000000000000000000000000000000000000000000000000.csv.gzip",
+        "notes/readme.txt",
+    ];
+    for key in planted {
+        let mut put = moto
+            .rclone_cmd(&["rcat", &format!("r2:bucket/materia/{key}")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        put.stdin.take().unwrap().write_all(b"planted").unwrap();
+        let out = test_support::wait_within(put, LIMIT);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+
+    // Later pushes, one of them with a new landing file, one with nothing new.
+    let more = Site::new(3);
+    let (rel, bytes) = &more.files[2];
+    let dest = site.path("landing").join(rel);
+    std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+    std::fs::write(&dest, bytes).unwrap();
+    for expect_uploaded in [1, 0] {
+        let (out, json) = site.run(Some(&moto), &["push"]);
+        ok(&out, &json);
+        assert_eq!(json["uploaded"], expect_uploaded, "{json}");
+    }
+
+    let listed = moto.rclone(&["lsf", "-R", "--files-only", "r2:bucket/materia"]);
+    let remote = String::from_utf8_lossy(&listed.stdout).into_owned();
+    for key in planted.iter().copied().chain([first_state.as_str()]) {
+        assert!(remote.lines().any(|l| l == key), "{key} is gone: {remote}");
+    }
+    for key in planted {
+        let out = moto.rclone(&["cat", &format!("r2:bucket/materia/{key}")]);
+        assert_eq!(out.stdout, b"planted", "{key} untouched");
+    }
+    let snapshots = remote.lines().filter(|l| l.starts_with("state/")).count();
+    assert_eq!(
+        snapshots, 3,
+        "one snapshot per push, none removed: {remote}"
+    );
+}
+
+#[test]
+fn verify_names_a_landing_file_missing_from_the_remote() {
+    let moto = Moto::start();
+    let site = Site::new(3);
+    let (out, json) = site.run(Some(&moto), &["push"]);
+    ok(&out, &json);
+    let (gone, _) = &site.files[1];
+    let out = moto.rclone(&["deletefile", &format!("r2:bucket/materia/{gone}")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let (out, json) = site.run(Some(&moto), &["verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(json["status"], "failed");
+    let mismatches: Vec<&str> = json["mismatches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        mismatches,
+        [format!("{gone}: missing on the remote")],
+        "{json}"
+    );
+    assert!(
+        json["error"].as_str().unwrap().contains(gone.as_str()),
+        "{json}"
+    );
+    assert_eq!(site.ledger().last().unwrap().0, "failed");
+}
+
+#[test]
+fn an_endpoint_that_accepts_but_never_answers_is_bounded_by_timeout_secs() {
+    // Accepts every connection and holds it, silent, for as long as the test runs.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().take(1000) {
+            held.push(stream);
+        }
+    });
+    let site = Site::new(1);
+    let started = Instant::now();
+    let out = site
+        .command(
+            None,
+            &[
+                "push",
+                "--remote",
+                "r2:bucket/materia",
+                "--timeout-secs",
+                "5",
+            ],
+        )
+        .env("R2_ACCESS_KEY_ID", KEY_ID)
+        .env("R2_SECRET_ACCESS_KEY", SECRET)
+        .env("R2_ENDPOINT", format!("http://127.0.0.1:{port}"))
+        .output_within(LIMIT)
+        .unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let error = json["error"].as_str().unwrap();
+    assert!(
+        error.contains("did not finish within 5s (--timeout-secs) and was killed"),
+        "{error}"
+    );
+    // A hang check, not a benchmark: one call of 5 s, then the run stops.
+    assert!(elapsed < Duration::from_secs(60), "{elapsed:?}");
+    assert_no_secret(&format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr(&out)
+    ));
+    assert_eq!(site.ledger().last().unwrap().0, "failed");
 }

@@ -7,7 +7,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-use test_support::{stderr, tool};
+use test_support::{CommandExt, stderr, tool};
+
+/// Bound on every child process of these tests: a hang fails the test instead of the run.
+const CHILD_LIMIT: Duration = Duration::from_secs(300);
 
 /// The binary under test, where the test runner says it is.
 fn bin() -> PathBuf {
@@ -32,7 +35,7 @@ fn git(dir: &Path, args: &[&str]) -> Output {
             .current_dir(dir)
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("HOME", dir)
-            .output()
+            .output_within(CHILD_LIMIT)
             .unwrap(),
         &format!("git {args:?}"),
     )
@@ -55,7 +58,7 @@ impl World {
             Command::new("age-keygen")
                 .arg("-o")
                 .arg(w.path("server.agekey"))
-                .output()
+                .output_within(CHILD_LIMIT)
                 .unwrap(),
             "age-keygen",
         );
@@ -67,7 +70,7 @@ impl World {
             Command::new("age-keygen")
                 .arg("-o")
                 .arg(w.path("wrong.agekey"))
-                .output()
+                .output_within(CHILD_LIMIT)
                 .unwrap(),
             "age-keygen",
         );
@@ -126,7 +129,7 @@ impl World {
                 // Outside the repository: its .sops.yaml has no rule for this file.
                 .current_dir(self.dir.path())
                 .env_clear()
-                .output()
+                .output_within(CHILD_LIMIT)
                 .unwrap(),
             "sops --encrypt",
         );
@@ -198,7 +201,7 @@ impl World {
     }
 
     fn poll(&self, extra: &[&str]) -> (Output, serde_json::Value) {
-        let out = self.command(extra).output().unwrap();
+        let out = self.command(extra).output_within(CHILD_LIMIT).unwrap();
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         let json = serde_json::from_str(text.trim()).unwrap_or_else(|e| {
             panic!("one JSON object expected ({e}): {text:?}\n{}", stderr(&out))
@@ -367,7 +370,7 @@ fn require_signed_refuses_an_unsigned_tag_and_accepts_an_ssh_signed_one() {
         Command::new("ssh-keygen")
             .args(["-q", "-t", "ed25519", "-N", "", "-C", "release", "-f"])
             .arg(&key)
-            .output()
+            .output_within(CHILD_LIMIT)
             .unwrap(),
         "ssh-keygen",
     );
@@ -453,7 +456,7 @@ fn a_wrong_age_key_fails_clearly_and_leaves_the_running_env_untouched() {
     let out = w
         .command(&[])
         .env("SOPS_AGE_KEY_FILE", w.path("wrong.agekey"))
-        .output()
+        .output_within(CHILD_LIMIT)
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -511,7 +514,7 @@ fn a_root_without_a_clone_is_a_usage_error() {
         .env_clear()
         .env("STATE_DB", dir.path().join("s.sqlite"))
         .args(["--root", dir.path().to_str().unwrap(), "--once", "--json"])
-        .output()
+        .output_within(CHILD_LIMIT)
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stdout).contains("bootstrap"));

@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 
 use lakehouse::duckdb::Connection;
 use serving_reader::ServingReader;
-use test_support::{repo_root, stderr, venv};
+use test_support::{CommandExt, repo_root, stderr, venv};
+
+/// Bound on every child process of these tests: a hang fails the test instead of the run.
+const CHILD_LIMIT: Duration = Duration::from_secs(600);
 
 /// The binary under test, where the test runner says it is.
 fn bin() -> PathBuf {
@@ -83,7 +86,11 @@ impl Site {
     }
 
     fn run(&self, args: &[&str]) -> (Output, serde_json::Value) {
-        let out = self.command(args).arg("--json").output().unwrap();
+        let out = self
+            .command(args)
+            .arg("--json")
+            .output_within(CHILD_LIMIT)
+            .unwrap();
         json_of(out)
     }
 
@@ -309,7 +316,7 @@ fn readers_never_see_a_torn_generation_while_25_are_published() {
         );
     }
     for r in readers {
-        let out = r.wait_with_output().unwrap();
+        let out = test_support::wait_within(r, CHILD_LIMIT);
         assert!(out.status.success(), "{}", stderr(&out));
         let summary: serde_json::Value =
             serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));
@@ -482,7 +489,7 @@ fn a_write_failure_part_way_fails_and_keeps_the_previous_file() {
                 .get_envs()
                 .filter_map(|(k, v)| Some((k, v?))),
         )
-        .output()
+        .output_within(CHILD_LIMIT)
         .unwrap();
     let (out, json) = json_of(out);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
@@ -511,7 +518,7 @@ fn the_published_file_opens_in_python_duckdb() {
              \x20   print(t, n, c.execute(f'SELECT count(*) FROM serving.{t}').fetchone()[0])\n",
         )
         .arg(site.serving())
-        .output()
+        .output_within(CHILD_LIMIT)
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
@@ -524,7 +531,7 @@ fn bad_configuration_exits_2_and_a_missing_lakehouse_fails_clearly() {
     let out = site
         .command(&["--json"])
         .env("SERVING_DUCKDB_PATH", site.lakehouse())
-        .output()
+        .output_within(CHILD_LIMIT)
         .unwrap();
     let (out, json) = json_of(out);
     assert_eq!(out.status.code(), Some(2));
@@ -594,7 +601,7 @@ fn the_serving_file_does_not_depend_on_the_time_zone_of_writer_or_reader() {
     let out = site
         .command(&["--json"])
         .env("TZ", "Asia/Kathmandu")
-        .output()
+        .output_within(CHILD_LIMIT)
         .unwrap();
     let (out, json) = json_of(out);
     assert_exported(&out, &json);
@@ -619,7 +626,7 @@ fn the_serving_file_does_not_depend_on_the_time_zone_of_writer_or_reader() {
             .arg("-c")
             .arg(script)
             .arg(path)
-            .output()
+            .output_within(CHILD_LIMIT)
             .unwrap();
         assert!(out.status.success(), "{}", stderr(&out));
         String::from_utf8(out.stdout).unwrap()
@@ -663,7 +670,7 @@ fn a_release_layout_finds_its_library_beside_bin_and_fails_clearly_without_it() 
     let out = Command::new(&bin)
         .arg("--version")
         .env_clear()
-        .output()
+        .output_within(CHILD_LIMIT)
         .unwrap();
     if lakehouse::loaded_library().is_none() {
         assert!(
@@ -694,7 +701,7 @@ fn a_release_layout_finds_its_library_beside_bin_and_fails_clearly_without_it() 
         .env("DUCKDB_PATH", site.lakehouse())
         .env("SERVING_DUCKDB_PATH", site.serving())
         .arg("--json")
-        .output()
+        .output_within(CHILD_LIMIT)
         .unwrap();
     let (out, json) = json_of(out);
     assert_exported(&out, &json);

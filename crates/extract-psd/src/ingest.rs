@@ -12,7 +12,8 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::Path;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -39,14 +40,37 @@ pub enum IngestError {
     Data(anyhow::Error),
     /// A local problem: disk full, cannot write, a thread died.
     Local(anyhow::Error),
+    /// This stage stopped because another one did; that one's error is the cause.
+    Stopped,
 }
 
 impl IngestError {
     pub fn into_inner(self) -> anyhow::Error {
         match self {
             IngestError::Data(e) | IngestError::Local(e) => e,
+            IngestError::Stopped => anyhow!("pipeline stopped"),
         }
     }
+}
+
+/// A failed write to a temp file, saying plainly when the disk is full (or a quota or the
+/// file size limit is reached): that is not the upstream file's fault.
+fn write_failed(e: io::Error, what: &str, path: &Path) -> IngestError {
+    let cause = match e.kind() {
+        io::ErrorKind::StorageFull => "disk full: ",
+        io::ErrorKind::QuotaExceeded => "disk quota exceeded: ",
+        io::ErrorKind::FileTooLarge => "file size limit reached (ulimit -f): ",
+        _ => "",
+    };
+    IngestError::Local(anyhow!(e).context(format!("{cause}cannot write {what} {}", path.display())))
+}
+
+/// What the inflater hands the validator: blocks, then `End` once the entry ended cleanly. A
+/// queue that closes without `End` was cut off by a failure elsewhere, which is not a
+/// truncated CSV.
+enum ToValidate {
+    Block(Block),
+    End,
 }
 
 /// What a successful ingest produced: the landing gzip in `.tmp/`, verified.
@@ -94,7 +118,7 @@ impl Ingest {
             .map_err(|e| IngestError::Local(e.into()))?;
 
         let (raw_tx, raw_rx) = sync_channel::<Vec<u8>>(RAW_CHUNKS_QUEUED_MAX);
-        let (val_tx, val_rx) = sync_channel::<Block>(BLOCKS_QUEUED_MAX);
+        let (val_tx, val_rx) = sync_channel::<ToValidate>(BLOCKS_QUEUED_MAX);
         let (job_tx, job_rx) = sync_channel::<(u64, Block)>(BLOCKS_QUEUED_MAX);
         let (out_tx, out_rx) = sync_channel::<(u64, Vec<u8>)>(BLOCKS_QUEUED_MAX * 2);
         let job_rx = Arc::new(Mutex::new(job_rx));
@@ -151,7 +175,8 @@ impl Ingest {
         let compressed: Vec<_> = self.compressors.drain(..).map(|h| join(Some(h))).collect();
         let written = join(self.writer.take());
 
-        // The first data error explains the rest (a stage stops when its neighbour stops).
+        // A stage stops when its neighbour stops: the first data error, else the first local
+        // fault, is the cause; the others say only `Stopped`.
         let mut errors: Vec<IngestError> = Vec::new();
         let inflated = inflated.map_err(|e| errors.push(e)).ok();
         let validated = validated.map_err(|e| errors.push(e)).ok();
@@ -166,8 +191,16 @@ impl Ingest {
         {
             return Err(errors.swap_remove(i));
         }
-        if let Some(e) = errors.into_iter().next() {
-            return Err(e);
+        if let Some(i) = errors
+            .iter()
+            .position(|e| matches!(e, IngestError::Local(_)))
+        {
+            return Err(errors.swap_remove(i));
+        }
+        if !errors.is_empty() {
+            return Err(IngestError::Local(anyhow!(
+                "pipeline stopped without a cause (bug)"
+            )));
         }
         let (inflated, validated, (gzip_bytes, mut gzip)) = (
             inflated.expect("no error"),
@@ -238,20 +271,22 @@ fn join<T>(handle: Option<JoinHandle<Result<T, IngestError>>>) -> Result<T, Inge
     }
 }
 
-/// Marker error: a downstream stage hung up; the real cause is its own error.
+/// A neighbouring stage hung up; the real cause is its own error.
 fn stopped() -> IngestError {
-    IngestError::Local(anyhow!("pipeline stopped"))
+    IngestError::Stopped
 }
 
 fn inflate_loop(
     raw: &Receiver<Vec<u8>>,
     mut zip: TempFile,
-    to_validate: &SyncSender<Block>,
+    to_validate: &SyncSender<ToValidate>,
     to_compress: &SyncSender<(u64, Block)>,
     csv_bytes_max: u64,
     zip_bytes_max: u64,
 ) -> Result<InflateDone, IngestError> {
     let mut decoder = EntryDecoder::new();
+    let zip_path = zip.path().to_path_buf();
+    let write_err = |e: io::Error| write_failed(e, "zip temp file", &zip_path);
     let mut zip_out = BufWriter::with_capacity(
         1 << 20,
         zip.try_clone().map_err(|e| IngestError::Local(e.into()))?,
@@ -263,7 +298,7 @@ fn inflate_loop(
     let dispatch = |block: Vec<u8>, seq: &mut u64| -> Result<(), IngestError> {
         let block = Arc::new(block);
         to_validate
-            .send(Arc::clone(&block))
+            .send(ToValidate::Block(Arc::clone(&block)))
             .map_err(|_| stopped())?;
         to_compress.send((*seq, block)).map_err(|_| stopped())?;
         *seq += 1;
@@ -277,9 +312,7 @@ fn inflate_loop(
                 "download exceeds {zip_bytes_max} bytes, more than a zip of a CSV within --max-csv-bytes can be"
             )));
         }
-        zip_out
-            .write_all(&chunk)
-            .map_err(|e| IngestError::Local(anyhow!(e).context("cannot write zip temp file")))?;
+        zip_out.write_all(&chunk).map_err(write_err)?;
         let mut sink = |data: &[u8]| -> anyhow::Result<()> {
             csv_bytes += data.len() as u64;
             ensure!(
@@ -309,10 +342,9 @@ fn inflate_loop(
     if !block.is_empty() {
         dispatch(block, &mut seq)?;
     }
-    zip_out
-        .flush()
-        .map_err(|e| IngestError::Local(anyhow!(e).context("cannot write zip temp file")))?;
+    zip_out.flush().map_err(write_err)?;
     drop(zip_out);
+    to_validate.send(ToValidate::End).map_err(|_| stopped())?;
     let header = decoder
         .header()
         .cloned()
@@ -328,14 +360,21 @@ fn inflate_loop(
     })
 }
 
-fn validate_loop(blocks: &Receiver<Block>) -> Result<Validated, IngestError> {
+fn validate_loop(blocks: &Receiver<ToValidate>) -> Result<Validated, IngestError> {
     let mut sha = Sha256::new();
     let mut crc = crc32fast::Hasher::new();
     let mut csv = CsvValidator::new();
-    for block in blocks {
-        sha.update(block.as_slice());
-        crc.update(&block);
-        csv.feed(&block).map_err(|e| IngestError::Data(e.into()))?;
+    loop {
+        match blocks.recv() {
+            Ok(ToValidate::Block(block)) => {
+                sha.update(block.as_slice());
+                crc.update(&block);
+                csv.feed(&block).map_err(|e| IngestError::Data(e.into()))?;
+            }
+            Ok(ToValidate::End) => break,
+            // Cut off mid-entry: the CSV's end is unknown, so is whether it is valid.
+            Err(_) => return Err(stopped()),
+        }
     }
     let csv = csv.finish().map_err(|e| IngestError::Data(e.into()))?;
     Ok(Validated {
@@ -376,9 +415,8 @@ fn write_loop(
     members: &Receiver<(u64, Vec<u8>)>,
     mut gzip: TempFile,
 ) -> Result<(u64, TempFile), IngestError> {
-    let write_err = |e: std::io::Error| {
-        IngestError::Local(anyhow!(e).context("cannot write landing temp file"))
-    };
+    let gzip_path = gzip.path().to_path_buf();
+    let write_err = |e: io::Error| write_failed(e, "landing temp file", &gzip_path);
     let mut out = BufWriter::with_capacity(1 << 20, gzip.try_clone().map_err(write_err)?);
     let mut next = 0u64;
     let mut early: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
@@ -417,4 +455,34 @@ pub fn rehash_gzip(file: &mut File) -> anyhow::Result<[u8; 32]> {
         sha.update(&buf[..n]);
     }
     Ok(sha.finalize().into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_a_quota_or_the_size_limit_is_named_as_such() {
+        let path = Path::new("/landing/.tmp/extract-psd-x.csv.gzip.part");
+        for (errno, start) in [
+            (
+                28,
+                "disk full: cannot write landing temp file /landing/.tmp/",
+            ), // ENOSPC
+            (122, "disk quota exceeded: cannot write landing temp file"), // EDQUOT
+            (27, "file size limit reached (ulimit -f): cannot write"),    // EFBIG
+            (5, "cannot write landing temp file"),                        // EIO
+        ] {
+            let e = write_failed(
+                io::Error::from_raw_os_error(errno),
+                "landing temp file",
+                path,
+            );
+            let IngestError::Local(e) = e else {
+                panic!("a write failure is local, never a data error")
+            };
+            let text = format!("{e:#}");
+            assert!(text.starts_with(start), "errno {errno}: {text}");
+        }
+    }
 }

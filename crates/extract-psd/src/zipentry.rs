@@ -2,8 +2,7 @@
 //! hashing and validating overlap the download. The central directory at the end of the zip is
 //! checked afterwards ([`verify_central_directory`]) against what was streamed.
 
-use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Read, Seek};
 
 use anyhow::{Context, bail, ensure};
 use flate2::{Decompress, FlushDecompress, Status};
@@ -201,8 +200,8 @@ fn parse_local_header(buf: &[u8]) -> anyhow::Result<Option<(EntryHeader, usize, 
 
 /// Checks the zip's central directory against what was streamed: exactly one entry, the one
 /// streamed, with the CRC-32 and size that were computed.
-pub fn verify_central_directory(
-    zip_file: File,
+pub fn verify_central_directory<R: Read + Seek>(
+    zip_file: R,
     streamed: &EntryHeader,
     crc32: u32,
     size: u64,
@@ -237,4 +236,214 @@ pub fn verify_central_directory(
         entry.crc32()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::io::{Cursor, Write};
+
+    use super::*;
+
+    const CSV: &[u8] = b"Commodity_Code,Value\r\n0711100,1\r\n0711100,2\r\n";
+
+    fn zip_with(entries: &[(&str, &[u8])], method: zip::CompressionMethod) -> Vec<u8> {
+        let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let options = zip::write::SimpleFileOptions::default().compression_method(method);
+        for (name, content) in entries {
+            zip.start_file(*name, options).unwrap();
+            zip.write_all(content).unwrap();
+        }
+        zip.finish().unwrap().into_inner()
+    }
+
+    fn stored(name: &str, content: &[u8]) -> Vec<u8> {
+        zip_with(&[(name, content)], zip::CompressionMethod::Stored)
+    }
+
+    /// Where the first entry's content starts, from its local header.
+    fn content_offset(zip: &[u8]) -> usize {
+        LOCAL_HEADER_BYTES + usize::from(u16_at(zip, 26)) + usize::from(u16_at(zip, 28))
+    }
+
+    /// Streams `zip` in `chunk`-byte pieces, as the download hands them over.
+    fn stream(zip: &[u8], chunk: usize) -> anyhow::Result<(EntryHeader, Vec<u8>)> {
+        let mut decoder = EntryDecoder::new();
+        let mut out = Vec::new();
+        for piece in zip.chunks(chunk) {
+            decoder.feed(piece, &mut |data| {
+                out.extend_from_slice(data);
+                Ok(())
+            })?;
+        }
+        decoder.finish()?;
+        Ok((decoder.header().cloned().unwrap(), out))
+    }
+
+    /// Everything ingest does with a zip: stream the entry, then check the central directory.
+    fn read(zip: &[u8]) -> anyhow::Result<Vec<u8>> {
+        let (header, out) = stream(zip, 7)?;
+        verify_central_directory(
+            Cursor::new(zip),
+            &header,
+            crc32fast::hash(&out),
+            out.len() as u64,
+        )?;
+        Ok(out)
+    }
+
+    fn refusal(zip: &[u8]) -> String {
+        format!("{:#}", read(zip).unwrap_err())
+    }
+
+    #[test]
+    fn a_stored_entry_is_accepted_at_any_chunking() {
+        let zip = stored("psd_alldata.csv", CSV);
+        assert_eq!(u16_at(&zip, 8), METHOD_STORED, "the zip crate stored it");
+        assert_eq!(u16_at(&zip, 6) & FLAG_DATA_DESCRIPTOR, 0);
+        for chunk in [1, 2, 29, 30, 31, zip.len()] {
+            let (header, out) = stream(&zip, chunk).unwrap();
+            assert_eq!(out, CSV, "chunk {chunk}");
+            assert_eq!(header.name, "psd_alldata.csv");
+        }
+        assert_eq!(read(&zip).unwrap(), CSV);
+    }
+
+    #[test]
+    fn a_deflated_entry_is_accepted() {
+        let big: Vec<u8> = CSV.iter().copied().cycle().take(1 << 20).collect();
+        let zip = zip_with(&[("psd.CSV", &big)], zip::CompressionMethod::Deflated);
+        assert_eq!(u16_at(&zip, 8), METHOD_DEFLATE);
+        assert_eq!(read(&zip).unwrap(), big);
+    }
+
+    #[test]
+    fn one_flipped_content_byte_is_refused_by_the_crc() {
+        let mut zip = stored("psd_alldata.csv", CSV);
+        let at = content_offset(&zip) + 25;
+        zip[at] ^= 0x01;
+        let err = refusal(&zip);
+        assert!(
+            err.starts_with("zip entry CRC-32 mismatch: central directory says"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_local_name_other_than_the_central_directorys_is_refused() {
+        let mut zip = stored("psd_alldata.csv", CSV);
+        zip[LOCAL_HEADER_BYTES..LOCAL_HEADER_BYTES + 3].copy_from_slice(b"xyz");
+        let err = refusal(&zip);
+        assert!(
+            err.starts_with(
+                "zip central directory names \"psd_alldata.csv\" at offset 0, but the data streamed was \"xyz_alldata.csv\""
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_unsupported_compression_method_is_refused() {
+        let mut zip = stored("psd_alldata.csv", CSV);
+        zip[8..10].copy_from_slice(&12u16.to_le_bytes()); // bzip2
+        let err = refusal(&zip);
+        assert_eq!(
+            err,
+            "zip entry \"psd_alldata.csv\" uses compression method 12; only deflate and stored are supported"
+        );
+    }
+
+    #[test]
+    fn two_entries_are_refused() {
+        let zip = zip_with(
+            &[("psd_alldata.csv", CSV), ("second.csv", CSV)],
+            zip::CompressionMethod::Deflated,
+        );
+        assert_eq!(refusal(&zip), "zip has 2 entries, expected exactly one CSV");
+    }
+
+    #[test]
+    fn a_size_other_than_the_central_directorys_is_refused() {
+        // The local header promises one byte less than there is: the stream ends early.
+        let mut zip = stored("psd_alldata.csv", CSV);
+        let short = u32::try_from(CSV.len() - 1).unwrap();
+        zip[18..22].copy_from_slice(&short.to_le_bytes());
+        zip[22..26].copy_from_slice(&short.to_le_bytes());
+        let err = refusal(&zip);
+        assert!(
+            err.starts_with(&format!(
+                "zip entry size is {} in the central directory but {short} bytes were decompressed",
+                CSV.len()
+            )),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn what_is_not_a_streamable_csv_entry_is_refused_by_its_own_check() {
+        let html = b"<!DOCTYPE html><html><body>busy</body></html>".to_vec();
+        let mut encrypted = stored("psd_alldata.csv", CSV);
+        encrypted[6] |= FLAG_ENCRYPTED as u8;
+        let mut descriptor = stored("psd_alldata.csv", CSV);
+        descriptor[6] |= FLAG_DATA_DESCRIPTOR as u8;
+        let zip = stored("psd_alldata.csv", CSV);
+        let truncated_header = zip[..LOCAL_HEADER_BYTES + 4].to_vec();
+        let truncated_data = zip[..content_offset(&zip) + 10].to_vec();
+        let mut deflated = zip_with(&[("a.csv", CSV)], zip::CompressionMethod::Deflated);
+        let d = content_offset(&deflated);
+        deflated.truncate(d + 3);
+        let mut long_header = stored("psd_alldata.csv", CSV)[..LOCAL_HEADER_BYTES].to_vec();
+        long_header[26..28].copy_from_slice(&u16::MAX.to_le_bytes());
+        long_header[28..30].copy_from_slice(&u16::MAX.to_le_bytes());
+        long_header.extend(std::iter::repeat_n(b'a', 70 * 1024));
+        for (zip, want) in [
+            (
+                html,
+                "response is not a zip file: it starts with \"<!DOCTYPE html><html><body>busy</body></html>\"",
+            ),
+            (Vec::new(), "download is empty"),
+            (
+                stored("notes.txt", CSV),
+                "zip entry \"notes.txt\" is not a CSV file (expected one entry named *.csv)",
+            ),
+            (encrypted, "zip entry \"psd_alldata.csv\" is encrypted"),
+            (
+                descriptor,
+                "zip entry \"psd_alldata.csv\" is stored with an unknown size, which cannot be streamed",
+            ),
+            (
+                truncated_header,
+                "download ends inside the zip local header (truncated?)",
+            ),
+            (
+                truncated_data,
+                "zip entry is truncated: its data ends before the compressed stream does",
+            ),
+            (
+                deflated,
+                "zip entry is truncated: its data ends before the compressed stream does",
+            ),
+            (long_header, "zip local header is too long"),
+        ] {
+            let err = format!("{:#}", stream(&zip, 4096).unwrap_err());
+            assert_eq!(err, want);
+        }
+    }
+
+    #[test]
+    fn a_central_directory_entry_elsewhere_than_the_streamed_header_is_refused() {
+        // A decoy zip, then the real one: the streamed entry is the decoy's at offset 0, the
+        // central directory (read from the end) is the real one's.
+        let real = stored("psd_alldata.csv", CSV);
+        let mut zip = stored("psd_alldata.csv", b"decoy");
+        let shift = zip.len();
+        zip.extend_from_slice(&real);
+        assert_eq!(
+            refusal(&zip),
+            format!(
+                "zip central directory names \"psd_alldata.csv\" at offset {shift}, but the data streamed was \"psd_alldata.csv\" at offset 0"
+            )
+        );
+    }
 }

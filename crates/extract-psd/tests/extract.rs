@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use support::{HEADER, Reply, Sandbox, Server, psd_zip, wait_bounded, wait_until, zip_of};
+use test_support::CommandExt;
+
+use support::{HEADER, Reply, Sandbox, Server, psd_csv, psd_zip, wait_bounded, wait_until, zip_of};
 
 const ROWS: u64 = 3_000;
 
@@ -49,8 +51,17 @@ fn first_run_lands_a_verified_file_and_records_it() {
     assert_eq!(json["etag"], "\"v1\"");
     assert_eq!(json["last_modified"], "Tue, 03 Nov 2026 10:00:00 GMT");
     assert!(json["error"].is_null());
-    let rows = json["rows"].as_u64().unwrap();
-    assert!(rows > 0 && rows <= ROWS);
+    // Exactly what the generator wrote: every row, every byte (BOM included).
+    let (csv, rows) = psd_csv(ROWS, 0);
+    assert_eq!(json["rows"], rows);
+    assert_eq!(json["bytes"], csv.len());
+    assert_eq!(
+        json["landed_bytes"],
+        std::fs::metadata(sb.landing.join(&landed[0]))
+            .unwrap()
+            .len()
+    );
+    assert_eq!(json["attempts"], 1);
 
     let ledger = sb.ledger();
     assert_eq!(ledger.len(), 1);
@@ -61,6 +72,7 @@ fn first_run_lands_a_verified_file_and_records_it() {
     );
     assert_eq!(row.sha256.as_deref(), Some(sha));
     assert_eq!(row.rows, Some(rows as i64));
+    assert_eq!(row.bytes, Some(csv.len() as i64));
     assert_eq!(row.path.as_deref(), Some(landed[0].to_str().unwrap()));
     assert!(row.started_at.ends_with('Z') && row.finished_at.as_deref().unwrap().ends_with('Z'));
     assert!(sb.tmp_files().is_empty());
@@ -346,7 +358,7 @@ fn https_with_an_untrusted_certificate_is_refused_as_a_certificate_error() {
         .arg(&key)
         .arg("-out")
         .arg(&cert)
-        .output()
+        .output_within(Duration::from_secs(120))
         .expect("openssl (Debian package openssl) is needed");
     assert!(
         made.status.success(),
@@ -675,19 +687,31 @@ fn landing_directory_that_cannot_be_written_fails_cleanly() {
     );
 }
 
+/// Permission bits do not bind root, so under root the run is made as `nobody` (setpriv): the
+/// case runs everywhere, never skipped.
 #[test]
-fn read_only_landing_directory_fails_cleanly_for_non_root() {
-    // Permission bits do not bind root; where tests run as root the case above covers it.
-    if std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
-        .unwrap_or(0)
-        == 0
-    {
-        return;
-    }
+fn read_only_landing_directory_fails_cleanly() {
     use std::os::unix::fs::PermissionsExt;
     let sb = Sandbox::new();
     std::fs::create_dir_all(sb.landing.join(".tmp")).unwrap();
+    std::fs::create_dir_all(sb.state_db.parent().unwrap()).unwrap();
+    std::fs::create_dir_all(&sb.metrics).unwrap();
+    let as_root = test_support::is_root();
+    if as_root {
+        // The sandbox belongs to nobody, except the temp directory it must not write.
+        let out = std::process::Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(sb.dir.path())
+            .output_within(Duration::from_secs(30))
+            .unwrap();
+        assert!(out.status.success(), "{}", test_support::stderr(&out));
+        let out = std::process::Command::new("chown")
+            .args(["0:0"])
+            .arg(sb.landing.join(".tmp"))
+            .output_within(Duration::from_secs(30))
+            .unwrap();
+        assert!(out.status.success(), "{}", test_support::stderr(&out));
+    }
     std::fs::set_permissions(
         sb.landing.join(".tmp"),
         std::fs::Permissions::from_mode(0o555),
@@ -695,15 +719,26 @@ fn read_only_landing_directory_fails_cleanly_for_non_root() {
     .unwrap();
     let zip = psd_zip(ROWS, 0);
     let server = Server::start(move |_| Reply::ok(zip.clone()));
-    let (code, json, _) = sb.run_json(&["--url", &server.url("/psd.zip")]);
-    assert_eq!(code, 1);
-    assert!(
-        json["error"]
-            .as_str()
-            .unwrap()
-            .contains("Permission denied")
-    );
+    let mut cmd = sb.command(&["--json", "--url", &server.url("/psd.zip")]);
+    if as_root {
+        let program = cmd.get_program().to_owned();
+        let mut wrapped = std::process::Command::new("setpriv");
+        wrapped
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(program)
+            .args(cmd.get_args())
+            .env_clear()
+            .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))));
+        cmd = wrapped;
+    }
+    let out = cmd.output_within(Duration::from_secs(120)).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", test_support::stderr(&out)));
+    assert_eq!(out.status.code(), Some(1), "{}", test_support::stderr(&out));
+    let error = json["error"].as_str().unwrap();
+    assert!(error.contains("Permission denied"), "{error}");
     assert!(sb.landed().is_empty());
+    assert_eq!(sb.ledger().pop().unwrap().status, "failed");
 }
 
 #[test]
@@ -836,7 +871,273 @@ fn stdout_closed_early_is_not_a_failure() {
         .spawn()
         .unwrap();
     drop(child.stdout.take()); // the reader went away (`| head -0`)
-    let status = child.wait().unwrap();
+    let status = wait_bounded(child, Duration::from_secs(120)).status;
     assert_eq!(status.code(), Some(0));
     assert_eq!(sb.landed().len(), 1);
+}
+
+#[test]
+fn a_429_is_retried_after_its_retry_after() {
+    let zip = psd_zip(ROWS, 0);
+    let server = Server::start(move |r| {
+        if r.index == 0 {
+            Reply::status(429, &[("Retry-After", "2")], "slow down")
+        } else {
+            Reply::ok(zip.clone())
+        }
+    });
+    let sb = Sandbox::new();
+    let (code, json, stderr) = sb.run_json(&["--url", &server.url("/psd.zip")]);
+    assert_eq!(
+        (code, json["status"].as_str()),
+        (0, Some("new")),
+        "{stderr}"
+    );
+    assert_eq!(json["attempts"], 2);
+    assert!(stderr.contains("HTTP 429 Too Many Requests"), "{stderr}");
+    assert!(stderr.contains("retrying in 2s"), "{stderr}");
+    let reqs = server.requests();
+    assert_eq!(reqs.len(), 2);
+    assert!(
+        reqs[1].at.duration_since(reqs[0].at) >= Duration::from_secs(2),
+        "Retry-After honoured, not the 1 s backoff"
+    );
+}
+
+#[test]
+fn an_announced_length_past_the_cap_is_refused_after_one_request() {
+    let server = Server::start(|_| {
+        Reply::Raw(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000000\r\nConnection: close\r\n\r\nPK\x03\x04"
+                .to_vec(),
+        )
+    });
+    let sb = Sandbox::new();
+    let out = sb.run_json(&["--url", &server.url("/psd.zip")]);
+    sb.assert_failed_cleanly(
+        &out,
+        "upstream announces 1000000000000 bytes, more than a zip of a CSV within --max-csv-bytes can be",
+    );
+    assert_eq!(server.requests().len(), 1, "not retried");
+}
+
+#[test]
+fn a_body_streamed_past_the_cap_is_stopped_by_the_cap_not_the_time_out() {
+    // A valid zip, then junk without end and without a Content-Length: only the byte count
+    // can stop it (its CSV stays small, so the decompressed cap never fires).
+    let csv = format!(
+        "{HEADER}\r\n0711100,Coffee,BR,Brazil,2025,2026,01,028,Production,002,(1000 60 KG BAGS),1\r\n"
+    );
+    let body = csv_zip(&csv);
+    let server = Server::start(move |_| Reply::Endless {
+        head: "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".into(),
+        body: body.clone(),
+    });
+    let sb = Sandbox::new();
+    let out = sb.run_json(&[
+        "--url",
+        &server.url("/psd.zip"),
+        "--max-csv-bytes",
+        "1000",
+        "--timeout-secs",
+        "600",
+    ]);
+    sb.assert_failed_cleanly(
+        &out,
+        &format!(
+            "download exceeds {} bytes, more than a zip of a CSV within --max-csv-bytes can be",
+            1000 + (1 << 20)
+        ),
+    );
+    assert_eq!(server.requests().len(), 1, "bad data is not retried");
+}
+
+#[test]
+fn a_server_that_never_answers_is_bounded_by_the_time_out() {
+    let server = Server::start(|_| Reply::Silent);
+    let sb = Sandbox::new();
+    let started = std::time::Instant::now();
+    let out = sb.run_json(&["--url", &server.url("/psd.zip"), "--timeout-secs", "3"]);
+    sb.assert_failed_cleanly(&out, "download did not finish within 3s (--timeout-secs)");
+    // A hang check, not a benchmark: the bound is 3 s, the harness's own is 120 s.
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert_eq!(server.requests().len(), 1, "no retry past the deadline");
+}
+
+#[test]
+fn a_lost_landing_file_makes_the_next_run_download_unconditionally() {
+    let zip = psd_zip(ROWS, 0);
+    let server = Server::start(move |r| {
+        if r.header("If-None-Match").is_some() || r.header("If-Modified-Since").is_some() {
+            Reply::status(304, &[("ETag", "\"v1\"")], "")
+        } else {
+            Reply::with_headers(
+                zip.clone(),
+                &[
+                    ("ETag", "\"v1\""),
+                    ("Last-Modified", "Tue, 03 Nov 2026 10:00:00 GMT"),
+                ],
+            )
+        }
+    });
+    let sb = Sandbox::new();
+    let url = server.url("/psd.zip");
+    let (code, first, _) = sb.run_json(&["--url", &url]);
+    assert_eq!((code, first["status"].as_str()), (0, Some("new")));
+    // With the file in landing, the next request is conditional.
+    let (code, json, _) = sb.run_json(&["--url", &url]);
+    assert_eq!((code, json["status"].as_str()), (0, Some("unchanged")));
+    assert_eq!(server.requests()[1].header("If-None-Match"), Some("\"v1\""));
+
+    let landed = sb.landing.join(&sb.landed()[0]);
+    std::fs::remove_file(&landed).unwrap();
+    let (code, json, stderr) = sb.run_json(&["--url", &url]);
+    assert_eq!(
+        (code, json["status"].as_str()),
+        (0, Some("new")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "the file of the last good run is not in landing; downloading unconditionally"
+        ),
+        "{stderr}"
+    );
+    let third = &server.requests()[2];
+    assert_eq!(third.header("If-None-Match"), None);
+    assert_eq!(third.header("If-Modified-Since"), None);
+    assert_eq!(json["sha256"], first["sha256"]);
+    assert_eq!(sb.landed().len(), 1, "back in landing");
+    assert_eq!(
+        support::gunzip_sha256(std::path::Path::new(json["path"].as_str().unwrap())),
+        first["sha256"].as_str().unwrap()
+    );
+}
+
+#[test]
+fn a_value_staging_cannot_cast_is_refused_naming_row_line_and_column() {
+    let good =
+        "0711100,\"Coffee, Green\",BR,Brazil,2025,2026,01,028,Production,002,(1000 60 KG BAGS),1";
+    let bad =
+        "0711100,\"Coffee, Green\",BR,Brazil,2025,2026,01,028,Production,002,(1000 60 KG BAGS),n/a";
+    let csv = format!("{HEADER}\r\n{good}\r\n{good}\r\n{bad}\r\n{good}\r\n");
+    let zip = csv_zip(&csv);
+    let server = Server::start(move |_| Reply::ok(zip.clone()));
+    let sb = Sandbox::new();
+    let out = sb.run_json(&["--url", &server.url("/psd.zip")]);
+    sb.assert_failed_cleanly(
+        &out,
+        "CSV row 3 (line 4), column Value: \"n/a\" is not a number or empty",
+    );
+    assert_eq!(server.requests().len(), 1, "bad data is not retried");
+
+    let year = good.replace(",2025,", ",20x4,");
+    let zip = csv_zip(&format!("{HEADER}\r\n{year}\r\n"));
+    let path = sb.dir.path().join("year.zip");
+    std::fs::write(&path, zip).unwrap();
+    let out = sb.run_json(&["--url", path.to_str().unwrap()]);
+    sb.assert_failed_cleanly(
+        &out,
+        "CSV row 1 (line 2), column Market_Year: \"20x4\" is not an integer",
+    );
+}
+
+/// The landing directory on a tmpfs of its own, too small for the file, in a private mount
+/// namespace (so nothing outlives the test): extract-psd runs there and the script lists what
+/// it left behind.
+const FULL_DISK_SCRIPT: &str = r#"
+set -u
+mount -t tmpfs -o size=192k tmpfs "$LANDING_DIR" || exit 90
+"$@" > "$OUT_DIR/stdout" 2> "$OUT_DIR/stderr"
+echo $? > "$OUT_DIR/code"
+find "$LANDING_DIR" -type f > "$OUT_DIR/files"
+"#;
+
+// Regression: a full disk stopped the writer, which cut the CSV short before the validator,
+// and the validator's "row N has K fields" was reported as the cause.
+#[test]
+fn a_full_disk_is_reported_as_a_disk_error_and_nothing_lands() {
+    let probe = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "true"])
+        .output_within(Duration::from_secs(30));
+    if !probe.is_ok_and(|o| o.status.success()) {
+        test_support::skip("needs a private mount namespace (unshare --mount: root)");
+        return;
+    }
+    let sb = Sandbox::new();
+    std::fs::create_dir_all(&sb.landing).unwrap();
+    let out_dir = sb.dir.path().join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let zip_path = sb.dir.path().join("psd.zip");
+    std::fs::write(&zip_path, psd_zip(400_000, 0)).unwrap();
+    assert!(
+        std::fs::metadata(&zip_path).unwrap().len() > 2 * 192 * 1024,
+        "the zip alone is twice the disk"
+    );
+    let cmd = sb.command(&["--json", "--url", zip_path.to_str().unwrap()]);
+    let mut run = std::process::Command::new("unshare");
+    run.args([
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        FULL_DISK_SCRIPT,
+        "sh",
+    ])
+    .arg(cmd.get_program())
+    .args(cmd.get_args())
+    .env_clear()
+    .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))))
+    .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+    .env("OUT_DIR", &out_dir);
+    let out = run.output_within(Duration::from_secs(120)).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", test_support::stderr(&out));
+    let read = |name: &str| std::fs::read_to_string(out_dir.join(name)).unwrap();
+    let (code, stdout, stderr) = (read("code"), read("stdout"), read("stderr"));
+    assert_eq!(code.trim(), "1", "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let error = json["error"].as_str().unwrap();
+    assert!(error.starts_with("disk full: cannot write "), "{error}");
+    assert!(
+        error.contains(".tmp/extract-psd"),
+        "names the temp file: {error}"
+    );
+    assert!(error.contains("No space left on device"), "{error}");
+    assert!(!error.contains("CSV"), "not a CSV error: {error}");
+    assert!(stderr.contains("disk full: cannot write "), "{stderr}");
+    assert_eq!(read("files"), "", "nothing landed, no temp file left");
+    let row = sb.ledger().pop().unwrap();
+    assert_eq!(row.status, "failed");
+    assert!(row.error.unwrap().starts_with("disk full"));
+}
+
+// The same through the file size limit (EFBIG; SIGXFSZ ignored, as a shell with `trap '' XFSZ`
+// passes it on), over HTTP.
+#[test]
+fn a_file_size_limit_is_reported_as_such_and_nothing_lands() {
+    let zip = psd_zip(400_000, 0);
+    let server = Server::start(move |_| Reply::ok(zip.clone()));
+    let sb = Sandbox::new();
+    let cmd = sb.command(&["--json", "--url", &server.url("/psd.zip")]);
+    let mut run = std::process::Command::new("/bin/sh");
+    // `ulimit -f` counts 512-byte blocks: 256 KiB, enough for the state DB, not for the file.
+    run.args(["-c", "trap '' XFSZ; ulimit -f 512; exec \"$@\"", "sh"])
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .env_clear()
+        .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))));
+    let out = run.output_within(Duration::from_secs(120)).unwrap();
+    let stderr = test_support::stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let error = json["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("file size limit reached (ulimit -f): cannot write "),
+        "{error}"
+    );
+    assert!(error.contains("File too large"), "{error}");
+    assert!(sb.landed().is_empty() && sb.tmp_files().is_empty());
+    assert_eq!(sb.ledger().pop().unwrap().status, "failed");
+    assert_eq!(server.requests().len(), 1, "a local fault is not retried");
 }

@@ -7,7 +7,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use test_support::CommandExt;
+
 use lakehouse::duckdb::Connection;
+
+/// Bound on every child process of these tests: a hang fails the test instead of the run.
+const CHILD_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
 
 fn python() -> PathBuf {
     let venv = std::env::var_os("MATERIA_VENV")
@@ -27,7 +32,7 @@ fn py(script: &str, arg: &Path) -> String {
         .arg("-c")
         .arg(script)
         .arg(arg)
-        .output()
+        .output_within(CHILD_LIMIT)
         .unwrap();
     assert!(
         out.status.success(),

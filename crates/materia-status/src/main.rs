@@ -285,6 +285,9 @@ mod tests {
         assert_eq!(short(Duration::from_secs(59)), "59s");
         assert_eq!(short(Duration::from_secs(3_599)), "59m");
         assert_eq!(short(Duration::from_secs(7_260)), "2h01m");
+        // Hours and minutes up to two days, then days and hours.
+        assert_eq!(short(Duration::from_secs(172_799)), "47h59m");
+        assert_eq!(short(Duration::from_secs(172_800)), "2d00h");
         assert_eq!(short(Duration::from_secs(3 * 86_400 + 7_200)), "3d02h");
     }
 }

@@ -7,6 +7,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, SystemTime};
 
 use run_ledger::{ExtractionOutcome, Ledger, RunStatus, StepOutcome};
+use test_support::CommandExt;
 
 /// The binary under test, where the test runner says it is.
 fn bin() -> PathBuf {
@@ -14,20 +15,46 @@ fn bin() -> PathBuf {
 }
 
 fn ago(d: Duration) -> String {
-    humantime::format_rfc3339_millis(SystemTime::now() - d).to_string()
+    at(SystemTime::now() - d)
 }
 
-/// extract-psd succeeded 2 days ago; transform succeeded 2 hours ago, then failed 1 hour ago.
-fn state_db(dir: &Path) -> std::path::PathBuf {
+fn at(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// The table's rendering of every age a run between `before` and `after` may have seen for a
+/// success at `success`: robust to a slow machine, exact on a fast one.
+fn shown_ages(success: SystemTime, before: SystemTime, after: SystemTime) -> Vec<String> {
+    let secs = |t: SystemTime| t.duration_since(success).unwrap().as_secs();
+    (secs(before)..=secs(after) + 1)
+        .map(|s| format!("{}h{:02}m", s / 3_600, s % 3_600 / 60))
+        .collect()
+}
+
+/// When the runs of [`state_db`] succeeded.
+struct Successes {
+    extract: SystemTime,
+    transform: SystemTime,
+}
+
+/// extract-psd succeeded two days ago (47h30m after it started: the h/m format, well clear of
+/// the switch to days, which `short`'s unit test pins); transform succeeded 2 hours ago, then
+/// failed 1 hour ago.
+fn state_db(dir: &Path) -> (std::path::PathBuf, Successes) {
     let path = dir.join("state.sqlite");
     let ledger = Ledger::open(&path).unwrap();
     let hour = Duration::from_secs(3_600);
+    let now = SystemTime::now();
+    let successes = Successes {
+        extract: now - 48 * hour + Duration::from_secs(30 * 60),
+        transform: now - 2 * hour + Duration::from_secs(20),
+    };
     let x = ledger.begin_extraction("psd", &ago(48 * hour)).unwrap();
     ledger
         .finish_extraction(
             x,
             RunStatus::Success,
-            &ago(48 * hour - Duration::from_secs(2)),
+            &at(successes.extract),
             &ExtractionOutcome::default(),
         )
         .unwrap();
@@ -36,7 +63,7 @@ fn state_db(dir: &Path) -> std::path::PathBuf {
         .finish_step(
             t,
             RunStatus::Success,
-            &ago(2 * hour - Duration::from_secs(20)),
+            &at(successes.transform),
             &StepOutcome::default(),
         )
         .unwrap();
@@ -53,7 +80,7 @@ fn state_db(dir: &Path) -> std::path::PathBuf {
             &failed,
         )
         .unwrap();
-    path
+    (path, successes)
 }
 
 fn status(db: &Path, args: &[&str]) -> Output {
@@ -61,15 +88,17 @@ fn status(db: &Path, args: &[&str]) -> Output {
         .env_clear()
         .env("STATE_DB", db)
         .args(args)
-        .output()
+        .output_within(Duration::from_secs(60))
         .unwrap()
 }
 
 #[test]
 fn the_table_shows_every_step_with_its_last_run_and_last_success() {
     let dir = tempfile::tempdir().unwrap();
-    let db = state_db(dir.path());
+    let (db, successes) = state_db(dir.path());
+    let before = SystemTime::now();
     let out = status(&db, &[]);
+    let after = SystemTime::now();
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = text.lines().collect();
@@ -82,13 +111,19 @@ fn the_table_shows_every_step_with_its_last_run_and_last_success() {
             .to_string()
     };
     assert!(row("extract-psd").contains("success"), "{text}");
-    assert!(row("extract-psd").contains("2.0s"), "{text}");
-    assert!(row("extract-psd").contains("47h59m"), "{text}");
+    assert!(row("extract-psd").contains("1800.0s"), "{text}");
+    // The ages the clock allows around the run: 47h30m at once, a minute more on a slow
+    // machine (the test used to need the run within two seconds).
+    let shown = |step: &str, success: SystemTime| {
+        let ages = shown_ages(success, before, after);
+        assert!(
+            ages.iter().any(|a| row(step).ends_with(&format!(" {a}"))),
+            "{step}: one of {ages:?} expected: {text}"
+        );
+    };
+    shown("extract-psd", successes.extract);
     assert!(row("transform").contains("failed"), "{text}");
-    assert!(
-        row("transform").contains("1h59m") || row("transform").contains("2h00m"),
-        "{text}"
-    );
+    shown("transform", successes.transform);
     assert!(
         text.contains("error: the lakehouse holds no rows"),
         "{text}"
@@ -100,7 +135,7 @@ fn the_table_shows_every_step_with_its_last_run_and_last_success() {
 #[test]
 fn max_age_makes_it_a_health_check() {
     let dir = tempfile::tempdir().unwrap();
-    let db = state_db(dir.path());
+    let (db, _) = state_db(dir.path());
 
     let out = status(
         &db,

@@ -15,7 +15,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256, Sha512};
-use test_support::repo_root;
+use test_support::{CommandExt, repo_root};
+
+/// Bound on every child process of these tests: a hang fails the test instead of the run.
+const CHILD_LIMIT: Duration = Duration::from_secs(300);
 
 const PACKAGE: &str = "@materia-test/prebuilt";
 const LIBRARY: &[u8] = b"\x7fELF not really a library, but bytes with a known sha256\n";
@@ -38,7 +41,7 @@ fn tarball(dir: &Path, version: &str, library: &[u8]) -> Vec<u8> {
         .arg("-C")
         .arg(&root)
         .arg("package")
-        .status()
+        .status_within(CHILD_LIMIT)
         .unwrap();
     assert!(status.success());
     std::fs::read(out).unwrap()
@@ -182,7 +185,7 @@ fn fetch(dir: &Path, registry: &str, lock: &Path, dest: &Path) -> Output {
         .env("npm_config_registry", registry)
         .env("npm_config_cache", dir.join("npm-cache"))
         .env("npm_config_update_notifier", "false")
-        .output()
+        .output_within(CHILD_LIMIT)
         .unwrap();
     assert_ne!(out.status.code(), Some(124), "fetch-npm.sh ran out of time");
     out

@@ -7,7 +7,10 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
-use test_support::{repo_root, tool};
+use test_support::{CommandExt, repo_root, tool};
+
+/// Bound on every child process of these tests: a hang fails the test instead of the run.
+const CHILD_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 fn decrypt(key: &Path, out: &Path) -> Output {
     Command::new("dash")
@@ -19,7 +22,7 @@ fn decrypt(key: &Path, out: &Path) -> Output {
         .env("PATH", "/usr/bin:/bin")
         .env("SOPS", tool("sops"))
         .env("SOPS_AGE_KEY_FILE", key)
-        .output()
+        .output_within(CHILD_LIMIT)
         .unwrap()
 }
 
@@ -45,7 +48,7 @@ fn the_dev_key_decrypts_into_a_private_file_and_a_wrong_key_changes_nothing() {
     let keygen = Command::new("age-keygen")
         .arg("-o")
         .arg(&wrong)
-        .output()
+        .output_within(CHILD_LIMIT)
         .unwrap();
     assert!(keygen.status.success());
     std::fs::write(&out, "PREVIOUS=kept\n").unwrap();

@@ -8,11 +8,12 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Output};
-use test_support::{repo_root, stderr};
+use test_support::{CommandExt, repo_root, stderr};
 
-fn is_root() -> bool {
-    std::fs::metadata("/proc/self").unwrap().uid() == 0
-}
+/// Bound on every child process of these tests: a hang fails the test instead of the run.
+const CHILD_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+use test_support::is_root;
 
 /// A throwaway root with the account files useradd needs, traversable by the service user.
 fn throwaway_root() -> tempfile::TempDir {
@@ -94,13 +95,13 @@ fn service_uid(root: &Path) -> u32 {
 #[test]
 fn setup_server_creates_the_user_and_directories_once_and_repairs_drift() {
     if !is_root() {
-        eprintln!("skipped: setup_server.sh needs root (chown)");
+        test_support::skip("setup_server.sh needs root (chown)");
         return;
     }
     let root = throwaway_root();
     let r = root.path().to_str().unwrap();
     let log = ok(&script("setup_server.sh", &["--root", r, "--no-packages"])
-        .output()
+        .output_within(CHILD_LIMIT)
         .unwrap());
     assert!(log.contains("created user materia"), "{log}");
     let uid = service_uid(root.path());
@@ -125,7 +126,7 @@ fn setup_server_creates_the_user_and_directories_once_and_repairs_drift() {
 
     let before = tree(root.path());
     let log = ok(&script("setup_server.sh", &["--root", r, "--no-packages"])
-        .output()
+        .output_within(CHILD_LIMIT)
         .unwrap());
     assert!(log.contains("setup_server: 0 changes"), "{log}");
     assert_eq!(tree(root.path()), before);
@@ -137,7 +138,7 @@ fn setup_server_creates_the_user_and_directories_once_and_repairs_drift() {
     )
     .unwrap();
     let log = ok(&script("setup_server.sh", &["--root", r, "--no-packages"])
-        .output()
+        .output_within(CHILD_LIMIT)
         .unwrap());
     assert!(log.contains("setup_server: 1 changes"), "{log}");
     assert_eq!(tree(root.path()), before);
@@ -156,7 +157,7 @@ fn git(dir: &Path, home: &Path, args: &[&str]) {
         .env("HOME", home)
         .args(args)
         .current_dir(dir)
-        .output()
+        .output_within(CHILD_LIMIT)
         .unwrap();
     assert!(out.status.success(), "git {args:?}: {}", stderr(&out));
 }
@@ -187,7 +188,7 @@ fn release(work: &Path, origin: &Path, tag: &str, uid: u32) {
     let out = Command::new("chown")
         .args(["-R", &format!("{uid}:{uid}")])
         .arg(origin)
-        .output()
+        .output_within(CHILD_LIMIT)
         .unwrap();
     assert!(out.status.success());
 }
@@ -195,13 +196,13 @@ fn release(work: &Path, origin: &Path, tag: &str, uid: u32) {
 #[test]
 fn bootstrap_installs_the_newest_tag_once_and_moves_to_a_newer_one() {
     if !is_root() {
-        eprintln!("skipped: bootstrap_supervisor.sh needs root (runs git as the service user)");
+        test_support::skip("bootstrap_supervisor.sh needs root (runs git as the service user)");
         return;
     }
     let root = throwaway_root();
     let r = root.path().to_str().unwrap();
     ok(&script("setup_server.sh", &["--root", r, "--no-packages"])
-        .output()
+        .output_within(CHILD_LIMIT)
         .unwrap());
     let uid = service_uid(root.path());
     let src = root.path().join("src");
@@ -216,7 +217,7 @@ fn bootstrap_installs_the_newest_tag_once_and_moves_to_a_newer_one() {
         args.extend_from_slice(extra);
         script("bootstrap_supervisor.sh", &args)
             .env("MATERIA_BUILD_CMD", build)
-            .output()
+            .output_within(CHILD_LIMIT)
             .unwrap()
     };
 
@@ -276,7 +277,7 @@ fn bootstrap_installs_the_newest_tag_once_and_moves_to_a_newer_one() {
     assert!(log.contains("built v1.11.0"), "{log}");
 
     let out = script("bootstrap_supervisor.sh", &["--root", r])
-        .output()
+        .output_within(CHILD_LIMIT)
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }

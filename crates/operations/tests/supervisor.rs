@@ -7,7 +7,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use test_support::{repo_root, stderr, venv};
+use test_support::{CommandExt, repo_root, stderr, venv};
+
+/// Bound on every child process of these tests: a hang fails the test instead of the run.
+const CHILD_LIMIT: Duration = Duration::from_secs(900);
 
 fn bin_dir() -> PathBuf {
     let dir = test_support::bin_dir();
@@ -124,7 +127,7 @@ fn once_runs_a_real_cycle_and_the_dr_drill_rebuilds_it_identically() {
             .env("MATERIA_BIN_DIR", bin_dir())
             .env("MATERIA_SQLMESH", venv().join("bin/sqlmesh"));
     }
-    let out = contract.output().unwrap();
+    let out = contract.output_within(CHILD_LIMIT).unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let log = stderr(&out);
     for step in ["extract-psd", "transform", "export-serving"] {
@@ -152,7 +155,7 @@ fn once_runs_a_real_cycle_and_the_dr_drill_rebuilds_it_identically() {
         .env_clear()
         .env("LANDING_DIR", dir.path().join("landing"))
         .args(["--json", "--max-age", "export-serving=1h"])
-        .output()
+        .output_within(CHILD_LIMIT)
         .unwrap();
     assert!(status.status.success(), "{}", stderr(&status));
     let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
@@ -173,7 +176,7 @@ fn once_runs_a_real_cycle_and_the_dr_drill_rebuilds_it_identically() {
     let out = supervisor(dir.path(), &bin_dir(), &["--once"])
         .env("PSD_URL", &zip)
         .env("MATERIA_SQLMESH", venv().join("bin/sqlmesh"))
-        .output()
+        .output_within(CHILD_LIMIT)
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let backup = dir.path().join("backup");
@@ -182,7 +185,7 @@ fn once_runs_a_real_cycle_and_the_dr_drill_rebuilds_it_identically() {
         .env("LANDING_DIR", dir.path().join("landing"))
         .env("PATH", "/usr/bin:/bin")
         .args(["push", "--remote", backup.to_str().unwrap()])
-        .output()
+        .output_within(CHILD_LIMIT)
         .unwrap();
     assert!(push.status.success(), "{}", stderr(&push));
     let drill = Command::new("dash")
@@ -196,7 +199,7 @@ fn once_runs_a_real_cycle_and_the_dr_drill_rebuilds_it_identically() {
         .env("BACKUP_REMOTE", &backup)
         .env("LANDING_DIR", dir.path().join("landing"))
         .env("SERVING_DUCKDB_PATH", dir.path().join("analytics.duckdb"))
-        .output()
+        .output_within(CHILD_LIMIT)
         .unwrap();
     let report = String::from_utf8_lossy(&drill.stdout);
     assert!(drill.status.success(), "{report}\n{}", stderr(&drill));
@@ -214,7 +217,9 @@ fn once_runs_a_real_cycle_and_the_dr_drill_rebuilds_it_identically() {
 fn a_failing_step_ends_the_cycle_with_its_status_and_the_next_cycle_backs_off() {
     let dir = tempfile::tempdir().unwrap();
     let bin = scripted(dir.path(), &[("transform", "echo boom >&2; exit 3")]);
-    let out = supervisor(dir.path(), &bin, &["--once"]).output().unwrap();
+    let out = supervisor(dir.path(), &bin, &["--once"])
+        .output_within(CHILD_LIMIT)
+        .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert_eq!(calls(dir.path()), ["extract-psd", "transform"]);
     assert!(stderr(&out).contains("supervisor: transform: failed (exit 3)"));
@@ -240,9 +245,9 @@ fn a_failing_step_ends_the_cycle_with_its_status_and_the_next_cycle_backs_off() 
     let pid = child.id();
     Command::new("kill")
         .args(["-TERM", &pid.to_string()])
-        .status()
+        .status_within(CHILD_LIMIT)
         .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = test_support::wait_within(child, CHILD_LIMIT);
     let log = stderr(&out);
     let pauses: Vec<&str> = log
         .lines()
@@ -260,7 +265,7 @@ fn a_step_over_its_time_bound_is_killed() {
     let started = Instant::now();
     let out = supervisor(dir.path(), &bin, &["--once"])
         .env("SUPERVISOR_STEP_TIMEOUT_SECS", "1")
-        .output()
+        .output_within(CHILD_LIMIT)
         .unwrap();
     assert_eq!(out.status.code(), Some(124), "{}", stderr(&out));
     assert!(started.elapsed() < Duration::from_secs(30), "not killed");
@@ -300,9 +305,9 @@ fn sigterm_to_the_supervisor_leaves_no_orphaned_child() {
     assert!(started.iter().all(|p| alive(*p)));
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
-        .status()
+        .status_within(CHILD_LIMIT)
         .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = test_support::wait_within(child, CHILD_LIMIT);
     assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
     let deadline = Instant::now() + Duration::from_secs(10);
     while started.iter().any(|p| alive(*p)) {
@@ -315,7 +320,7 @@ fn sigterm_to_the_supervisor_leaves_no_orphaned_child() {
 fn bad_configuration_exits_2() {
     let dir = tempfile::tempdir().unwrap();
     let out = supervisor(dir.path(), &dir.path().join("nothing"), &["--once"])
-        .output()
+        .output_within(CHILD_LIMIT)
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(
@@ -326,10 +331,12 @@ fn bad_configuration_exits_2() {
     let bin = scripted(dir.path(), &[]);
     let out = supervisor(dir.path(), &bin, &["--once"])
         .env("SUPERVISOR_STEP_TIMEOUT_SECS", "soon")
-        .output()
+        .output_within(CHILD_LIMIT)
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    let out = supervisor(dir.path(), &bin, &["--twice"]).output().unwrap();
+    let out = supervisor(dir.path(), &bin, &["--twice"])
+        .output_within(CHILD_LIMIT)
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(calls(dir.path()).is_empty());
 }

@@ -7,6 +7,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use test_support::CommandExt;
+
+/// Bound on every child process of these tests: a hang fails the test instead of the run.
+const CHILD_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
+
 const UNITS: [&str; 5] = [
     "materia-supervisor.service",
     "materia-backup.service",
@@ -53,7 +58,7 @@ fn systemd_analyze_verify_accepts_every_unit() {
     let out = Command::new("systemd-analyze")
         .arg("verify")
         .args(relocated(root.path()))
-        .output()
+        .output_within(CHILD_LIMIT)
         .expect("systemd-analyze (package systemd) is needed: make deps");
     let text = format!(
         "{}{}",
@@ -70,7 +75,7 @@ fn services_are_hardened_and_report_their_exposure() {
         let out = Command::new("systemd-analyze")
             .args(["security", "--offline=true", "--no-pager"])
             .arg(units_dir().join(name))
-            .output()
+            .output_within(CHILD_LIMIT)
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         let exposure: f64 = text

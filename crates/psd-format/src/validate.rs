@@ -1,10 +1,16 @@
 //! Streaming validation of a PSD CSV: UTF-8, the exact header, 12 fields in every row under
-//! RFC 4180 quoting rules, at least one data row. Feed it chunks of any size; memory stays
-//! constant (only the header's fields are kept).
+//! RFC 4180 quoting rules, the typed columns castable, at least one data row. Feed it chunks of
+//! any size; memory stays constant (only the header's fields and one typed field are kept).
 //!
 //! Strict on purpose: a quote inside an unquoted field, text after a closing quote, a bare CR or
 //! an unterminated quote is an error, where lenient parsers re-synchronise and let a broken row
 //! pass as a valid one.
+//!
+//! The typed columns are checked against what the lakehouse does with them (transform's
+//! staging model casts `Market_Year`, `Calendar_Year` and `Month` to INTEGER and `Value` to
+//! DOUBLE; the cleaned models require the key columns not NULL, and an empty field is NULL):
+//! a file that passes here never stops a transform on a cast or a NULL key. See
+//! [`column_rule`] for each column's rule.
 
 use crate::COLUMNS;
 
@@ -13,6 +19,120 @@ use crate::COLUMNS;
 pub const RECORD_BYTES_MAX: u64 = 64 * 1024;
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Bytes that end the plain run of an unquoted field, and of a quoted one.
+static UNQUOTED_STOP: [bool; 256] = stop_table(b",\n\r\"");
+static QUOTED_STOP: [bool; 256] = stop_table(b"\"\n");
+
+const fn stop_table(bytes: &[u8]) -> [bool; 256] {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < bytes.len() {
+        table[bytes[i] as usize] = true;
+        i += 1;
+    }
+    table
+}
+
+/// Longest content kept of a typed field: more than any valid year, month or value has.
+pub const TYPED_FIELD_BYTES_MAX: usize = 64;
+
+/// What a column of a data row must hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// Anything (text columns).
+    Text,
+    /// Not empty: a key column the cleaned models require not NULL.
+    Key,
+    /// A 32-bit integer, `[+-]?[0-9]+` (years, month; leading zeros as in `00`): DuckDB's
+    /// INTEGER cast takes it. Never empty: these columns are keys too.
+    Integer,
+    /// Empty (NULL), or a finite decimal number `[+-]?digits[.digits][e[+-]digits]`: DuckDB's
+    /// DOUBLE cast takes it.
+    Number,
+}
+
+/// The rule of column `index` (0-based, in [`COLUMNS`] order).
+pub const fn column_rule(index: usize) -> Rule {
+    match index {
+        0 | 2 | 7 => Rule::Key, // Commodity_Code, Country_Code, Attribute_ID
+        4..=6 => Rule::Integer, // Market_Year, Calendar_Year, Month
+        11 => Rule::Number,     // Value
+        _ => Rule::Text,
+    }
+}
+
+/// Bit `i` set: column `i` has a rule other than [`Rule::Text`], so its content is kept.
+const CHECKED_COLUMNS: u32 = {
+    let mut mask = 0;
+    let mut i = 0;
+    while i < COLUMNS.len() {
+        if !matches!(column_rule(i), Rule::Text) {
+            mask |= 1 << i;
+        }
+        i += 1;
+    }
+    mask
+};
+
+fn is_integer(s: &[u8]) -> bool {
+    let (negative, digits) = match s.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) => (false, rest),
+        _ => (false, s),
+    };
+    if digits.is_empty() {
+        return false;
+    }
+    // Within i32: at most 2^31 - 1, or 2^31 when negative.
+    let limit = 2_147_483_647 + i64::from(negative);
+    let mut value: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return false;
+        }
+        value = value * 10 + i64::from(d - b'0');
+        if value > limit {
+            return false;
+        }
+    }
+    true
+}
+
+fn is_number(s: &[u8]) -> bool {
+    let digits = |s: &[u8]| s.iter().take_while(|b| b.is_ascii_digit()).count();
+    let mut i = usize::from(matches!(s.first(), Some(b'+' | b'-')));
+    let whole = digits(&s[i..]);
+    i += whole;
+    let mut fraction = 0;
+    let mut exponent = false;
+    if s.get(i) == Some(&b'.') {
+        i += 1;
+        fraction = digits(&s[i..]);
+        i += fraction;
+    }
+    if whole + fraction == 0 {
+        return false;
+    }
+    if matches!(s.get(i), Some(b'e' | b'E')) {
+        exponent = true;
+        i += 1;
+        i += usize::from(matches!(s.get(i), Some(b'+' | b'-')));
+        let exponent = digits(&s[i..]);
+        if exponent == 0 {
+            return false;
+        }
+        i += exponent;
+    }
+    // Finite as a double (`1e999` is infinite); without an exponent, the at most
+    // TYPED_FIELD_BYTES_MAX digits always are.
+    i == s.len()
+        && (!exponent
+            || std::str::from_utf8(s)
+                .ok()
+                .and_then(|t| t.parse::<f64>().ok())
+                .is_some_and(f64::is_finite))
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValidationError {
@@ -33,6 +153,15 @@ pub enum ValidationError {
         row: u64,
         line: u64,
         what: &'static str,
+    },
+    #[error("CSV row {row} (line {line}), column {column}: {found:?} is not {expected}")]
+    Value {
+        row: u64,
+        line: u64,
+        column: &'static str,
+        /// The field's content, cut at [`TYPED_FIELD_BYTES_MAX`] bytes.
+        found: String,
+        expected: &'static str,
     },
     #[error("CSV has a header but no data rows")]
     NoRows,
@@ -79,6 +208,14 @@ pub struct CsvValidator {
     bytes: u64,
     header: Vec<Vec<u8>>,
     field: Vec<u8>,
+    /// Content of the current field of a data row when its column is checked, at most
+    /// [`TYPED_FIELD_BYTES_MAX`] bytes; `typed_len` counts them all (more means cut).
+    typed: [u8; TYPED_FIELD_BYTES_MAX],
+    typed_len: usize,
+    /// The current field was checked in place by the fast path.
+    typed_checked: bool,
+    /// The first field of the current record that broke its column's rule.
+    bad_value: Option<ValidationError>,
     utf8_carry: Vec<u8>,
     /// The first bytes, held until it is known whether they are a BOM.
     head: Vec<u8>,
@@ -103,6 +240,10 @@ impl CsvValidator {
             bytes: 0,
             header: Vec::with_capacity(COLUMNS.len()),
             field: Vec::new(),
+            typed: [0; TYPED_FIELD_BYTES_MAX],
+            typed_len: 0,
+            typed_checked: false,
+            bad_value: None,
             utf8_carry: Vec::with_capacity(4),
             head: Vec::with_capacity(UTF8_BOM.len()),
             head_done: false,
@@ -114,21 +255,68 @@ impl CsvValidator {
         self.records.saturating_sub(1)
     }
 
+    /// Feeds the next bytes. Only bytes known to be valid UTF-8 are parsed, in order, so the
+    /// error reported is the first by position in the file however it is cut into chunks.
     pub fn feed(&mut self, chunk: &[u8]) -> Result<(), ValidationError> {
-        self.check_utf8(chunk)?;
+        let mut at = self.bytes; // offset of `data[0]` in the file
         self.bytes += chunk.len() as u64;
-        if self.head_done {
-            return self.parse(chunk);
+        let mut data = chunk;
+        if !self.utf8_carry.is_empty() {
+            // Complete the sequence split across chunks, at most 3 bytes more.
+            let need = utf8_len(self.utf8_carry[0]) - self.utf8_carry.len();
+            let take = need.min(data.len());
+            self.utf8_carry.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            at += take as u64;
+            let carried = self.utf8_carry.len();
+            match std::str::from_utf8(&self.utf8_carry) {
+                Ok(_) => {}
+                // Still a valid beginning: this chunk ended too (`data` is empty).
+                Err(e) if e.error_len().is_none() => return Ok(()),
+                // Checked as each byte arrives, not once the sequence is long enough: `F0 69`
+                // is invalid at once, whatever follows.
+                Err(_) => {
+                    return Err(ValidationError::NotUtf8 {
+                        offset: at - carried as u64,
+                    });
+                }
+            }
+            let mut sequence = [0u8; 4];
+            sequence[..carried].copy_from_slice(&self.utf8_carry);
+            self.utf8_carry.clear();
+            self.parse_text(&sequence[..carried])?;
         }
-        // The BOM belongs to the bytes (and the hash) but not to the first column's name; it
-        // may arrive split over several chunks.
-        let take = (UTF8_BOM.len() - self.head.len()).min(chunk.len());
-        self.head.extend_from_slice(&chunk[..take]);
+        match std::str::from_utf8(data) {
+            Ok(_) => self.parse_text(data),
+            Err(e) => {
+                let (valid, rest) = data.split_at(e.valid_up_to());
+                self.parse_text(valid)?;
+                if e.error_len().is_some() {
+                    return Err(ValidationError::NotUtf8 {
+                        offset: at + valid.len() as u64,
+                    });
+                }
+                // A sequence cut by the chunk's end: parsed once the next chunk completes it.
+                self.utf8_carry.extend_from_slice(rest);
+                Ok(())
+            }
+        }
+    }
+
+    /// Parses bytes that are valid UTF-8, holding back the first three until it is known
+    /// whether they are a BOM: it belongs to the bytes (and the hash) but not to the first
+    /// column's name, and may arrive split over several chunks.
+    fn parse_text(&mut self, text: &[u8]) -> Result<(), ValidationError> {
+        if self.head_done {
+            return self.parse(text);
+        }
+        let take = (UTF8_BOM.len() - self.head.len()).min(text.len());
+        self.head.extend_from_slice(&text[..take]);
         if self.head.len() < UTF8_BOM.len() {
             return Ok(());
         }
         self.release_head()?;
-        self.parse(&chunk[take..])
+        self.parse(&text[take..])
     }
 
     fn release_head(&mut self) -> Result<(), ValidationError> {
@@ -178,24 +366,40 @@ impl CsvValidator {
     fn parse(&mut self, input: &[u8]) -> Result<(), ValidationError> {
         let mut i = 0;
         while i < input.len() {
-            // Fast path: skip over the plain bytes of a field in one go.
-            if matches!(self.state, State::Unquoted | State::Quoted) && self.records > 0 {
-                let quoted = self.state == State::Quoted;
+            // Fast path: skip over the plain bytes of a data row's field in one go, from its
+            // first byte on (the header keeps every byte, so it takes the slow path).
+            let stop = match self.state {
+                State::Quoted => Some(&QUOTED_STOP),
+                State::RecordStart | State::FieldStart | State::Unquoted => Some(&UNQUOTED_STOP),
+                _ => None,
+            };
+            if let Some(stop) = stop.filter(|_| self.records > 0) {
                 let rest = &input[i..];
                 let n = rest
                     .iter()
-                    .position(|&b| {
-                        if quoted {
-                            b == b'"' || b == b'\n'
-                        } else {
-                            matches!(b, b',' | b'\n' | b'\r' | b'"')
-                        }
-                    })
+                    .position(|&b| stop[usize::from(b)])
                     .unwrap_or(rest.len());
-                self.grow(n as u64)?;
-                i += n;
-                if i == input.len() {
-                    break;
+                if n > 0 {
+                    self.grow(n as u64)?;
+                    if self.checked_field() {
+                        let whole =
+                            self.state != State::Quoted && self.typed_len == 0 && n < rest.len();
+                        if whole {
+                            // The whole unquoted field is here, up to its delimiter (or a
+                            // stray quote, an error anyway): checked in place, not copied.
+                            self.check_value(&rest[..n], n);
+                            self.typed_checked = true;
+                        } else {
+                            self.keep_typed(&rest[..n]);
+                        }
+                    }
+                    if self.state != State::Quoted {
+                        self.state = State::Unquoted;
+                    }
+                    i += n;
+                    if i == input.len() {
+                        break;
+                    }
                 }
             }
             let b = input[i];
@@ -240,7 +444,7 @@ impl CsvValidator {
                     return Err(self.malformed("quote inside an unquoted field"));
                 }
                 (State::RecordStart | State::FieldStart | State::Unquoted, _) => {
-                    self.header_byte(b);
+                    self.content_byte(b);
                     State::Unquoted
                 }
                 (State::Quoted, b'"') => State::QuoteInQuoted,
@@ -248,11 +452,11 @@ impl CsvValidator {
                     if b == b'\n' {
                         self.line += 1;
                     }
-                    self.header_byte(b);
+                    self.content_byte(b);
                     State::Quoted
                 }
                 (State::QuoteInQuoted, b'"') => {
-                    self.header_byte(b'"');
+                    self.content_byte(b'"');
                     State::Quoted
                 }
                 (State::QuoteInQuoted, _) => {
@@ -263,10 +467,72 @@ impl CsvValidator {
         Ok(())
     }
 
-    /// Keeps a byte of the header's current field; data rows keep nothing.
-    fn header_byte(&mut self, b: u8) {
+    /// Keeps a byte of the current field: every byte of the header's, and those of a data
+    /// row's checked columns.
+    fn content_byte(&mut self, b: u8) {
         if self.records == 0 {
             self.field.push(b);
+        } else if self.checked_field() {
+            self.keep_typed(&[b]);
+        }
+    }
+
+    /// The current field of a data row is in a checked column.
+    fn checked_field(&self) -> bool {
+        self.fields < COLUMNS.len() as u64 && CHECKED_COLUMNS & (1 << self.fields) != 0
+    }
+
+    fn keep_typed(&mut self, data: &[u8]) {
+        let start = self.typed_len.min(TYPED_FIELD_BYTES_MAX);
+        let end = (self.typed_len + data.len()).min(TYPED_FIELD_BYTES_MAX);
+        self.typed[start..end].copy_from_slice(&data[..end - start]);
+        self.typed_len += data.len();
+    }
+
+    /// Checks the field that just ended against its column's rule, unless the fast path did.
+    fn check_typed(&mut self) {
+        if std::mem::take(&mut self.typed_checked) {
+            return;
+        }
+        let len = std::mem::take(&mut self.typed_len);
+        let typed = self.typed;
+        self.check_value(&typed[..len.min(TYPED_FIELD_BYTES_MAX)], len);
+    }
+
+    /// Checks a field's content (`kept`, the first bytes of its `len`) against its column's
+    /// rule. The first failure of a record is reported when the record ends, unless its field
+    /// count is wrong: a row that shifted its columns is reported as such.
+    fn check_value(&mut self, kept: &[u8], len: usize) {
+        let cut = len > TYPED_FIELD_BYTES_MAX;
+        let ok = match column_rule(self.fields as usize) {
+            Rule::Text => true,
+            Rule::Key => len > 0,
+            Rule::Integer => !cut && is_integer(kept),
+            Rule::Number => len == 0 || (!cut && is_number(kept)),
+        };
+        if !ok && self.bad_value.is_none() {
+            self.bad_value = Some(self.value_error(kept, len));
+        }
+    }
+
+    #[cold]
+    fn value_error(&self, kept: &[u8], len: usize) -> ValidationError {
+        let index = self.fields as usize;
+        let kept = &kept[..kept.len().min(TYPED_FIELD_BYTES_MAX)];
+        let mut found = String::from_utf8_lossy(kept).into_owned();
+        if len > TYPED_FIELD_BYTES_MAX {
+            found.push('…');
+        }
+        ValidationError::Value {
+            row: self.records,
+            line: self.record_line,
+            column: COLUMNS[index],
+            found,
+            expected: match column_rule(index) {
+                Rule::Key => "a code (never empty)",
+                Rule::Integer => "an integer",
+                Rule::Number | Rule::Text => "a number or empty",
+            },
         }
     }
 
@@ -282,10 +548,14 @@ impl CsvValidator {
     }
 
     fn end_field(&mut self) {
-        self.fields += 1;
-        if self.records == 0 && self.header.len() <= COLUMNS.len() {
-            self.header.push(std::mem::take(&mut self.field));
+        if self.records == 0 {
+            if self.header.len() <= COLUMNS.len() {
+                self.header.push(std::mem::take(&mut self.field));
+            }
+        } else if self.checked_field() {
+            self.check_typed();
         }
+        self.fields += 1;
     }
 
     fn end_record(&mut self) -> Result<(), ValidationError> {
@@ -297,6 +567,8 @@ impl CsvValidator {
                 line: self.record_line,
                 found: self.fields,
             });
+        } else if let Some(e) = self.bad_value.take() {
+            return Err(e);
         }
         self.records += 1;
         self.fields = 0;
@@ -326,35 +598,6 @@ impl CsvValidator {
             });
         }
         Ok(())
-    }
-
-    fn check_utf8(&mut self, chunk: &[u8]) -> Result<(), ValidationError> {
-        let mut data = chunk;
-        if !self.utf8_carry.is_empty() {
-            // Complete the sequence split across chunks, at most 3 bytes more.
-            let need = utf8_len(self.utf8_carry[0]) - self.utf8_carry.len();
-            let take = need.min(data.len());
-            self.utf8_carry.extend_from_slice(&data[..take]);
-            data = &data[take..];
-            if self.utf8_carry.len() < utf8_len(self.utf8_carry[0]) {
-                return Ok(());
-            }
-            if std::str::from_utf8(&self.utf8_carry).is_err() {
-                let start = self.bytes + take as u64 - self.utf8_carry.len() as u64;
-                return Err(ValidationError::NotUtf8 { offset: start });
-            }
-            self.utf8_carry.clear();
-        }
-        match std::str::from_utf8(data) {
-            Ok(_) => Ok(()),
-            Err(e) if e.error_len().is_none() => {
-                self.utf8_carry.extend_from_slice(&data[e.valid_up_to()..]);
-                Ok(())
-            }
-            Err(e) => Err(ValidationError::NotUtf8 {
-                offset: self.bytes + (chunk.len() - data.len() + e.valid_up_to()) as u64,
-            }),
-        }
     }
 }
 
@@ -544,6 +787,250 @@ mod tests {
         assert_eq!(
             validate_chunks(&cut, 3).unwrap_err(),
             ValidationError::TruncatedUtf8
+        );
+    }
+
+    /// A data row with the typed columns set as given (`Market_Year`, `Calendar_Year`,
+    /// `Month`, `Value`, each as raw CSV field text).
+    fn typed_row(market_year: &str, calendar_year: &str, month: &str, value: &str) -> String {
+        format!(
+            "0711100,Coffee,BR,Brazil,{market_year},{calendar_year},{month},028,Production,002,(1000 60 KG BAGS),{value}"
+        )
+    }
+
+    #[test]
+    fn typed_columns_accept_what_upstream_writes_and_duckdb_casts() {
+        for (my, cy, m, v) in [
+            ("1960", "1961", "00", ""),      // Month 00 of old years, empty Value
+            ("2025", "2026", "\"01\"", "0"), // a quoted month
+            ("02025", "+2026", "12", "-12.50"),
+            ("2025", "2026", "1", "1234567"),
+            ("2025", "2026", "1", ".5"),
+            ("2025", "2026", "1", "5."),
+            ("2025", "2026", "1", "1e3"),
+            ("2025", "2026", "1", "-1.25E-2"),
+            ("2025", "2026", "1", "\"\""),
+            ("-2147483648", "2147483647", "0", "+7"),
+        ] {
+            let data = format!("{HEADER}\n{}\n", typed_row(my, cy, m, v));
+            for chunk in [1, 3, data.len()] {
+                assert_eq!(
+                    validate_chunks(data.as_bytes(), chunk).map(|s| s.rows),
+                    Ok(1),
+                    "{my} {cy} {m} {v}, chunk {chunk}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_value_staging_cannot_cast_is_refused_naming_row_line_and_column() {
+        let good = typed_row("2025", "2026", "01", "1");
+        for (row, column, found, expected) in [
+            (
+                typed_row("2025", "2026", "01", "n/a"),
+                "Value",
+                "n/a",
+                "a number or empty",
+            ),
+            (
+                typed_row("20x4", "2026", "01", "1"),
+                "Market_Year",
+                "20x4",
+                "an integer",
+            ),
+            (
+                typed_row("2025", "", "01", "1"),
+                "Calendar_Year",
+                "",
+                "an integer",
+            ),
+            (
+                typed_row("2025", "2026", "\"\"", "1"),
+                "Month",
+                "",
+                "an integer",
+            ),
+            (
+                typed_row("2025", "2026", "1.5", "1"),
+                "Month",
+                "1.5",
+                "an integer",
+            ),
+            (
+                typed_row("2025", "99999999999", "01", "1"),
+                "Calendar_Year",
+                "99999999999",
+                "an integer",
+            ),
+            (
+                typed_row("2025", "2026", "01", "1e999"),
+                "Value",
+                "1e999",
+                "a number or empty",
+            ),
+            (
+                typed_row("2025", "2026", "01", "inf"),
+                "Value",
+                "inf",
+                "a number or empty",
+            ),
+            (
+                typed_row("2025", "2026", "01", "NaN"),
+                "Value",
+                "NaN",
+                "a number or empty",
+            ),
+            (
+                typed_row("2025", "2026", "01", " 1"),
+                "Value",
+                " 1",
+                "a number or empty",
+            ),
+            (typed_row("2025", "2026", "01", "1,5"), "", "", ""), // 13 fields: see below
+            (
+                typed_row("2025", "2026", "01", "-"),
+                "Value",
+                "-",
+                "a number or empty",
+            ),
+            (
+                typed_row("2025", "2026", "01", "1e"),
+                "Value",
+                "1e",
+                "a number or empty",
+            ),
+            (
+                typed_row("2025", "2026", "01", "\"1\"\"\""),
+                "Value",
+                "1\"",
+                "a number or empty",
+            ),
+            (
+                "0711100,Coffee,,Brazil,2025,2026,01,028,Production,002,(1000 60 KG BAGS),1".into(),
+                "Country_Code",
+                "",
+                "a code (never empty)",
+            ),
+            (
+                ",Coffee,BR,Brazil,2025,2026,01,028,Production,002,(1000 60 KG BAGS),1".into(),
+                "Commodity_Code",
+                "",
+                "a code (never empty)",
+            ),
+            (
+                "0711100,Coffee,BR,Brazil,2025,2026,01,\"\",Production,002,(1000 60 KG BAGS),1"
+                    .into(),
+                "Attribute_ID",
+                "",
+                "a code (never empty)",
+            ),
+        ] {
+            let data = format!("{HEADER}\r\n{good}\r\n{row}\r\n{good}\r\n");
+            let want = if column.is_empty() {
+                ValidationError::FieldCount {
+                    row: 2,
+                    line: 3,
+                    found: 13,
+                }
+            } else {
+                ValidationError::Value {
+                    row: 2,
+                    line: 3,
+                    column,
+                    found: found.into(),
+                    expected,
+                }
+            };
+            for chunk in [1, 2, 5, data.len()] {
+                assert_eq!(
+                    validate_chunks(data.as_bytes(), chunk).unwrap_err(),
+                    want,
+                    "{row:?}, chunk {chunk}"
+                );
+            }
+        }
+        let err = validate(&format!(
+            "{HEADER}\n{}\n",
+            typed_row("2025", "2026", "01", "n/a")
+        ));
+        assert_eq!(
+            err.unwrap_err().to_string(),
+            "CSV row 1 (line 2), column Value: \"n/a\" is not a number or empty"
+        );
+    }
+
+    #[test]
+    fn a_shifted_row_is_reported_by_its_field_count_not_its_first_odd_value() {
+        // An unquoted comma in a name shifts every later column: "Brazil" lands in Market_Year.
+        let data = format!(
+            "{HEADER}\n0711100,Coffee, Green,BR,Brazil,2025,2026,01,028,Production,002,(1000 60 KG BAGS),1\n"
+        );
+        assert_eq!(
+            validate(&data).unwrap_err(),
+            ValidationError::FieldCount {
+                row: 1,
+                line: 2,
+                found: 13
+            }
+        );
+    }
+
+    #[test]
+    fn a_typed_field_is_kept_only_up_to_its_bound() {
+        let long = "9".repeat(10_000);
+        let data = format!("{HEADER}\n{}\n", typed_row("2025", &long, "01", "1"));
+        let err = validate(&data).unwrap_err();
+        let ValidationError::Value { column, found, .. } = &err else {
+            panic!("{err}")
+        };
+        assert_eq!(*column, "Calendar_Year");
+        assert_eq!(found.len(), TYPED_FIELD_BYTES_MAX + '…'.len_utf8());
+        // A number of digits past the bound is refused rather than half-read.
+        let data = format!("{HEADER}\n{}\n", typed_row("2025", "2026", "01", &long));
+        assert!(matches!(
+            validate(&data).unwrap_err(),
+            ValidationError::Value {
+                column: "Value",
+                ..
+            }
+        ));
+    }
+
+    // Regression (fuzzing, csv_validator): the whole file fed at once reported its first
+    // invalid UTF-8 byte, fed in small chunks a broken row before it; the error must be the
+    // first by position, however the download was cut.
+    #[test]
+    fn the_first_error_by_position_is_reported_at_any_chunking() {
+        let good = typed_row("2025", "2026", "01", "1");
+        let mut row_first = format!("{HEADER}\n{good}\n1,2\n{good}\n").into_bytes();
+        row_first.extend_from_slice(b"caf\xff\n");
+        let mut cr_then_bad = format!("{HEADER}\n{good}\r").into_bytes();
+        cr_then_bad.extend_from_slice(b"\xc3\x28\n");
+        let mut bad_then_row = format!("{HEADER}\nX{good}\n1,2\n").into_bytes();
+        bad_then_row[HEADER.len() + 1] = 0xff;
+        let crash =
+            include_bytes!("../../../fuzz/regressions/csv_validator/chunking-changed-the-error");
+        for data in [&row_first[..], &cr_then_bad, &bad_then_row, &crash[1..]] {
+            let whole = validate_chunks(data, data.len());
+            assert!(whole.is_err());
+            for chunk in 1..=16 {
+                assert_eq!(validate_chunks(data, chunk), whole, "chunk {chunk}");
+            }
+        }
+        assert_eq!(
+            validate_chunks(&row_first, row_first.len()).unwrap_err(),
+            ValidationError::FieldCount {
+                row: 2,
+                line: 3,
+                found: 2
+            }
+        );
+        assert_eq!(
+            validate_chunks(&cr_then_bad, 1).unwrap_err(),
+            ValidationError::NotUtf8 {
+                offset: (HEADER.len() + 1 + good.len() + 1) as u64
+            }
         );
     }
 }

@@ -1,5 +1,6 @@
 //! What the workspace's integration tests share: where the repository, the virtualenvs and
-//! the built binaries are, and how a child's stderr is shown. Used as a dev-dependency only.
+//! the built binaries are, how a child's stderr is shown, child processes bounded in time, and
+//! skipping a test visibly. Used as a dev-dependency only.
 //!
 //! Paths are found when the test runs, never compiled in: CI builds the tests once into a
 //! nextest archive and runs each crate's tests from it in another job, in another checkout,
@@ -9,8 +10,14 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod bounded;
+mod skip;
+
 use std::path::PathBuf;
 use std::process::Output;
+
+pub use bounded::{CommandExt, wait_within};
+pub use skip::{SKIPPED_FILE_ENV, skip};
 
 /// The repository root: two levels above the running test's package (`crates/<name>`), as the
 /// test runner sets `CARGO_MANIFEST_DIR`; the compiled-in path only when a test binary is run
@@ -78,4 +85,9 @@ pub fn workspace_bin(name: &str) -> PathBuf {
 /// A child's stderr, for assertion messages.
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// True when the tests run as root (permission bits do not bind root).
+pub fn is_root() -> bool {
+    std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0
 }

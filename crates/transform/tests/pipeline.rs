@@ -9,9 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use lakehouse::duckdb::Connection;
-use test_support::{repo_root, venv, workspace_bin};
+use test_support::{CommandExt, repo_root, venv, workspace_bin};
 
 const ROWS: u64 = 8_000;
+/// Bound on every child process of these tests (SQLMesh runs included).
+const LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
 
 struct Site {
     dir: tempfile::TempDir,
@@ -42,7 +44,7 @@ impl Site {
     }
 
     fn run(&self, program: &Path, args: &[&str]) -> (Output, serde_json::Value) {
-        let out = self.command(program, args).output().unwrap();
+        let out = self.command(program, args).output_within(LIMIT).unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
         let json = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
             panic!(
@@ -51,6 +53,32 @@ impl Site {
             )
         });
         (out, json)
+    }
+
+    /// Lands `csv` (zipped as upstream would) through the real extract-psd.
+    fn extract_csv(&self, name: &str, csv: &[u8]) -> serde_json::Value {
+        let zip = self.path(&format!("{name}.zip"));
+        let mut writer = zip::ZipWriter::new(std::fs::File::create(&zip).unwrap());
+        writer
+            .start_file(
+                psd_gen::ENTRY_NAME,
+                zip::write::SimpleFileOptions::default()
+                    .compression_method(zip::CompressionMethod::Deflated),
+            )
+            .unwrap();
+        std::io::Write::write_all(&mut writer, csv).unwrap();
+        writer.finish().unwrap();
+        let (out, json) = self.run(
+            &workspace_bin("extract-psd"),
+            &["--json", "--url", zip.to_str().unwrap()],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(json["status"], "new", "{json}");
+        json
     }
 
     fn extract(&self, snapshot: u32) -> serde_json::Value {
@@ -260,15 +288,17 @@ fn extracted_snapshots_reach_serving_with_independently_computed_values() {
         .unwrap();
     assert!(revised > 0);
     assert_eq!(n as usize, revised);
-    let month: String = conn
-        .query_row(
-            "SELECT DISTINCT revised_in FROM serving.estimate_revisions",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    // Every row, not the first one: all stamped with the release that revised them.
+    let months: Vec<String> = conn
+        .prepare("SELECT DISTINCT revised_in FROM serving.estimate_revisions ORDER BY 1")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(
-        month, "2026-03",
+        months,
+        ["2026-03"],
         "stamped with the release that revised them"
     );
 
@@ -352,13 +382,19 @@ fn a_locked_lakehouse_exits_75_and_a_later_run_succeeds() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line.trim(), "held");
+    // Its first line, read on a thread so that a holder that never prints fails the test.
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(std::time::Duration::from_secs(60));
+    if line.as_deref().map(str::trim) != Ok("held") {
+        let _ = child.kill();
+        panic!("the holder did not take the lakehouse: {line:?}");
+    }
     let (out, json) = site.transform(&[]);
     child.kill().unwrap();
     child.wait().unwrap();
@@ -376,4 +412,177 @@ fn a_locked_lakehouse_exits_75_and_a_later_run_succeeds() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(json["status"], "transformed");
+}
+
+/// Snapshot 2 of the generator's data, and the same snapshot with every value of the keys it
+/// stamped with its release (2026-03) raised by 1000: two files that agree on every key and
+/// stamp and disagree on those values.
+fn disagreeing_snapshots() -> (String, String, BTreeMap<Key, f64>) {
+    let mut csv = Vec::new();
+    psd_gen::write_csv(
+        &psd_gen::Spec {
+            rows: ROWS,
+            seed: 5,
+            snapshot: 2,
+        },
+        &mut csv,
+    )
+    .unwrap();
+    let a = String::from_utf8(csv).unwrap();
+    let mut raised = BTreeMap::new();
+    let b: Vec<String> = a
+        .split("\r\n")
+        .enumerate()
+        .map(|(i, line)| {
+            let f = psd_gen::split_csv_line(line);
+            if i == 0 || f.len() != 12 || (f[5].as_str(), f[6].as_str()) != ("2026", "03") {
+                return line.to_owned();
+            }
+            let Ok(v) = f[11].parse::<f64>() else {
+                return line.to_owned();
+            };
+            let key = (
+                f[0].clone(),
+                f[2].clone(),
+                f[4].parse().unwrap(),
+                f[7].clone(),
+            );
+            raised.insert(key, v + 1000.0);
+            let cut = line.rfind(',').unwrap();
+            format!("{},{}", &line[..cut], v + 1000.0)
+        })
+        .collect();
+    assert!(raised.len() > 100, "enough tied keys: {}", raised.len());
+    (a, b.join("\r\n"), raised)
+}
+
+/// The latest value and its file of every key stamped 2026-03.
+fn latest_of_tied_keys(site: &Site) -> BTreeMap<Key, (Option<f64>, String)> {
+    let conn = site.lakehouse();
+    let mut stmt = conn
+        .prepare("SELECT commodity_code, country_code, market_year, attribute_id, value, landing_sha256 FROM cleaned.psd_latest WHERE calendar_year = 2026 AND month = 3")
+        .unwrap();
+    stmt.query_map([], |r| {
+        Ok((
+            (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?),
+            (r.get(4)?, r.get(5)?),
+        ))
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
+#[test]
+fn ties_go_to_the_newest_landing_file_when_two_files_disagree() {
+    let (a, b, raised) = disagreeing_snapshots();
+    // Both orders: the newer file wins whichever values it holds (not the larger value).
+    for (older, newer) in [(&a, &b), (&b, &a)] {
+        let site = Site::new();
+        site.extract_csv("older", older.as_bytes());
+        let newest = site.extract_csv("newer", newer.as_bytes());
+        let newest_sha = newest["sha256"].as_str().unwrap();
+        let (out, json) = site.transform(&[]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(json["landing_files"], 2);
+
+        let latest = latest_of_tied_keys(&site);
+        let newer_values: BTreeMap<Key, Option<f64>> = newer
+            .split("\r\n")
+            .skip(1)
+            .map(psd_gen::split_csv_line)
+            .filter(|f| f.len() == 12 && (f[5].as_str(), f[6].as_str()) == ("2026", "03"))
+            .map(|f| {
+                (
+                    (
+                        f[0].clone(),
+                        f[2].clone(),
+                        f[4].parse().unwrap(),
+                        f[7].clone(),
+                    ),
+                    f[11].parse().ok(),
+                )
+            })
+            .collect();
+        assert_eq!(latest.len(), newer_values.len());
+        for (key, want) in &newer_values {
+            let (value, sha) = &latest[key];
+            assert!(
+                close(*value, *want),
+                "{key:?}: {value:?}, the newer file says {want:?}"
+            );
+            assert_eq!(sha, newest_sha, "{key:?} comes from the newer file");
+        }
+
+        // Each disagreement is one revision, stamped with the shared release month.
+        let conn = site.lakehouse();
+        let (n, months): (i64, i64) = conn
+            .query_row(
+                "SELECT count(*), count(DISTINCT revised_in) FROM serving.estimate_revisions WHERE revised_in = '2026-03'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((n as usize, months), (raised.len(), 1));
+    }
+}
+
+#[test]
+fn every_value_extract_accepts_is_cast_by_staging() {
+    // The typed columns in the shapes the validator lets through: leading zeros, signs,
+    // quotes, Month 00, empty values, decimals without a leading or trailing digit, exponents.
+    let rows = [
+        ("1960", "1961", "00", "", None),
+        ("\"2025\"", "2026", "\"01\"", "0", Some(0.0)),
+        ("02024", "+2025", "12", "-12.50", Some(-12.5)),
+        ("2023", "2024", "7", ".5", Some(0.5)),
+        ("2022", "2023", "007", "5.", Some(5.0)),
+        ("2021", "2022", "10", "1e3", Some(1000.0)),
+        ("2020", "2021", "10", "-1.25E-2", Some(-0.0125)),
+        ("2019", "2020", "10", "\"\"", None),
+        ("2018", "2019", "10", "+7", Some(7.0)),
+    ];
+    let mut csv = format!("{}\r\n", psd_format::COLUMNS.join(","));
+    for (my, cy, m, v, _) in &rows {
+        csv.push_str(&format!(
+            "0711100,\"Coffee, Green\",NA,Netherlands Antilles,{my},{cy},{m},028,Production,002,(1000 60 KG BAGS),{v}\r\n"
+        ));
+    }
+    let site = Site::new();
+    let landed = site.extract_csv("edges", csv.as_bytes());
+    assert_eq!(landed["rows"], rows.len());
+    let (out, json) = site.transform(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json["status"], "transformed");
+    let conn = site.lakehouse();
+    let mut stmt = conn
+        .prepare("SELECT market_year, calendar_year, month, value FROM cleaned.psd_values ORDER BY market_year DESC")
+        .unwrap();
+    let got: Vec<(i32, i32, i32, Option<f64>)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let want: Vec<(i32, i32, i32, Option<f64>)> = {
+        let unquote = |s: &str| s.trim_matches('"').parse::<i32>().unwrap();
+        let mut w: Vec<_> = rows
+            .iter()
+            .map(|(my, cy, m, _, v)| (unquote(my), unquote(cy), unquote(m), *v))
+            .collect();
+        w.sort_by_key(|x| std::cmp::Reverse(x.0));
+        w
+    };
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!((g.0, g.1, g.2), (w.0, w.1, w.2));
+        assert!(close(g.3, w.3), "{g:?} vs {w:?}");
+    }
 }

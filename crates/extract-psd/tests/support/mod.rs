@@ -50,7 +50,19 @@ pub enum Reply {
     },
     /// Resets the connection (TCP RST) after reading the request.
     Reset,
+    /// These bytes exactly (status line, headers and body, as written), then close.
+    Raw(Vec<u8>),
+    /// `head` (status line and headers, no Content-Length: the body ends at close), then
+    /// `body`, then filler until the client hangs up (at most [`ENDLESS_BYTES_MAX`]).
+    Endless { head: String, body: Vec<u8> },
+    /// Reads the request, then sends nothing, holding the connection open until the server
+    /// stops (at most [`SILENT_HOLD_MAX`]).
+    Silent,
 }
+
+/// Bounds of the server's own misbehaviour, so that a test that goes wrong still ends.
+pub const ENDLESS_BYTES_MAX: usize = 4 << 30;
+pub const SILENT_HOLD_MAX: Duration = Duration::from_secs(300);
 
 impl Reply {
     pub fn ok(body: Vec<u8>) -> Reply {
@@ -213,6 +225,28 @@ fn serve(stream: TcpStream, handler: &Handler, requests: &Mutex<Vec<Request>>, s
             drop(socket); // close with linger 0 sends RST
             return;
         }
+        Reply::Raw(bytes) => {
+            let _ = stream.write_all(&bytes);
+        }
+        Reply::Endless { head, body } => {
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&body);
+            let filler = vec![0x5a_u8; 64 * 1024];
+            let mut sent = 0;
+            while sent < ENDLESS_BYTES_MAX && !stop.load(Ordering::Relaxed) {
+                if stream.write_all(&filler).is_err() {
+                    return;
+                }
+                sent += filler.len();
+            }
+        }
+        Reply::Silent => {
+            let start = Instant::now();
+            while !stop.load(Ordering::Relaxed) && start.elapsed() < SILENT_HOLD_MAX {
+                thread::sleep(Duration::from_millis(20));
+            }
+            return;
+        }
     }
     let _ = stream.flush();
     let _ = stream.shutdown(std::net::Shutdown::Write);
@@ -250,6 +284,21 @@ pub fn psd_zip(rows: u64, snapshot: u32) -> Vec<u8> {
     )
     .unwrap();
     cursor.into_inner()
+}
+
+/// The CSV inside [`psd_zip`]`(rows, snapshot)` and its data row count, from the generator.
+pub fn psd_csv(rows: u64, snapshot: u32) -> (Vec<u8>, u64) {
+    let mut csv = Vec::new();
+    let written = psd_gen::write_csv(
+        &psd_gen::Spec {
+            rows,
+            seed: 42,
+            snapshot,
+        },
+        &mut csv,
+    )
+    .unwrap();
+    (csv, written)
 }
 
 /// A zip holding `entries` as (name, content), deflated.
@@ -434,23 +483,10 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Waits for a child, killing it if it outlives `limit` (then the test fails on its output).
-pub fn wait_bounded(mut child: std::process::Child, limit: Duration) -> Output {
-    let start = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "process outlived {limit:?}; stderr: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
+/// Waits for a child (reading its pipes), killing it and failing the test if it outlives
+/// `limit`.
+pub fn wait_bounded(child: std::process::Child, limit: Duration) -> Output {
+    test_support::wait_within(child, limit)
 }
 
 /// Polls `cond` every 20 ms for at most `limit`.

@@ -33,7 +33,7 @@ SQLMESH := $(VENV)/bin/sqlmesh
 # Tools from PyPI that are not part of a release's runtime: moto's S3 server (backup tests), sops.
 TOOLS_VENV ?= .venv-tools
 
-.PHONY: all deps deps-bench duckdb build venv tools secrets-decrypt-dev secrets-edit-prod test test-rust test-transform lint demo bench dr-drill release clean-data help
+.PHONY: all deps deps-bench deps-rehearsal duckdb build venv tools secrets-decrypt-dev secrets-edit-prod test test-rust test-transform lint demo bench dr-drill rehearsal release clean-data help
 
 all: build
 
@@ -43,6 +43,7 @@ help:
 	@echo "make bench    benchmarks against their baselines"
 	@echo "make lint     cargo fmt --check, clippy -D warnings, shellcheck"
 	@echo "make dr-drill restore the backup into an empty directory, rebuild, compare with live"
+	@echo "make rehearsal  the whole server under a real systemd in a container (root; about 20 minutes)"
 	@echo "make release  build the binaries into ./bin, DuckDB into ./lib, and the venv (what deploys run)"
 	@echo "make build DUCKDB=bundled   compile DuckDB from source instead of the prebuilt library"
 	@echo "make secrets-decrypt-dev / secrets-edit-prod   sops + age secrets (see README)"
@@ -52,6 +53,9 @@ deps:
 
 deps-bench:
 	@sh scripts/install-deps.sh bench
+
+deps-rehearsal:
+	@sh scripts/install-deps.sh rehearsal
 
 # DuckDB's prebuilt library, verified, in the cache, and where the binaries look for it
 # ($ORIGIN/../lib, .cargo/config.toml): <target>/lib for <target>/release/<bin>,
@@ -123,6 +127,13 @@ bench: deps-bench build venv tools
 
 dr-drill: build venv
 	BIN_DIR="$(BIN_DIR)" VENV="$(abspath $(VENV))" sh scripts/dr-drill.sh
+
+# The production rehearsal: a Debian root booted with a real systemd (systemd-nspawn), set up
+# with setup_server.sh and bootstrap_supervisor.sh, releases deployed by materia-deploy.timer
+# (scripts/rehearsal.sh says what it checks). Needs root; the root tarball is cached in
+# $(MATERIA_CACHE)/rehearsal.
+rehearsal: deps-rehearsal build tools
+	BIN_DIR="$(BIN_DIR)" TOOLS_VENV="$(abspath $(TOOLS_VENV))" MATERIA_CACHE="$(MATERIA_CACHE)" sh scripts/rehearsal.sh
 
 # A release directory (deploy-poll's default build command): the binaries in ./bin, the DuckDB
 # library they were built with in ./lib (found through $ORIGIN/../lib, so a rollback brings its

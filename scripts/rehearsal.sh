@@ -74,6 +74,7 @@ chmod 0755 "$work"
 root=$work/root
 nspawn_pid=""
 leader=""
+child=""
 psd_pid=""
 moto_pid=""
 chroot_proc=""
@@ -135,6 +136,7 @@ stop_container() {
 cleanup() {
     status=$?
     trap - EXIT INT TERM
+    [ -z "$child" ] || kill -TERM "$child" 2>/dev/null || true
     stop_container
     remove_cgroup "$cg_unified"
     remove_cgroup "$cg_systemd"
@@ -162,8 +164,14 @@ inside() {
         limit=$2
         shift 2
     fi
+    # `cmd & wait`: a signal to this script is handled at once, not after the command.
     timeout "$limit" nsenter -t "$leader" -a env -i \
-        PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 "$@"
+        PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 "$@" &
+    child=$!
+    rc=0
+    wait "$child" || rc=$?
+    child=""
+    return "$rc"
 }
 # The state DB, queried as root inside (sqlite3 is installed by setup_server.sh).
 ledger() { inside sqlite3 -readonly /data/materia/landing/.state.sqlite "$1"; }
@@ -305,16 +313,16 @@ boot
 ok "booted systemd $(inside systemctl --version | sed -n '1s/systemd \([0-9]*\).*/\1/p') to running (container PID 1 is $leader)"
 
 # --- the system-call filters (items 0 and 1): the old one kills, the committed one does not ----
-# probe NAME UNIT-OR-"old" CMD...: CMD as a oneshot unit with the system-call filter of UNIT
-# (or the filter every unit had before, "old"); prints the unit's result and exit status.
+# probe NAME UNIT-OR-"old" COMMAND-LINE: the command line (systemd's quoting) as a oneshot unit
+# with the system-call filter of UNIT, or the filter every unit had before ("old"); prints the
+# unit's result and exit status.
 probe() {
     pname=$1
     from=$2
-    shift 2
     {
         echo "[Service]"
         echo "Type=oneshot"
-        echo "ExecStart=$*"
+        echo "ExecStart=$3"
         echo "SystemCallArchitectures=native"
         if [ "$from" = old ]; then
             echo "SystemCallFilter=@system-service"
@@ -327,10 +335,10 @@ probe() {
     inside systemctl start "rehearsal-$pname.service" >/dev/null 2>&1 || true
     echo "$(inside systemctl show -P Result "rehearsal-$pname.service") $(inside systemctl show -P ExecMainStatus "rehearsal-$pname.service")"
 }
-r=$(probe rclone-old old /usr/bin/rclone version)
+r=$(probe rclone-old old "/usr/bin/rclone version")
 [ "$r" = "signal 31" ] || fail "regression (item 1): rclone under the old filter ended '$r', not killed by SIGSYS (31)"
 ok "regression (item 1): the old filter kills rclone version with SIGSYS ($r)"
-r=$(probe rclone-backup materia-backup.service /usr/bin/rclone version)
+r=$(probe rclone-backup materia-backup.service "/usr/bin/rclone version")
 [ "$r" = "success 0" ] || fail "item 1: rclone under materia-backup.service's filter ended '$r'"
 ok "item 1: rclone version runs under materia-backup.service's filter ($r)"
 
@@ -370,6 +378,7 @@ R2_ACCESS_KEY_ID=rehearsal
 R2_SECRET_ACCESS_KEY=rehearsal-secret
 R2_ENDPOINT=http://127.0.0.1:$moto_port
 MATERIA_HEALTH_WAIT_SECS=900
+MATERIA_HEALTH_POLL_SECS=5
 EOF
 (cd "$work" && env -i PATH=/usr/bin:/bin "$tools/bin/sops" --encrypt --age "$age_recipient" \
     --input-type dotenv --output-type dotenv plain.env >"$src/.env.prod.sops")
@@ -405,10 +414,10 @@ for u in materia-supervisor.service materia-backup.timer materia-deploy.timer; d
     inside systemctl is-enabled --quiet "$u" || fail "$u is not enabled"
 done
 
-r=$(probe numpy-old old /opt/materia/current/.venv/bin/python -c "import numpy")
+r=$(probe numpy-old old "/opt/materia/current/.venv/bin/python -c 'import numpy'")
 [ "$r" = "signal 31" ] || fail "regression (item 0): SQLMesh's Python (numpy) under the old filter ended '$r', not killed by SIGSYS"
 ok "regression (item 0): the old filter kills SQLMesh's Python at 'import numpy' (OpenBLAS calls mbind): $r"
-r=$(probe numpy-supervisor materia-supervisor.service /opt/materia/current/.venv/bin/python -c "import numpy")
+r=$(probe numpy-supervisor materia-supervisor.service "/opt/materia/current/.venv/bin/python -c 'import numpy'")
 [ "$r" = "success 0" ] || fail "item 0: SQLMesh's Python under materia-supervisor.service's filter ended '$r'"
 ok "item 0: SQLMesh's Python runs under materia-supervisor.service's filter ($r)"
 
@@ -447,8 +456,12 @@ echo "rehearsal v2" >"$src/REHEARSAL"
 release v2 "rehearsal v2: a new release"
 log "v2 pushed; waiting for materia-deploy.timer to build it (make release as materia) and switch"
 t0=$(date +%s)
-switched_to_v2() { [ "$(current)" = releases/v2 ]; }
-until_true "$deploy_timeout_secs" "the switch to v2" switched_to_v2
+deadline=$(($(date +%s) + deploy_timeout_secs))
+until [ "$(current)" = releases/v2 ]; do
+    [ "$(date +%s)" -lt "$deadline" ] || fail "timed out waiting for the switch to v2"
+    sleep 0.1
+done
+switch_at=$(date -u +%Y-%m-%dT%H:%M:%S.000Z)
 main_pid=$(inside systemctl show -P MainPID materia-deploy.service)
 [ "$main_pid" -gt 0 ] || fail "item 6: deploy-poll was not running after the switch"
 inside kill -KILL "$main_pid"
@@ -460,8 +473,11 @@ inside journalctl -u materia-deploy.service --no-pager | grep -q "interrupted af
     fail "item 6: the next poll did not settle the interrupted deploy"
 ok "item 6: the next poll restarted v2, ran its health check and recorded it deployed"
 [ "$(inside stat -c %U /opt/materia/releases/v2/bin/deploy-poll)" = materia ] || fail "item 2: v2's binaries are not materia's"
-inside journalctl -u materia-deploy.service --no-pager | grep -q "health: extract-psd, transform and export-serving succeeded" ||
-    fail "item 5: the health check did not wait for the steps"
+deployed_at=$(ledger "SELECT min(finished_at) FROM step_runs WHERE step = 'deploy-poll' AND detail LIKE 'deployed v2 %'")
+exported_at=$(ledger "SELECT min(finished_at) FROM step_runs WHERE step = 'export-serving' AND status IN ('success', 'unchanged') AND started_at >= '$switch_at'")
+[ -n "$exported_at" ] || fail "item 5: v2 was recorded deployed without a cycle after the switch"
+[ "$(printf '%s\n%s\n' "$exported_at" "$deployed_at" | sort | head -n 1)" = "$exported_at" ] ||
+    fail "item 5: v2 was recorded deployed ($deployed_at) before its first cycle ended ($exported_at)"
 command -v "$root/usr/bin/sudo" >/dev/null 2>&1 && fail "item 2: sudo is installed in the container"
 ok "item 2: v2 built by make release as materia under materia-deploy.service (NoNewPrivileges, no sudo on the server)"
 ok "item 5: the default health check passed only once every step had succeeded since the restart"
@@ -481,19 +497,22 @@ more_polls() { [ "$(ledger "SELECT count(*) FROM step_runs WHERE step = 'deploy-
 until_true 120 "three more polls" more_polls
 [ "$(ledger "SELECT count(*) FROM step_runs WHERE step = 'deploy-poll' AND detail LIKE '% v3 %'")" = 1 ] ||
     fail "item 5: v3 was tried again: $(ledger "SELECT detail FROM step_runs WHERE step = 'deploy-poll'")"
-until_true "$cycle_timeout_secs" "v2's supervisor to complete a cycle after the rollback" cycle_since "$(ledger "SELECT max(finished_at) FROM step_runs WHERE step = 'deploy-poll' AND detail LIKE 'rolled-back v3 %'")"
+until_true "$cycle_timeout_secs" "v2's supervisor to complete a cycle after the rollback" cycle_since "$(ledger "SELECT max(started_at) FROM step_runs WHERE step = 'deploy-poll' AND detail LIKE 'rolled-back v3 %'")"
 ok "item 5: v3 never retried in three more polls, and v2's supervisor completes cycles again"
 
 # --- EnvironmentFile= against the supervisor's reading of the same file (item 11) ------------
-names="DOLLAR BACKTICK AMPERSAND SPACES DOUBLE SINGLE SEMI ESCAPED EMPTY"
-dump="for k in $names; do eval \"printf '%s=[%s]\\\\n' \$k \\\"\\\${\$k-UNSET}\\\"\"; done"
 mkdir -p "$root/srv/fake-bin"
-printf '#!/bin/sh\n%s\n' "$dump" >"$root/srv/fake-bin/extract-psd"
+cat >"$root/srv/fake-bin/extract-psd" <<'EOF'
+#!/bin/sh
+for k in DOLLAR BACKTICK AMPERSAND SPACES DOUBLE SINGLE SEMI ESCAPED EMPTY; do
+    eval "printf '%s=[%s]\n' $k \"\${$k-UNSET}\""
+done
+EOF
 printf '#!/bin/sh\nexit 0\n' >"$root/srv/fake-bin/transform"
 cp "$root/srv/fake-bin/transform" "$root/srv/fake-bin/export-serving"
 chmod 0755 "$root/srv/fake-bin/"*
 fixture=/srv/materia-src/crates/operations/tests/fixtures/tricky.env
-by_systemd=$(inside systemd-run --wait --pipe --quiet --collect -p "EnvironmentFile=$fixture" /bin/sh -c "$dump")
+by_systemd=$(inside systemd-run --wait --pipe --quiet --collect -p "EnvironmentFile=$fixture" /bin/sh /srv/fake-bin/extract-psd)
 by_supervisor=$(inside env MATERIA_ENV_FILE="$fixture" MATERIA_BIN_DIR=/srv/fake-bin sh /srv/materia-src/scripts/supervisor.sh --once 2>/dev/null)
 [ "$by_systemd" = "$by_supervisor" ] || fail "item 11: systemd read
 $by_systemd
@@ -520,7 +539,8 @@ remove_cgroup "$cg_unified"
 remove_cgroup "$cg_systemd"
 boot
 [ -n "$last_backup" ] || fail "materia-backup.timer had never fired before the reboot"
-[ -n "$(inside systemctl show -P LastTriggerUSec materia-backup.timer)" ] ||
+after=$(inside systemctl show -P LastTriggerUSec materia-backup.timer)
+case "$after" in "" | n/a) false ;; esac ||
     fail "materia-backup.timer lost its last trigger ($last_backup) across the reboot"
 [ -f "$root/var/lib/systemd/timers/stamp-materia-backup.timer" ] || fail "materia-backup.timer has no persistent stamp"
 for u in materia-backup.timer materia-deploy.timer materia-supervisor.service; do

@@ -13,6 +13,9 @@
 #   REHEARSAL_CACHE  where the root tarball is kept (default ~/.cache/materia/rehearsal)
 #   REHEARSAL_MIRROR the Debian mirror (default: the one apt uses here)
 #   REHEARSAL_KEEP=1 keep the work directory (container root, logs) after the run
+#   REHEARSAL_BUILD_CACHE=1 seed the service user's build caches (cargo target and registry,
+#                    npm, pip) from the last such rehearsal, and keep them for the next: the
+#                    releases are still built by make release as materia, incrementally
 #
 # What is rehearsed is the working tree as `git stash create` sees it (committed and staged
 # or modified tracked files), published to the origin as tags v1, v2 and v3.
@@ -84,7 +87,7 @@ failed=0
 log() { echo "rehearsal: $*" >&2; }
 ok() {
     passed=$((passed + 1))
-    echo "ok: $*"
+    echo "ok: [$(($(date +%s) - started_at))s] $*"
 }
 # fail MESSAGE: report, show the journal's last lines, end the run.
 fail() {
@@ -143,6 +146,15 @@ cleanup() {
     [ -z "$chroot_proc" ] || umount "$chroot_proc" 2>/dev/null || true
     [ -z "$psd_pid" ] || kill "$psd_pid" 2>/dev/null || true
     [ -z "$moto_pid" ] || kill "$moto_pid" 2>/dev/null || true
+    if [ "${REHEARSAL_BUILD_CACHE:-}" = 1 ] && [ -d "$root/opt/materia/.cache/materia/target" ]; then
+        rm -rf "$cache/build.new"
+        mkdir -p "$cache/build.new"
+        for d in .cache/materia/target .cargo/registry .cache/materia/npm .cache/pip; do
+            [ ! -d "$root/opt/materia/$d" ] || mv "$root/opt/materia/$d" "$cache/build.new/$(basename "$d")"
+        done
+        rm -rf "$cache/build"
+        mv "$cache/build.new" "$cache/build"
+    fi
     if [ "${REHEARSAL_KEEP:-}" = 1 ]; then
         log "kept $work"
     else
@@ -363,6 +375,15 @@ again=$(inside sh /srv/materia-src/scripts/setup_server.sh --rustup /srv/rust/ru
 case "$again" in *"setup_server: 0 changes"*) ok "setup_server.sh again: 0 changes" ;; *) fail "setup_server.sh is not idempotent: $again" ;; esac
 materia_uid=$(inside id -u materia)
 chown -R "$materia_uid:$materia_uid" "$work/origin.git"
+if [ "${REHEARSAL_BUILD_CACHE:-}" = 1 ] && [ -d "$cache/build" ]; then
+    for d in target:.cache/materia/target registry:.cargo/registry npm:.cache/materia/npm pip:.cache/pip; do
+        [ -d "$cache/build/${d%%:*}" ] || continue
+        mkdir -p "$root/opt/materia/$(dirname "${d#*:}")"
+        cp -a "$cache/build/${d%%:*}" "$root/opt/materia/${d#*:}"
+    done
+    chown -R "$materia_uid:$materia_uid" "$root/opt/materia/.cache" "$root/opt/materia/.cargo"
+    ok "build caches of the last rehearsal seeded (REHEARSAL_BUILD_CACHE=1)"
+fi
 
 # --- the releases: the server's settings encrypted to the server's age key ------------------
 age_recipient=$(inside age-keygen -y /opt/materia/.config/sops/age/keys.txt)
@@ -397,7 +418,7 @@ release v1 "rehearsal v1: the working tree, with the server's secrets"
 mkdir -p "$root/etc/systemd/system/materia-backup.timer.d" "$root/etc/systemd/system/materia-deploy.timer.d"
 printf '[Timer]\nOnCalendar=\nOnCalendar=*:*:0/30\nRandomizedDelaySec=0\nAccuracySec=1s\n' \
     >"$root/etc/systemd/system/materia-backup.timer.d/rehearsal.conf"
-printf '[Timer]\nOnBootSec=\nOnBootSec=15s\nOnUnitInactiveSec=\nOnUnitInactiveSec=10s\nAccuracySec=1s\n' \
+printf '[Timer]\nOnActiveSec=\nOnActiveSec=15s\nOnUnitInactiveSec=\nOnUnitInactiveSec=10s\nAccuracySec=1s\n' \
     >"$root/etc/systemd/system/materia-deploy.timer.d/rehearsal.conf"
 
 log "bootstrap_supervisor.sh (clone, make release of v1 as materia: a cold build, then the units)"

@@ -36,7 +36,7 @@ TOOLS_VENV ?= .venv-tools
 GITLAB_CI_LOCAL_DIR := $(MATERIA_CACHE)/npm/gitlab-ci-local-4.66.1
 export MATERIA_GITLAB_CI_LOCAL := $(GITLAB_CI_LOCAL_DIR)/node_modules/.bin/gitlab-ci-local
 
-.PHONY: all deps deps-bench duckdb build venv tools ci-tools ci-build ci-test ci-local secrets-decrypt-dev secrets-edit-prod test test-rust test-transform test-fuzz-targets lint demo bench fuzz dr-drill release clean-data help
+.PHONY: all deps deps-bench deps-rehearsal duckdb build venv tools ci-tools ci-build ci-test ci-local secrets-decrypt-dev secrets-edit-prod test test-rust test-transform test-fuzz-targets lint demo bench fuzz dr-drill rehearsal release clean-data help
 
 all: build
 
@@ -47,6 +47,7 @@ help:
 	@echo "make fuzz     each fuzz target for FUZZ_SECS (60) seconds (cargo-fuzz, nightly)"
 	@echo "make lint     cargo fmt --check, clippy -D warnings, shellcheck"
 	@echo "make dr-drill restore the backup into an empty directory, rebuild, compare with live"
+	@echo "make rehearsal  the whole server under a real systemd in a container (root; about 20 minutes)"
 	@echo "make release  build the binaries into ./bin, DuckDB into ./lib, and the venv (what deploys run)"
 	@echo "make ci-local run .gitlab-ci.yml here with gitlab-ci-local: build once, every test job from the archive"
 	@echo "make build DUCKDB=bundled   compile DuckDB from source instead of the prebuilt library"
@@ -57,6 +58,9 @@ deps:
 
 deps-bench:
 	@sh scripts/install-deps.sh bench
+
+deps-rehearsal:
+	@sh scripts/install-deps.sh rehearsal
 
 # DuckDB's prebuilt library, verified, in the cache, and where the binaries look for it
 # ($ORIGIN/../lib, .cargo/config.toml): <target>/lib for <target>/release/<bin>,
@@ -167,6 +171,13 @@ fuzz: build
 
 dr-drill: build venv
 	BIN_DIR="$(BIN_DIR)" VENV="$(abspath $(VENV))" sh scripts/dr-drill.sh
+
+# The production rehearsal: a Debian root booted with a real systemd (systemd-nspawn), set up
+# with setup_server.sh and bootstrap_supervisor.sh, releases deployed by materia-deploy.timer
+# (scripts/rehearsal.sh says what it checks). Needs root; the root tarball is cached in
+# $(MATERIA_CACHE)/rehearsal.
+rehearsal: deps-rehearsal build tools
+	BIN_DIR="$(BIN_DIR)" TOOLS_VENV="$(abspath $(TOOLS_VENV))" MATERIA_CACHE="$(MATERIA_CACHE)" sh scripts/rehearsal.sh
 
 # A release directory (deploy-poll's default build command): the binaries in ./bin, the DuckDB
 # library they were built with in ./lib (found through $ORIGIN/../lib, so a rollback brings its

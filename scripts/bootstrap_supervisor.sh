@@ -8,12 +8,19 @@
 # Usage (as root): scripts/bootstrap_supervisor.sh --repo URL [--deploy-key FILE] [--tag TAG]
 #                  [--root DIR] [--no-start]
 #   --repo URL        the release remote (git@github.com:org/materia.git)
-#   --deploy-key FILE private key of the repository's read-only deploy key
-#   --tag TAG         release to install (default: the highest v* tag, v9 < v10)
+#   --deploy-key FILE private key of the repository's read-only deploy key (default: the one
+#                     setup_server.sh generated, /opt/materia/.ssh/id_ed25519)
+#   --tag TAG         release to install (default: the newest v* tag in deploy-poll's order)
 #   --root DIR        apply under DIR instead of / (tests); implies --no-start
 #   --no-start        install the units but do not enable or start them
 # Environment: MATERIA_BUILD_CMD (default `make release`), SOPS_AGE_KEY_FILE (the server's age
 # key for .env.prod.sops; default /opt/materia/.config/sops/age/keys.txt).
+#
+# Which tag is newest is deploy-poll's decision, never a second ordering here: without --tag,
+# the first build is of git's highest version (pre-releases before their release), and then
+# that release's own deploy-poll runs once, which deploys a newer tag if its order says so.
+# materia-backup.timer is enabled only when the release's .env holds BACKUP_REMOTE and, for an
+# r2: remote, the R2 credentials; bootstrap says which are missing.
 set -eu
 
 root=/
@@ -35,6 +42,8 @@ done
 [ -z "$key" ] || [ -r "$key" ] || { echo "bootstrap: cannot read deploy key $key" >&2; exit 2; }
 root=${root%/}
 app=$root/opt/materia
+[ -n "$key" ] || [ ! -r "$app/.ssh/id_ed25519" ] || key=$app/.ssh/id_ed25519
+tag_given=$tag
 repo=$app/repo
 build_cmd=${MATERIA_BUILD_CMD:-make release}
 [ -d "$app/releases" ] || { echo "bootstrap: $app/releases missing; run setup_server.sh first" >&2; exit 2; }
@@ -49,9 +58,11 @@ changed() {
 
 # Git runs as the owner of /opt/materia (git refuses repositories owned by someone else) with
 # the deploy key and nothing from the caller's ssh configuration.
+# The toolchain setup_server.sh installed for the service user is on its PATH.
 as_owner() {
     if [ "$(id -u)" -eq 0 ] && [ "$uid" -ne 0 ]; then
-        setpriv --reuid="$uid" --regid="$gid" --clear-groups -- env HOME="$app" "$@"
+        setpriv --reuid="$uid" --regid="$gid" --clear-groups -- \
+            env HOME="$app" PATH="$app/.cargo/bin:$PATH" "$@"
     else
         "$@"
     fi
@@ -73,7 +84,9 @@ else
 fi
 
 if [ -z "$tag" ]; then
-    tag=$(as_owner git -C "$repo" tag --list 'v*' --sort=-version:refname | head -n 1)
+    # Only the first build's choice; deploy-poll decides below.
+    tag=$(as_owner git -c versionsort.suffix=- -C "$repo" tag --list --sort=-version:refname -- 'v*' |
+        grep -v '/' | head -n 1 || true)
     [ -n "$tag" ] || { echo "bootstrap: no v* tag in $repo_url" >&2; exit 1; }
 fi
 release=$app/releases/$tag
@@ -114,6 +127,27 @@ if [ "$(readlink "$app/current" 2>/dev/null || true)" != "releases/$tag" ]; then
     ln -sfn "releases/$tag" "$app/current.new"
     mv -T "$app/current.new" "$app/current"
     changed "current is now $tag"
+    first=true
+else
+    first=false
+fi
+
+# deploy-poll's order decides the newest tag: whenever current moved, the release's own
+# deploy-poll runs once (nothing runs yet, so there is nothing to restart or check; the units
+# start below). It records its run in the production state DB.
+if [ "$first" = true ] && [ -z "$tag_given" ]; then
+    if [ -x "$app/current/bin/deploy-poll" ]; then
+        as_owner env STATE_DB="$root/data/materia/landing/.state.sqlite" \
+            SOPS_AGE_KEY_FILE="${SOPS_AGE_KEY_FILE:-$app/.config/sops/age/keys.txt}" \
+            "$app/current/bin/deploy-poll" --once --root "$app" \
+            --build-cmd "$build_cmd" --restart-cmd true --health-cmd true >/dev/null || {
+            echo "bootstrap: deploy-poll could not move on from $tag (see above); $tag stays current" >&2
+        }
+        now=$(basename "$(readlink "$app/current")")
+        [ "$now" = "$tag" ] || { changed "deploy-poll chose $now over $tag"; tag=$now; release=$app/releases/$tag; }
+    else
+        echo "bootstrap: warning: $tag has no bin/deploy-poll; the newest tag was chosen by git alone" >&2
+    fi
 fi
 
 units_changed=false
@@ -128,9 +162,30 @@ for unit in "$release"/systemd/*.service "$release"/systemd/*.timer; do
     fi
 done
 
+# Backups need somewhere to go: BACKUP_REMOTE, and for an r2: remote the R2 credentials.
+backup=materia-backup.timer
+env_file=$release/.env
+value_of() { sed -n "s/^[[:space:]]*$1[[:space:]]*=[[:space:]]*//p" "$env_file" 2>/dev/null | tail -n 1; }
+lacking=""
+remote=$(value_of BACKUP_REMOTE)
+[ -n "$remote" ] || lacking=" BACKUP_REMOTE"
+case "$remote" in
+    r2:*)
+        for k in R2_ACCESS_KEY_ID R2_SECRET_ACCESS_KEY R2_ENDPOINT; do
+            [ -n "$(value_of "$k")" ] || lacking="$lacking $k"
+        done
+        ;;
+esac
+if [ -n "$lacking" ]; then
+    echo "bootstrap: $backup stays disabled: $app/.env lacks$lacking (add them to .env.prod.sops, release, run bootstrap again)" >&2
+    backup=""
+else
+    echo "bootstrap: backups go to $remote" >&2
+fi
+
 if [ "$start" = true ]; then
     [ "$units_changed" = false ] || systemctl daemon-reload
-    for u in materia-supervisor.service materia-backup.timer materia-deploy.timer; do
+    for u in materia-supervisor.service $backup materia-deploy.timer; do
         if ! systemctl is-enabled --quiet "$u" || ! systemctl is-active --quiet "$u"; then
             systemctl enable --now --quiet "$u"
             changed "enabled and started $u"

@@ -1,10 +1,11 @@
 #!/bin/sh
 # Installs the system tools that builds, tests, the demo and benchmarks need, from Debian's
 # packages, only where missing. Idempotent: with everything present it changes nothing.
-# Usage: scripts/install-deps.sh [build|test|bench|all]
+# Usage: scripts/install-deps.sh [build|test|bench|rehearsal|all]
 #   build: what `make release` needs on a server (run as the service user, who cannot install
 #          anything: there a missing tool is an error naming it, and setup_server.sh installs
-#          them); test: build + the tools the tests drive; bench: the baselines' tools.
+#          them); test: build + the tools the tests drive; bench: the baselines' tools;
+#          rehearsal: test + a container with a real systemd (`make rehearsal`).
 set -eu
 
 profile=${1:-all}
@@ -13,15 +14,18 @@ profile=${1:-all}
 need_build="python3:python3 cc:gcc git:git npm:npm openssl:openssl timeout:coreutils"
 need_test="$need_build shellcheck:shellcheck dash:dash curl:curl systemd-analyze:systemd git:git rclone:rclone age-keygen:age ssh-keygen:openssh-client setpriv:util-linux unshare:util-linux mount:mount useradd:passwd rsync:rsync c++:g++"
 need_bench="pigz:pigz unzip:unzip curl:curl"
+need_rehearsal="$need_test systemd-nspawn:systemd-container debootstrap:debootstrap zstd:zstd nsenter:util-linux"
 case "$profile" in
     build) wanted=$need_build ;;
     test) wanted=$need_test ;;
     bench) wanted=$need_bench ;;
-    all) wanted="$need_test $need_bench" ;;
-    *) echo "install-deps: unknown profile '$profile' (build, test, bench or all)" >&2; exit 2 ;;
+    rehearsal) wanted=$need_rehearsal ;;
+    all) wanted="$need_rehearsal $need_bench" ;;
+    *) echo "install-deps: unknown profile '$profile' (build, test, bench, rehearsal or all)" >&2; exit 2 ;;
 esac
-# GNU time, for peak RSS figures; a shell keyword or builtin called "time" does not count.
-[ -x /usr/bin/time ] || wanted="$wanted /usr/bin/time:time"
+# GNU time, for the tests' and benchmarks' peak RSS figures (a shell keyword or builtin called
+# "time" does not count); a release build does not need it.
+[ "$profile" = build ] || [ -x /usr/bin/time ] || wanted="$wanted /usr/bin/time:time"
 
 missing=""
 for pair in $wanted; do

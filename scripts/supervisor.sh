@@ -10,9 +10,9 @@
 # A cycle is extract-psd -> transform -> export-serving; the first step that fails ends it, and
 # the cycle's status is that step's exit code (75: a lock was held; try later).
 #
-# Environment: the variables of contracts.md section 1 (LANDING_DIR, STATE_DB, DUCKDB_PATH,
+# Environment: the configuration variables of every step (LANDING_DIR, STATE_DB, DUCKDB_PATH,
 # SERVING_DUCKDB_PATH, METRICS_DIR), PSD_URL and the other step variables pass through. Also:
-#   MATERIA_ENV_FILE           dotenv file loaded first (systemd units load /opt/materia/.env themselves)
+#   MATERIA_ENV_FILE           dotenv file read first, as data (systemd units load /opt/materia/.env themselves)
 #   MATERIA_BIN_DIR            the step binaries (default ./bin, else the cargo target directory)
 #   SUPERVISOR_INTERVAL_SECS   sleep between good cycles (default 3600)
 #   SUPERVISOR_BACKOFF_SECS    first sleep after a failed cycle, doubled each time (default 60)
@@ -34,12 +34,83 @@ case "${1:-}" in
         ;;
 esac
 
+# MATERIA_ENV_FILE is data, never shell code: it is read the way systemd's EnvironmentFile=
+# reads it (KEY=VALUE lines; `#`/`;` comments; single quotes literal; in double quotes and
+# unquoted text a backslash keeps the next character; no expansion of `$`, backticks or
+# anything else). What systemd would ignore (no `=`, an invalid name) is ignored with a warning;
+# the multi-line forms (a quote or a backslash continued on the next line) are refused, exit 2.
+load_env_file() {
+    parsed=$(awk '
+        function refuse(why) {
+            printf "supervisor: %s line %d: %s\n", FILENAME, FNR, why > "/dev/stderr"
+            exit 2
+        }
+        function warn(why) {
+            printf "supervisor: %s line %d: ignored: %s\n", FILENAME, FNR, why > "/dev/stderr"
+        }
+        {
+            line = $0
+            sub(/^[ \t\r]+/, "", line)
+            if (line == "" || line ~ /^[#;]/) next
+            eq = index(line, "=")
+            if (eq == 0) { warn("no \"=\""); next }
+            key = substr(line, 1, eq - 1)
+            sub(/[ \t]+$/, "", key)
+            if (key !~ /^[A-Za-z_][A-Za-z0-9_]*$/) { warn("invalid name"); next }
+            v = substr(line, eq + 1)
+            sub(/^[ \t]+/, "", v)
+            sub(/[ \t\r]+$/, "", v)
+            n = length(v)
+            out = ""
+            if (substr(v, 1, 1) == "\047") {
+                rest = substr(v, 2)
+                end = index(rest, "\047")
+                if (end == 0) refuse("a quoted value must end on its own line")
+                if (end != length(rest)) refuse("text after the closing quote")
+                out = substr(rest, 1, end - 1)
+            } else if (substr(v, 1, 1) == "\"") {
+                end = 0
+                for (i = 2; i <= n; i++) {
+                    c = substr(v, i, 1)
+                    if (c == "\\") {
+                        if (i == n) refuse("a quoted value must end on its own line")
+                        d = substr(v, i + 1, 1)
+                        out = out (index("\"\\`$", d) ? d : c d)
+                        i++
+                    } else if (c == "\"") {
+                        end = i
+                        break
+                    } else {
+                        out = out c
+                    }
+                }
+                if (end == 0) refuse("a quoted value must end on its own line")
+                if (end != n) refuse("text after the closing quote")
+            } else {
+                for (i = 1; i <= n; i++) {
+                    c = substr(v, i, 1)
+                    if (c == "\\") {
+                        if (i == n) refuse("a line continued with a backslash is not supported")
+                        out = out substr(v, i + 1, 1)
+                        i++
+                    } else {
+                        out = out c
+                    }
+                }
+            }
+            print key "=" out
+        }' "$1") || exit 2
+    # Each line is KEY=VALUE; `export "$kv"` assigns it as it is and expands nothing in it.
+    while IFS= read -r kv; do
+        [ -z "$kv" ] || export "${kv?}"
+    done <<EOF
+$parsed
+EOF
+}
+
 if [ -n "${MATERIA_ENV_FILE:-}" ]; then
     [ -r "$MATERIA_ENV_FILE" ] || { echo "supervisor: cannot read MATERIA_ENV_FILE=$MATERIA_ENV_FILE" >&2; exit 2; }
-    set -a
-    # shellcheck disable=SC1090 # the file is the operator's
-    . "$MATERIA_ENV_FILE"
-    set +a
+    load_env_file "$MATERIA_ENV_FILE"
 fi
 
 if [ -n "${MATERIA_BIN_DIR:-}" ]; then

@@ -12,6 +12,7 @@ use serde::Serialize;
 use step_runtime::{Record, Report, ResultExt, StepContext, StepError, iso8601, run_recorded};
 
 use crate::Args;
+use crate::pending::{self, BUILD_ATTEMPTS_MAX, Pending, Phase};
 use crate::run::{self, shell};
 use crate::version::Version;
 
@@ -25,11 +26,14 @@ const DECRYPTED: &str = ".env";
 /// Time bounds of a deploy's commands.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(300);
 const GIT_TIMEOUT: Duration = Duration::from_secs(300);
-const BUILD_TIMEOUT: Duration = Duration::from_secs(3 * 3600);
+const BUILD_TIMEOUT: Duration = Duration::from_secs(2 * 3600);
 const SOPS_TIMEOUT: Duration = Duration::from_secs(60);
 const RESTART_TIMEOUT: Duration = Duration::from_secs(300);
-const HEALTH_TIMEOUT: Duration = Duration::from_secs(600);
-
+/// The default health check waits for a whole supervisor cycle, which rebuilds the lakehouse
+/// when the release changed a model (minutes per landing file).
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(3600);
+// materia-deploy.service's TimeoutStartSec= is longer than all of these together (tested
+// below), so systemd never kills a poll that the code would still end itself.
 #[derive(Debug, Default, Serialize)]
 pub struct DeployReport {
     /// `deployed`, `up-to-date`, `rolled-back` or `failed`.
@@ -152,7 +156,21 @@ fn git(layout: &Layout, args: &[&str], timeout: Duration) -> anyhow::Result<Stri
     run::run(&what, Path::new("git"), args, &layout.repo, timeout).map(|f| f.stdout)
 }
 
+/// A tag that can name a release directory: one plain path component (`v3/hotfix` would be
+/// directory `v3/` and read back as `hotfix`), not hidden, not an option, printable.
+pub fn plain_tag(tag: &str) -> bool {
+    !tag.is_empty()
+        && !tag.starts_with(['.', '-'])
+        && tag
+            .chars()
+            .all(|c| c != '/' && c != '\\' && !c.is_whitespace() && !c.is_control())
+}
+
 fn poll(args: &Args, layout: &Layout, ledger: &Ledger) -> Result<DeployReport, StepError> {
+    // A deploy that was killed half-way is settled before anything else, and ends this poll.
+    if let Some(report) = settle_pending(args, layout, ledger)? {
+        return Ok(report);
+    }
     git(
         layout,
         &[
@@ -167,14 +185,26 @@ fn poll(args: &Args, layout: &Layout, ledger: &Ledger) -> Result<DeployReport, S
         FETCH_TIMEOUT,
     )
     .context("cannot fetch release tags from origin; nothing changed")?;
-    // git matches the pattern itself, exactly as an operator's `git tag --list` would.
-    let listed = git(layout, &["tag", "--list", &args.tag_pattern], GIT_TIMEOUT)?;
+    // git matches the pattern itself, exactly as an operator's `git tag --list` would; after
+    // `--` a pattern that starts with `-` is a pattern, never an option.
+    let listed = git(
+        layout,
+        &["tag", "--list", "--", &args.tag_pattern],
+        GIT_TIMEOUT,
+    )?;
     let bad = ledger.bad_tags()?;
     let current = layout.current_tag();
     let newest = listed
         .lines()
         .map(str::trim)
         .filter(|t| !t.is_empty() && !bad.iter().any(|b| b == t))
+        .filter(|t| {
+            let plain = plain_tag(t);
+            if !plain {
+                log::warn!("ignoring tag {t:?}: a release tag must be one plain path component");
+            }
+            plain
+        })
         .map(Version::parse)
         .max();
     let Some(newest) = newest else {
@@ -209,49 +239,163 @@ fn poll(args: &Args, layout: &Layout, ledger: &Ledger) -> Result<DeployReport, S
         previous: current.clone(),
         ..Default::default()
     };
-    let bad_tag = |reason: &anyhow::Error| -> Result<(), StepError> {
-        let reason = format!("{reason:#}");
-        ledger.mark_bad_tag(&tag, &reason, &iso8601(SystemTime::now()))?;
-        log::error!("{tag} is recorded as bad and will not be tried again");
-        Ok(())
-    };
 
     // Up to the switch, nothing in service changes: a failure leaves `current` as it was.
+    let attempts = match pending::read(&layout.root)? {
+        Some(p) if p.tag == tag && p.phase == Phase::Building => p.attempts + 1,
+        _ => 1,
+    };
+    let mut record = Pending {
+        tag: tag.clone(),
+        previous: current,
+        phase: Phase::Building,
+        attempts,
+    };
+    pending::write(&layout.root, &record)?;
     if let Err(e) = prepare(args, layout, &tag) {
-        bad_tag(&e)?;
+        mark_bad(ledger, &tag, &e)?;
+        pending::clear(&layout.root)?;
         report.status = "failed";
         report.error = Some(format!("{e:#}"));
         return Ok(report);
     }
 
+    record.phase = Phase::Switched;
+    pending::write(&layout.root, &record)?;
     layout.switch(Some(&tag))?;
-    let release = layout.releases.join(&tag);
+    verify_or_roll_back(args, layout, ledger, &record, report)
+}
+
+/// Restarts the release `record.tag` (already current) and checks its health; on failure
+/// makes `record.previous` current again, restarts it and records the tag as bad.
+fn verify_or_roll_back(
+    args: &Args,
+    layout: &Layout,
+    ledger: &Ledger,
+    record: &Pending,
+    mut report: DeployReport,
+) -> Result<DeployReport, StepError> {
+    let tag = &record.tag;
+    let release = layout.releases.join(tag);
     let started = shell("restart", &args.restart_cmd, &release, RESTART_TIMEOUT)
         .and_then(|_| shell("health check", &args.health_cmd, &release, HEALTH_TIMEOUT));
     let Err(e) = started else {
         log::info!("{tag} deployed");
+        pending::clear(&layout.root)?;
         report.status = "deployed";
         // Old releases (each with its own virtualenv) would fill the disk over the years.
-        if let Err(e) = prune(layout, &tag, current.as_deref(), args.keep_releases) {
+        if let Err(e) = prune(layout, tag, record.previous.as_deref(), args.keep_releases) {
             log::warn!("cannot remove old releases: {e:#}");
         }
         return Ok(report);
     };
     log::error!(
         "{e:#}; rolling back to {}",
-        current.as_deref().unwrap_or("nothing")
+        record.previous.as_deref().unwrap_or("nothing")
     );
-    layout.switch(current.as_deref())?;
-    if let Some(previous) = &current {
+    let rolling_back = Pending {
+        phase: Phase::RollingBack,
+        ..record.clone()
+    };
+    pending::write(&layout.root, &rolling_back)?;
+    roll_back(args, layout, ledger, &rolling_back, &e)?;
+    report.status = "rolled-back";
+    report.error = Some(format!("{e:#}"));
+    Ok(report)
+}
+
+/// Makes the previous release current again, restarts it, records the tag as bad, and only
+/// then forgets the pending deploy (so a kill anywhere in here is finished by the next poll).
+fn roll_back(
+    args: &Args,
+    layout: &Layout,
+    ledger: &Ledger,
+    record: &Pending,
+    reason: &anyhow::Error,
+) -> Result<(), StepError> {
+    layout.switch(record.previous.as_deref())?;
+    if let Some(previous) = &record.previous {
         let dir = layout.releases.join(previous);
         if let Err(restart) = shell("restart", &args.restart_cmd, &dir, RESTART_TIMEOUT) {
             log::error!("restarting {previous} after the rollback failed: {restart:#}");
         }
     }
-    bad_tag(&e)?;
-    report.status = "rolled-back";
-    report.error = Some(format!("{e:#}"));
-    Ok(report)
+    mark_bad(ledger, &record.tag, reason)?;
+    pending::clear(&layout.root)?;
+    Ok(())
+}
+
+fn mark_bad(ledger: &Ledger, tag: &str, reason: &anyhow::Error) -> Result<(), StepError> {
+    let reason = format!("{reason:#}");
+    ledger.mark_bad_tag(tag, &reason, &iso8601(SystemTime::now()))?;
+    log::error!("{tag} is recorded as bad and will not be tried again");
+    Ok(())
+}
+
+/// Finishes a deploy that an earlier poll left half-done (killed, or stopped by systemd).
+/// `None`: nothing to settle here, the poll goes on.
+fn settle_pending(
+    args: &Args,
+    layout: &Layout,
+    ledger: &Ledger,
+) -> Result<Option<DeployReport>, StepError> {
+    let Some(record) = pending::read(&layout.root)? else {
+        return Ok(None);
+    };
+    let tag = record.tag.clone();
+    let report = DeployReport {
+        tag: Some(tag.clone()),
+        previous: record.previous.clone(),
+        ..Default::default()
+    };
+    match record.phase {
+        Phase::Building if record.attempts >= BUILD_ATTEMPTS_MAX => {
+            let e = anyhow!(
+                "the deploy of {tag} was interrupted {} times before it was built and switched \
+                 (killed, or stopped by systemd); not trying it again",
+                record.attempts
+            );
+            log::error!("{e}");
+            mark_bad(ledger, &tag, &e)?;
+            pending::clear(&layout.root)?;
+            Ok(Some(DeployReport {
+                status: "failed",
+                error: Some(format!("{e:#}")),
+                ..report
+            }))
+        }
+        // Nothing in service changed; the poll builds it again (counted).
+        Phase::Building => {
+            log::warn!(
+                "the deploy of {tag} was interrupted before the switch (attempt {} of {BUILD_ATTEMPTS_MAX})",
+                record.attempts
+            );
+            Ok(None)
+        }
+        Phase::Switched if layout.current_tag().as_deref() != Some(tag.as_str()) => {
+            // Killed between writing the record and the rename: nothing in service changed.
+            log::warn!("the deploy of {tag} was interrupted just before the switch");
+            pending::clear(&layout.root)?;
+            Ok(None)
+        }
+        Phase::Switched => {
+            log::warn!(
+                "the deploy of {tag} was interrupted after the switch, before its health check \
+                 passed; restarting and checking it now"
+            );
+            verify_or_roll_back(args, layout, ledger, &record, report).map(Some)
+        }
+        Phase::RollingBack => {
+            let e = anyhow!("the deploy of {tag} failed and its rollback was interrupted");
+            log::warn!("{e}; finishing the rollback");
+            roll_back(args, layout, ledger, &record, &e)?;
+            Ok(Some(DeployReport {
+                status: "rolled-back",
+                error: Some(format!("{e:#}")),
+                ..report
+            }))
+        }
+    }
 }
 
 /// Removes release directories beyond the newest `keep` by version, never the current or the
@@ -281,8 +425,23 @@ fn prune(layout: &Layout, current: &str, previous: Option<&str>, keep: u32) -> a
 /// failed or killed attempt and is redone from scratch.
 fn prepare(args: &Args, layout: &Layout, tag: &str) -> anyhow::Result<()> {
     if args.require_signed {
-        git(layout, &["verify-tag", tag], GIT_TIMEOUT)
+        let tag_ref = format!("refs/tags/{tag}");
+        git(layout, &["verify-tag", &tag_ref], GIT_TIMEOUT)
             .with_context(|| format!("tag {tag} has no signature git verify-tag accepts"))?;
+        // The signature covers the tag object, whose own `tag` header names it; the ref's name
+        // is not signed. An old signed tag republished as `refs/tags/v999` names itself v1.
+        let object = git(layout, &["cat-file", "tag", &tag_ref], GIT_TIMEOUT)?;
+        let signed_name = object
+            .lines()
+            .take_while(|l| !l.is_empty())
+            .find_map(|l| l.strip_prefix("tag "));
+        if signed_name != Some(tag) {
+            return Err(anyhow!(
+                "tag {tag} is a signed tag object named {}: a signed tag published under \
+                 another name is refused",
+                signed_name.map_or_else(|| "nothing".to_owned(), |n| format!("{n:?}"))
+            ));
+        }
     }
     let release = layout.releases.join(tag);
     if !release.join(BUILT_MARKER).exists() {
@@ -357,4 +516,65 @@ fn decrypt(args: &Args, release: &Path) -> anyhow::Result<()> {
     fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))?;
     fs::rename(&tmp, release.join(DECRYPTED)).context("cannot put .env in place")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_tags_are_one_path_component() {
+        for good in ["v1", "v2.0.0-rc1", "release-10", "v1_2"] {
+            assert!(plain_tag(good), "{good}");
+        }
+        for bad in [
+            "",
+            "v20/hotfix",
+            "../v1",
+            ".hidden",
+            "-x",
+            "v 1",
+            "v\t1",
+            "a\\b",
+        ] {
+            assert!(!plain_tag(bad), "{bad:?}");
+        }
+    }
+
+    /// git commands of one deploy: tag list, verify-tag, cat-file, clone, checkout.
+    const GIT_CALLS_MAX: u64 = 5;
+
+    /// The longest one poll can take by the bounds of its commands: a deploy whose restart,
+    /// health check and rollback restart all run to their bound (a poll that settles an
+    /// interrupted deploy ends there, so it is shorter).
+    const POLL_TIMEOUT_MAX: Duration = Duration::from_secs(
+        FETCH_TIMEOUT.as_secs()
+            + GIT_CALLS_MAX * GIT_TIMEOUT.as_secs()
+            + BUILD_TIMEOUT.as_secs()
+            + SOPS_TIMEOUT.as_secs()
+            + 2 * RESTART_TIMEOUT.as_secs()
+            + HEALTH_TIMEOUT.as_secs(),
+    );
+
+    #[test]
+    fn regression_the_deploy_unit_outlasts_every_bound_of_a_poll() {
+        // systemd killing a poll the code would still end itself leaves its work half-done.
+        let unit = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../systemd/materia-deploy.service"),
+        )
+        .unwrap();
+        let value = unit
+            .lines()
+            .find_map(|l| l.strip_prefix("TimeoutStartSec="))
+            .expect("materia-deploy.service sets TimeoutStartSec=");
+        let secs: u64 = match value.strip_suffix('h') {
+            Some(hours) => hours.parse::<u64>().unwrap() * 3600,
+            None => value.strip_suffix('s').unwrap_or(value).parse().unwrap(),
+        };
+        assert!(
+            secs > POLL_TIMEOUT_MAX.as_secs(),
+            "TimeoutStartSec={value} is shorter than a poll may take ({}s)",
+            POLL_TIMEOUT_MAX.as_secs()
+        );
+    }
 }

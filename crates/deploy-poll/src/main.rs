@@ -3,6 +3,7 @@
 //! rollback and a memory of bad tags.
 
 mod deploy;
+mod pending;
 mod run;
 mod version;
 
@@ -11,6 +12,14 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use step_runtime::{CommonArgs, env_vars};
+
+/// Restarts what runs a release. Plain `systemctl` calls, allowed to the service user by the
+/// polkit rule of `scripts/setup_server.sh`.
+const DEFAULT_RESTART_CMD: &str = "systemctl restart materia-supervisor.service && \
+     if systemctl is-enabled --quiet materia-web.socket 2>/dev/null; then \
+     systemctl restart materia-web.service; fi";
+/// Proves the new release does its job (its steps succeed), not only that a unit is active.
+const DEFAULT_HEALTH_CMD: &str = "sh scripts/health-check.sh";
 
 /// Deploy the newest release tag: build it in its own directory, switch `current`, restart,
 /// check health, roll back on failure
@@ -29,8 +38,14 @@ pub struct Args {
     #[arg(long, env = env_vars::MATERIA_ROOT, value_name = "DIR", default_value = "/opt/materia")]
     pub root: PathBuf,
 
-    /// Which tags are releases (a glob, matched by `git tag --list`)
-    #[arg(long, value_name = "GLOB", default_value = "v*")]
+    /// Which tags are releases (a glob, matched by `git tag --list`; one that starts with `-`
+    /// is still a pattern)
+    #[arg(
+        long,
+        value_name = "GLOB",
+        default_value = "v*",
+        allow_hyphen_values = true
+    )]
     pub tag_pattern: String,
 
     /// Poll once and exit (the default unless --interval-secs is given)
@@ -45,20 +60,16 @@ pub struct Args {
     #[arg(long, value_name = "CMD", default_value = "make release")]
     pub build_cmd: String,
 
-    /// Restart command, run by `sh -c` in the release directory made current
-    #[arg(
-        long,
-        value_name = "CMD",
-        default_value = "systemctl restart materia-supervisor.service"
-    )]
+    /// Restart command, run by `sh -c` in the release directory made current (also the
+    /// previous one on a rollback, so it must not need a file of the new release). The default
+    /// restarts the supervisor, and the web app when its socket unit is enabled
+    #[arg(long, value_name = "CMD", default_value = DEFAULT_RESTART_CMD)]
     pub restart_cmd: String,
 
-    /// Health command, run by `sh -c` in the new release directory after the restart
-    #[arg(
-        long,
-        value_name = "CMD",
-        default_value = "sleep 10 && systemctl is-active --quiet materia-supervisor.service"
-    )]
+    /// Health command, run by `sh -c` in the new release directory after the restart. The
+    /// default, `scripts/health-check.sh`, passes once every pipeline step has succeeded since
+    /// the restart (and the web app's /healthz answers 200 when its socket unit is enabled)
+    #[arg(long, value_name = "CMD", default_value = DEFAULT_HEALTH_CMD)]
     pub health_cmd: String,
 
     /// Release directories kept after a deploy (the newest by version; the current and the

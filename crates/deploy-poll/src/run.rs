@@ -17,7 +17,7 @@ const STDOUT_MAX_BYTES: usize = 16 << 20;
 /// Variables a deploy's children may see, passed through when set: what git, a build
 /// (cargo, rustup, make, Python), sops and systemctl need, and the pipeline's own settings for
 /// health checks. Nothing else is inherited.
-const PASSED: [&str; 22] = [
+const PASSED: [&str; 25] = [
     "PATH",
     "HOME",
     "LANG",
@@ -38,6 +38,9 @@ const PASSED: [&str; 22] = [
     "DUCKDB_PATH",
     "SERVING_DUCKDB_PATH",
     "METRICS_DIR",
+    "MATERIA_WEB_LISTEN",
+    "MATERIA_HEALTH_WAIT_SECS",
+    "MATERIA_HEALTH_POLL_SECS",
     "XDG_RUNTIME_DIR",
     "DBUS_SYSTEM_BUS_ADDRESS",
 ];

@@ -179,6 +179,11 @@ impl World {
     }
 
     fn command(&self, extra: &[&str]) -> Command {
+        self.command_restarting("true", extra)
+    }
+
+    /// deploy-poll whose restart command logs the release it runs in, then runs `then`.
+    fn command_restarting(&self, then: &str, extra: &[&str]) -> Command {
         let root = self.root();
         let mut cmd = Command::new(bin());
         cmd.env_clear()
@@ -192,7 +197,7 @@ impl World {
             .args([
                 "--restart-cmd",
                 &format!(
-                    "echo restart $(cat VERSION) >> '{}'",
+                    "echo restart $(cat VERSION) >> '{}' && {then}",
                     self.path("restarts.log").display()
                 ),
             ])
@@ -201,7 +206,11 @@ impl World {
     }
 
     fn poll(&self, extra: &[&str]) -> (Output, serde_json::Value) {
-        let out = self.command(extra).output_within(CHILD_LIMIT).unwrap();
+        self.poll_with(self.command(extra))
+    }
+
+    fn poll_with(&self, mut cmd: Command) -> (Output, serde_json::Value) {
+        let out = cmd.output_within(CHILD_LIMIT).unwrap();
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         let json = serde_json::from_str(text.trim()).unwrap_or_else(|e| {
             panic!("one JSON object expected ({e}): {text:?}\n{}", stderr(&out))
@@ -518,4 +527,383 @@ fn a_root_without_a_clone_is_a_usage_error() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stdout).contains("bootstrap"));
+}
+
+impl World {
+    fn bad_tags(&self) -> Vec<String> {
+        let db = rusqlite::Connection::open(self.path("state.sqlite")).unwrap();
+        let mut stmt = db
+            .prepare("SELECT tag FROM deploy_bad_tags ORDER BY tag")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    /// A new SSH signing key `name` (ed25519, no passphrase).
+    fn signing_key(&self, name: &str) -> PathBuf {
+        let key = self.path(name);
+        check(
+            Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+                .arg(&key)
+                .output()
+                .unwrap(),
+            "ssh-keygen",
+        );
+        key
+    }
+
+    /// The server's clone trusts exactly these keys for release@example.com.
+    fn trust(&self, keys: &[&Path]) {
+        let allowed = self.path("allowed_signers");
+        let lines: String = keys
+            .iter()
+            .map(|k| {
+                let public = std::fs::read_to_string(k.with_extension("pub")).unwrap();
+                format!("release@example.com namespaces=\"git\" {public}")
+            })
+            .collect();
+        std::fs::write(&allowed, lines).unwrap();
+        let repo = self.root().join("repo");
+        git(&repo, &["config", "gpg.format", "ssh"]);
+        git(
+            &repo,
+            &[
+                "config",
+                "gpg.ssh.allowedSignersFile",
+                allowed.to_str().unwrap(),
+            ],
+        );
+    }
+
+    /// Waits (bounded) until `cond` holds.
+    fn wait_for(&self, what: &str, cond: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The pid written into `file` by a release's script, once it is there whole.
+    fn pid_in(&self, file: &str) -> u32 {
+        let path = self.path(file);
+        self.wait_for(file, || {
+            std::fs::read_to_string(&path).is_ok_and(|p| p.ends_with('\n'))
+        });
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// SIGKILL to the whole process group of `pid` (deploy-poll starts each child in a group
+    /// of its own), as if the deploy had been killed with everything it started.
+    fn kill_group_of(&self, pid: u32) {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let pgid = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .nth(2)
+            .unwrap();
+        let out = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pgid}")])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "kill -{pgid}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn regression_a_tag_that_is_not_one_plain_path_component_is_never_deployed() {
+    // v20/hotfix matches v* and is newer than v1; as a release directory it would be `v20/`,
+    // `current` would read back as `hotfix`, and it would be redeployed on every poll.
+    let w = World::new();
+    w.release("v1", OK, OK, None);
+    assert_eq!(w.poll(&[]).1["status"], "deployed");
+    w.release("v20/hotfix", OK, OK, None);
+    for _ in 0..2 {
+        let (out, json) = w.poll(&[]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert_eq!(json["status"], "up-to-date", "{json}");
+        assert_eq!(json["tag"], "v1");
+        assert!(
+            stderr(&out).contains("one plain path component"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(w.current().as_deref(), Some("releases/v1"));
+    assert_eq!(w.lines("restarts.log"), ["restart v1"], "nothing restarted");
+    assert!(!w.root().join("releases/v20").exists());
+    // A good newer tag still deploys past it.
+    w.release("v21", OK, OK, None);
+    assert_eq!(w.poll(&[]).1["status"], "deployed");
+    assert_eq!(w.current().as_deref(), Some("releases/v21"));
+}
+
+#[test]
+fn regression_require_signed_refuses_a_signed_tag_republished_under_another_name() {
+    let w = World::new();
+    let key = w.signing_key("signing");
+    w.trust(&[&key]);
+    w.release("v1", OK, OK, Some(&key));
+    assert_eq!(w.poll(&["--require-signed"]).1["status"], "deployed");
+    // Whoever controls origin publishes v1's signed tag object as refs/tags/v999: git
+    // verify-tag says "Good signature", because the ref's name is not what was signed.
+    git(
+        &w.path("work"),
+        &["push", "--quiet", "origin", "refs/tags/v1:refs/tags/v999"],
+    );
+    let (out, json) = w.poll(&["--require-signed"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(json["status"], "failed");
+    assert_eq!(json["tag"], "v999");
+    let error = json["error"].as_str().unwrap();
+    assert!(error.contains("signed tag object named \"v1\""), "{error}");
+    assert_eq!(w.current().as_deref(), Some("releases/v1"));
+    assert!(!w.root().join("releases/v999/.materia-built").exists());
+    assert_eq!(w.bad_tags(), ["v999"]);
+    assert_eq!(w.lines("builds.log"), ["v1"], "the renamed tag was built");
+}
+
+#[test]
+fn require_signed_refuses_a_tag_signed_by_a_key_outside_allowed_signers() {
+    let w = World::new();
+    let trusted = w.signing_key("trusted");
+    let stranger = w.signing_key("stranger");
+    w.trust(&[&trusted]);
+    w.release("v1", OK, OK, Some(&stranger));
+    let (out, json) = w.poll(&["--require-signed"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(json["status"], "failed");
+    assert!(
+        json["error"]
+            .as_str()
+            .unwrap()
+            .contains("no signature git verify-tag accepts"),
+        "{json}"
+    );
+    assert_eq!(w.current(), None);
+    assert!(
+        w.lines("builds.log").is_empty(),
+        "a stranger's tag was built"
+    );
+    w.release("v2", OK, OK, Some(&trusted));
+    assert_eq!(w.poll(&["--require-signed"]).1["status"], "deployed");
+    assert_eq!(w.current().as_deref(), Some("releases/v2"));
+}
+
+#[test]
+fn a_custom_tag_pattern_and_one_starting_with_a_dash_which_is_no_git_option() {
+    let w = World::new();
+    // The server's clone is made at v5's commit: `git tag --list --points-at=HEAD` lists v5.
+    w.release("v5", OK, OK, None);
+    w.root();
+    w.release("release-2", OK, OK, None);
+    w.release("release-10", OK, OK, None);
+    let (out, json) = w.poll(&["--tag-pattern", "release-*"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(json["status"], "deployed");
+    assert_eq!(
+        json["tag"], "release-10",
+        "version order within the pattern"
+    );
+    assert_eq!(w.lines("builds.log"), ["release-10"]);
+
+    // Read as an option, this pattern would list v5 (at HEAD) and deploy it.
+    for pattern in ["--tag-pattern=--points-at=HEAD", "--tag-pattern=-*"] {
+        let (out, json) = w.poll(&[pattern]);
+        assert_eq!(out.status.code(), Some(0), "{pattern}: {}", stderr(&out));
+        assert_eq!(json["status"], "up-to-date", "{pattern}: {json}");
+        assert_eq!(json["tag"], "release-10");
+    }
+    let (out, json) = w.poll(&["--tag-pattern", "-x"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(json["status"], "up-to-date");
+    assert_eq!(w.current().as_deref(), Some("releases/release-10"));
+    assert_eq!(w.lines("builds.log"), ["release-10"], "v5 was built");
+}
+
+#[test]
+fn a_failing_restart_command_rolls_back_and_restarts_the_previous_release() {
+    let w = World::new();
+    w.release("v1", OK, OK, None);
+    let fails_for_v2 =
+        "[ \"$(cat VERSION)\" != v2 ] || { echo 'restart: unit failed' >&2; exit 1; }";
+    assert_eq!(
+        w.poll_with(w.command_restarting(fails_for_v2, &[])).1["status"],
+        "deployed"
+    );
+    w.release("v2", OK, OK, None);
+    let (out, json) = w.poll_with(w.command_restarting(fails_for_v2, &[]));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(json["status"], "rolled-back");
+    assert!(
+        json["error"].as_str().unwrap().contains("unit failed"),
+        "{json}"
+    );
+    assert_eq!(w.current().as_deref(), Some("releases/v1"));
+    assert_eq!(
+        w.lines("restarts.log"),
+        ["restart v1", "restart v2", "restart v1"]
+    );
+    assert_eq!(w.bad_tags(), ["v2"]);
+    let (_, json) = w.poll_with(w.command_restarting(fails_for_v2, &[]));
+    assert_eq!(json["status"], "up-to-date");
+    assert_eq!(w.lines("restarts.log").len(), 3, "v2 was tried again");
+}
+
+#[test]
+fn a_wrong_age_key_marks_the_tag_bad_until_an_operator_clears_it() {
+    // The tag's .env.prod.sops names its recipients: one the server cannot decrypt was not
+    // encrypted to the server's key (`sops updatekeys` forgotten), so the tag is bad. A new tag
+    // fixes it; after fixing the server's key instead, delete the row (README).
+    let w = World::new();
+    w.release("v1", OK, OK, None);
+    assert_eq!(w.poll(&[]).1["status"], "deployed");
+    w.release("v2", OK, OK, None);
+    let mut wrong = w.command(&[]);
+    wrong.env("SOPS_AGE_KEY_FILE", w.path("wrong.agekey"));
+    let (out, json) = w.poll_with(wrong);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(json["status"], "failed");
+    assert_eq!(w.bad_tags(), ["v2"]);
+    let (_, json) = w.poll(&[]);
+    assert_eq!(
+        json["status"], "up-to-date",
+        "not retried with the right key"
+    );
+    let db = rusqlite::Connection::open(w.path("state.sqlite")).unwrap();
+    db.execute("DELETE FROM deploy_bad_tags WHERE tag = 'v2'", [])
+        .unwrap();
+    assert_eq!(w.poll(&[]).1["status"], "deployed");
+    assert_eq!(w.current().as_deref(), Some("releases/v2"));
+}
+
+/// A release whose health check, on its first run only, records its process group and hangs
+/// (the test kills the deploy then); later runs pass (`then_ok`) or fail.
+fn health_hangs_once(w: &World, then_ok: bool) -> String {
+    format!(
+        "if [ -f '{seen}' ]; then {then}; fi\ntouch '{seen}'\necho $$ > '{pid}'\nsleep 30",
+        seen = w.path("health.seen").display(),
+        pid = w.path("health.pid").display(),
+        then = if then_ok { "exit 0" } else { FAIL },
+    )
+}
+
+fn kill_during_health_check(w: &World) {
+    let mut child = w
+        .command(&[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = w.pid_in("health.pid");
+    assert_eq!(w.current().as_deref(), Some("releases/v2"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    w.kill_group_of(pid);
+}
+
+#[test]
+fn regression_kill_9_after_the_switch_is_settled_by_the_next_poll_deployed() {
+    let w = World::new();
+    w.release("v1", OK, OK, None);
+    assert_eq!(w.poll(&[]).1["status"], "deployed");
+    w.release("v2", OK, &health_hangs_once(&w, true), None);
+    kill_during_health_check(&w);
+    assert_eq!(
+        w.current().as_deref(),
+        Some("releases/v2"),
+        "switched, unverified"
+    );
+
+    // Before: "up-to-date", v2 current and never verified.
+    let (out, json) = w.poll(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(json["status"], "deployed", "{json}");
+    assert_eq!(json["tag"], "v2");
+    assert_eq!(json["previous"], "v1");
+    assert!(stderr(&out).contains("interrupted after the switch"));
+    assert_eq!(
+        w.lines("restarts.log"),
+        ["restart v1", "restart v2", "restart v2"]
+    );
+    assert!(!w.root().join(".deploy-pending").exists());
+    assert_eq!(w.poll(&[]).1["status"], "up-to-date");
+    let ledger = w.ledger();
+    assert!(ledger[1].1.starts_with("interrupted"), "{ledger:?}");
+}
+
+#[test]
+fn regression_kill_9_after_the_switch_then_a_failing_health_check_rolls_back() {
+    let w = World::new();
+    w.release("v1", OK, OK, None);
+    assert_eq!(w.poll(&[]).1["status"], "deployed");
+    w.release("v2", OK, &health_hangs_once(&w, false), None);
+    kill_during_health_check(&w);
+    let (out, json) = w.poll(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(json["status"], "rolled-back", "{json}");
+    assert_eq!(w.current().as_deref(), Some("releases/v1"));
+    assert_eq!(
+        w.lines("restarts.log"),
+        ["restart v1", "restart v2", "restart v2", "restart v1"]
+    );
+    assert_eq!(w.bad_tags(), ["v2"]);
+    assert_eq!(w.poll(&[]).1["status"], "up-to-date");
+}
+
+#[test]
+fn regression_a_build_killed_every_time_is_recorded_bad_after_three_attempts() {
+    // Before: a build that something outside kills (systemd's TimeoutStartSec, the OOM killer)
+    // was started again at every poll, for ever.
+    let w = World::new();
+    w.release("v1", OK, OK, None);
+    assert_eq!(w.poll(&[]).1["status"], "deployed");
+    let pid = w.path("build.pid");
+    w.release(
+        "v2",
+        &format!("echo $$ > '{}'; sleep 30", pid.display()),
+        OK,
+        None,
+    );
+    for attempt in 1..=3 {
+        let _ = std::fs::remove_file(&pid);
+        let mut child = w
+            .command(&[])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let build = w.pid_in("build.pid");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        w.kill_group_of(build);
+        assert_eq!(w.lines("builds.log").len(), 1 + attempt);
+    }
+    let (out, json) = w.poll(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(json["status"], "failed");
+    assert!(
+        json["error"]
+            .as_str()
+            .unwrap()
+            .contains("interrupted 3 times"),
+        "{json}"
+    );
+    assert_eq!(w.bad_tags(), ["v2"]);
+    assert_eq!(w.poll(&[]).1["status"], "up-to-date");
+    assert_eq!(
+        w.lines("builds.log").len(),
+        4,
+        "built again after three kills"
+    );
+    assert_eq!(w.current().as_deref(), Some("releases/v1"));
 }

@@ -223,6 +223,10 @@ fn bootstrap_installs_the_newest_tag_once_and_moves_to_a_newer_one() {
 
     let log = ok(&bootstrap(&[], build));
     assert!(log.contains("no .env.prod.sops"), "{log}");
+    assert!(
+        log.contains("materia-backup.timer stays disabled") && log.contains("lacks BACKUP_REMOTE"),
+        "{log}"
+    );
     let app = root.path().join("opt/materia");
     assert_eq!(
         std::fs::read_link(app.join("current")).unwrap(),
@@ -280,4 +284,217 @@ fn bootstrap_installs_the_newest_tag_once_and_moves_to_a_newer_one() {
         .output_within(CHILD_LIMIT)
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// Asserts root: these tests create users and chown files. Not root is a failure, not a pass.
+fn require_root(what: &str) {
+    assert!(
+        is_root(),
+        "{what} needs root (useradd --prefix, chown); run the tests as root"
+    );
+}
+
+#[test]
+fn regression_setup_server_generates_the_service_users_keys_once_and_prints_them() {
+    require_root("setup_server.sh");
+    let root = throwaway_root();
+    let r = root.path().to_str().unwrap();
+    let out = script("setup_server.sh", &["--root", r, "--no-packages"])
+        .output()
+        .unwrap();
+    let log = ok(&out);
+    let uid = service_uid(root.path());
+    let app = root.path().join("opt/materia");
+    for key in [".ssh/id_ed25519", ".config/sops/age/keys.txt"] {
+        let meta = std::fs::metadata(app.join(key)).unwrap();
+        assert_eq!((meta.uid(), meta.mode() & 0o777), (uid, 0o600), "{key}");
+    }
+    let deploy_pub = std::fs::read_to_string(app.join(".ssh/id_ed25519.pub")).unwrap();
+    assert!(
+        log.contains(deploy_pub.trim()),
+        "deploy key not printed: {log}"
+    );
+    let age = std::fs::read_to_string(app.join(".config/sops/age/keys.txt")).unwrap();
+    let recipient = age
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .unwrap();
+    assert!(log.contains(recipient), "age key not printed: {log}");
+    assert!(
+        log.contains("read-only") && log.contains("sops updatekeys"),
+        "{log}"
+    );
+
+    // Never regenerated: a second run keeps both keys.
+    let log = ok(&script("setup_server.sh", &["--root", r, "--no-packages"])
+        .output()
+        .unwrap());
+    assert!(log.contains("setup_server: 0 changes"), "{log}");
+    assert_eq!(
+        std::fs::read_to_string(app.join(".config/sops/age/keys.txt")).unwrap(),
+        age
+    );
+}
+
+#[test]
+fn regression_setup_server_installs_the_pinned_toolchain_for_the_service_user() {
+    require_root("setup_server.sh");
+    // A stand-in toolchain directory (bin/rustc prints the pinned version) behind the real
+    // rustup of this machine: the mechanics, without copying 1.4 GB. `make rehearsal` builds
+    // releases with the real toolchain installed the same way.
+    let rustup =
+        std::path::PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cargo/bin/rustup");
+    assert!(rustup.exists(), "no rustup at {}", rustup.display());
+    let rustup = std::fs::canonicalize(&rustup).unwrap();
+    let toolchain = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(toolchain.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let channel = std::fs::read_to_string(repo_root().join("rust-toolchain.toml"))
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("channel = \"")
+                .map(|c| c.trim_end_matches('"').to_owned())
+        })
+        .unwrap();
+    std::fs::create_dir_all(toolchain.path().join("bin")).unwrap();
+    let rustc = toolchain.path().join("bin/rustc");
+    std::fs::write(
+        &rustc,
+        format!("#!/bin/sh\necho 'rustc {channel} (stand-in)'\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&rustc, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let root = throwaway_root();
+    let r = root.path().to_str().unwrap();
+    let args = [
+        "--root",
+        r,
+        "--no-packages",
+        "--rustup",
+        rustup.to_str().unwrap(),
+        "--toolchain-dir",
+        toolchain.path().to_str().unwrap(),
+    ];
+    let log = ok(&script("setup_server.sh", &args).output().unwrap());
+    assert!(log.contains(&format!("installed Rust {channel}")), "{log}");
+    let uid = service_uid(root.path());
+    let app = root.path().join("opt/materia");
+    let installed = app.join(format!(
+        ".rustup/toolchains/{channel}-x86_64-unknown-linux-gnu/bin/rustc"
+    ));
+    assert_eq!(std::fs::metadata(&installed).unwrap().uid(), uid);
+    assert_eq!(
+        std::fs::read_link(app.join(".cargo/bin/cargo")).unwrap(),
+        Path::new("rustup")
+    );
+    // The proxy, run as the service user in a release with rust-toolchain.toml, finds it.
+    let release = app.join("releases/v1");
+    std::fs::create_dir_all(&release).unwrap();
+    std::fs::copy(
+        repo_root().join("rust-toolchain.toml"),
+        release.join("rust-toolchain.toml"),
+    )
+    .unwrap();
+    let out = Command::new("setpriv")
+        .args([
+            &format!("--reuid={uid}"),
+            &format!("--regid={uid}"),
+            "--clear-groups",
+            "--",
+        ])
+        .arg(app.join(".cargo/bin/rustc"))
+        .arg("--version")
+        .current_dir(&release)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("RUSTUP_HOME", app.join(".rustup"))
+        .env("CARGO_HOME", app.join(".cargo"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(stand-in)"));
+
+    let log = ok(&script("setup_server.sh", &args).output().unwrap());
+    assert!(log.contains("setup_server: 0 changes"), "{log}");
+}
+
+#[test]
+fn regression_bootstrap_takes_deploy_polls_newest_tag_not_gits() {
+    // git's version:refname put v2.0.0-rc1 after v2.0.0; deploy-poll puts it before.
+    require_root("bootstrap_supervisor.sh");
+    let root = throwaway_root();
+    let r = root.path().to_str().unwrap();
+    ok(&script("setup_server.sh", &["--root", r, "--no-packages"])
+        .output()
+        .unwrap());
+    let uid = service_uid(root.path());
+    let src = root.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let (work, origin) = (src.join("work"), src.join("origin.git"));
+    release(&work, &origin, "v2.0.0", uid);
+    release(&work, &origin, "v2.0.0-rc1", uid);
+    release(&work, &origin, "v10/hotfix", uid);
+    // The build runs as the service user, who cannot read the target directory.
+    let deploy_poll = src.join("deploy-poll");
+    std::fs::copy(test_support::workspace_bin("deploy-poll"), &deploy_poll).unwrap();
+    let build = format!(
+        "mkdir -p bin && cp VERSION bin/built && cp '{}' bin/deploy-poll",
+        deploy_poll.display()
+    );
+    let out = script(
+        "bootstrap_supervisor.sh",
+        &["--root", r, "--repo", origin.to_str().unwrap()],
+    )
+    .env("MATERIA_BUILD_CMD", &build)
+    .output()
+    .unwrap();
+    let log = ok(&out);
+    let app = root.path().join("opt/materia");
+    assert_eq!(
+        std::fs::read_link(app.join("current")).unwrap(),
+        Path::new("releases/v2.0.0"),
+        "{log}"
+    );
+    assert!(!app.join("releases/v2.0.0-rc1").exists(), "{log}");
+    assert!(!app.join("releases/v10").exists(), "{log}");
+}
+
+#[test]
+fn regression_a_release_build_needs_no_root_and_no_test_tools() {
+    // `make release` runs as the service user (NoNewPrivileges, no sudo): the build profile of
+    // install-deps.sh must find everything with only the build tools there, and never ask for
+    // root; the test profile, with the same PATH, names what it lacks.
+    require_root("setpriv");
+    let bin = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    for tool in [
+        "sh", "python3", "cc", "git", "npm", "openssl", "timeout", "id", "env", "cat", "sed",
+    ] {
+        // The system's own tools (a server has no pyenv in /root).
+        let found = Command::new("/bin/sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .env("PATH", "/usr/bin:/bin")
+            .output()
+            .unwrap();
+        let path = String::from_utf8_lossy(&found.stdout).trim().to_owned();
+        assert!(!path.is_empty(), "{tool} is not installed");
+        std::os::unix::fs::symlink(&path, bin.path().join(tool)).unwrap();
+    }
+    let run = |profile: &str| {
+        Command::new("/usr/bin/setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(bin.path().join("sh"))
+            .arg(repo_root().join("scripts/install-deps.sh"))
+            .arg(profile)
+            .env_clear()
+            .env("PATH", bin.path())
+            .output()
+            .unwrap()
+    };
+    let out = run("build");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = run("test");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("shellcheck"), "{}", stderr(&out));
 }

@@ -340,3 +340,62 @@ fn bad_configuration_exits_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(calls(dir.path()).is_empty());
 }
+
+/// A dotenv file with what sops writes and what an operator might: `$`, backticks, `&`, `;`,
+/// spaces, quotes; and each value as systemd's `EnvironmentFile=` reads it (the rehearsal,
+/// `make rehearsal`, checks the same file against systemd itself).
+const TRICKY_ENV: &str = include_str!("fixtures/tricky.env");
+
+const TRICKY_VALUES: [(&str, &str); 9] = [
+    ("DOLLAR", "$HOME/x"),
+    ("BACKTICK", "`touch pwned-backtick`"),
+    ("AMPERSAND", "a & touch pwned-ampersand"),
+    ("SPACES", "two  words"),
+    ("DOUBLE", "quoted \"x\" $y \\n"),
+    ("SINGLE", "single $x \"y\" `z`"),
+    ("SEMI", "a;touch pwned-semicolon"),
+    ("ESCAPED", "back\\slash x"),
+    ("EMPTY", ""),
+];
+
+#[test]
+fn regression_materia_env_file_is_read_as_data_never_run_as_shell_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = dir.path().join("materia.env");
+    std::fs::write(&env, TRICKY_ENV).unwrap();
+    let dump = dir.path().join("env.dump");
+    let names: Vec<&str> = TRICKY_VALUES.iter().map(|(k, _)| *k).collect();
+    let body = format!(
+        "for k in {}; do eval \"printf '%s=[%s]\\n' $k \\\"\\${{$k-UNSET}}\\\"\"; done > '{}'",
+        names.join(" "),
+        dump.display()
+    );
+    let bin = scripted(dir.path(), &[("extract-psd", &body)]);
+    let out = supervisor(dir.path(), &bin, &["--once"])
+        .env("MATERIA_ENV_FILE", &env)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let got = std::fs::read_to_string(&dump).unwrap();
+    let want: String = TRICKY_VALUES
+        .iter()
+        .map(|(k, v)| format!("{k}=[{v}]\n"))
+        .collect();
+    assert_eq!(got, want);
+    let pwned: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("pwned"))
+        .collect();
+    assert!(pwned.is_empty(), "the env file ran commands: {pwned:?}");
+
+    // Multi-line forms are refused with the line, before any step runs.
+    std::fs::write(&env, "A=1\nB=\"open\nC=3\n").unwrap();
+    let out = supervisor(dir.path(), &bin, &["--once"])
+        .env("MATERIA_ENV_FILE", &env)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("line 2"), "{}", stderr(&out));
+}

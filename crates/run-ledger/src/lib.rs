@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+mod compat;
+
 /// How long a writer waits for another connection's write transaction, in milliseconds.
 pub const BUSY_TIMEOUT_MS: u64 = 10_000;
 
@@ -81,6 +83,15 @@ const MIGRATIONS: &[&str] = &[
         reason TEXT NOT NULL,
         recorded_at TEXT NOT NULL
     );
+    ",
+    // 5: the oldest schema version whose binaries may still use this DB (see `compat`), so a
+    // release rolled back past an additive migration keeps working.
+    r"
+    CREATE TABLE schema_compat (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        readable_by INTEGER NOT NULL
+    );
+    INSERT INTO schema_compat (id, readable_by) VALUES (1, 5);
     ",
 ];
 
@@ -251,7 +262,7 @@ impl Ledger {
             .busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))
             .map_err(|e| ledger.sql(e))?;
         let found = ledger.schema_version()?;
-        if found > SCHEMA_VERSION {
+        if found > SCHEMA_VERSION && !ledger.newer_schema_is_usable()? {
             return Err(LedgerError::TooNew {
                 path: path.to_path_buf(),
                 found,
@@ -325,6 +336,9 @@ impl Ledger {
 
     fn migrate(&self) -> Result<(), LedgerError> {
         let found = self.schema_version()?;
+        if found > SCHEMA_VERSION && self.newer_schema_is_usable()? {
+            return Ok(());
+        }
         if found > SCHEMA_VERSION {
             return Err(LedgerError::TooNew {
                 path: self.path.clone(),
@@ -662,7 +676,7 @@ mod tests {
         let (dir, ledger) = open_temp();
         ledger
             .conn
-            .execute_batch("PRAGMA user_version = 999")
+            .execute_batch("PRAGMA user_version = 999; UPDATE schema_compat SET readable_by = 999")
             .unwrap();
         drop(ledger);
         let err = Ledger::open(&dir.path().join("sub/state.sqlite"))

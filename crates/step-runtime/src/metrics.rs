@@ -7,9 +7,13 @@
 use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+
+/// Mode of a textfile: world-readable, for a collector running as its own user.
+pub const TEXTFILE_MODE: u32 = 0o644;
 
 /// One gauge: `materia_<step>_<name>`.
 #[derive(Debug, Clone)]
@@ -75,6 +79,9 @@ pub fn write_textfile(dir: &Path, step: &str, metrics: &[Metric]) -> anyhow::Res
     ));
     let result = (|| -> anyhow::Result<()> {
         let mut file = File::create(&tmp)?;
+        // node_exporter runs as another user: readable by all whatever the umask (the units
+        // have UMask=0027, which would make the file 0640).
+        file.set_permissions(fs::Permissions::from_mode(TEXTFILE_MODE))?;
         file.write_all(render(step, metrics).as_bytes())?;
         file.sync_all()?;
         fs::rename(&tmp, &path)?;

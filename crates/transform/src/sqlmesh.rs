@@ -60,11 +60,13 @@ impl Invocation<'_> {
                 self.work_dir.join("cache").into(),
             ),
         ];
-        // Python wants a home; the service user's, or the work directory.
-        env.push((
-            "HOME",
-            std::env::var_os("HOME").unwrap_or_else(|| self.work_dir.into()),
-        ));
+        // SQLMesh writes into `$HOME/.sqlmesh` (or `SQLMESH_HOME`) and Python and DuckDB may
+        // write under `$HOME` too; the service user's home is read-only under the units'
+        // ProtectSystem=strict, so both are a directory of the work directory, beside the
+        // lakehouse, which is writable.
+        let home = self.work_dir.join("home");
+        env.push(("SQLMESH_HOME", home.join(".sqlmesh").into()));
+        env.push(("HOME", home.into()));
         env
     }
 
@@ -77,9 +79,11 @@ impl Invocation<'_> {
     /// Runs the virtualenv's `python <args>` in the project directory.
     fn run(&self, args: &[&str]) -> Result<(), Failure> {
         let log_dir: PathBuf = self.work_dir.join("logs");
-        std::fs::create_dir_all(&log_dir)
-            .with_context(|| format!("cannot create {}", log_dir.display()))
-            .map_err(Failure::Other)?;
+        for dir in [log_dir.clone(), self.work_dir.join("home")] {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))
+                .map_err(Failure::Other)?;
+        }
         let python = self.sqlmesh.with_file_name("python");
         let mut cmd = Command::new(&python);
         cmd.args(args)

@@ -586,3 +586,24 @@ fn every_value_extract_accepts_is_cast_by_staging() {
         assert!(close(g.3, w.3), "{g:?} vs {w:?}");
     }
 }
+
+#[test]
+fn regression_a_read_only_home_does_not_stop_sqlmesh() {
+    // Under the units' ProtectSystem=strict the service user's home (/opt/materia) is
+    // read-only, and SQLMesh wrote to $HOME/.sqlmesh: "OSError: [Errno 30] Read-only file
+    // system: '/opt/materia/.sqlmesh'". Nothing can be created under /proc, even by root.
+    let site = Site::new();
+    site.extract(0);
+    let mut cmd = site.command(&test_support::own_bin("transform"), &["--json"]);
+    let out = cmd
+        .env("HOME", "/proc/materia-read-only-home")
+        .output_within(LIMIT)
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "{json}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json["status"], "transformed", "{json}");
+}

@@ -1,0 +1,76 @@
+#!/bin/sh
+# deploy-poll's default health check, run from the new release directory right after the
+# restart. `systemctl is-active` proves nothing (a supervisor whose steps all fail stays active),
+# so this passes only once the new release has done its job:
+#   - every pipeline step (extract-psd, transform, export-serving) has a run that started after
+#     materia-supervisor.service (re)started and ended `success` or `unchanged`;
+#   - when materia-web.socket is enabled, GET /healthz of the web app answers 200.
+# It fails at once when one of those steps fails after the restart or the supervisor stops,
+# and when MATERIA_HEALTH_WAIT_SECS pass first.
+#
+# Environment: STATE_DB / LANDING_DIR as for every step (deploy-poll passes them on);
+#   MATERIA_HEALTH_WAIT_SECS  bound on the whole check (default 3000, under deploy-poll's 3600)
+#   MATERIA_HEALTH_POLL_SECS  pause between two looks (default 2)
+#   MATERIA_WEB_LISTEN        the web app's address (default 127.0.0.1:8080)
+set -eu
+
+wait_secs=${MATERIA_HEALTH_WAIT_SECS:-3000}
+poll_secs=${MATERIA_HEALTH_POLL_SECS:-2}
+web=${MATERIA_WEB_LISTEN:-127.0.0.1:8080}
+curl_timeout_secs=5
+unit=materia-supervisor.service
+for n in "$wait_secs" "$poll_secs"; do
+    case "$n" in '' | *[!0-9]*) echo "health: '$n' is not a number of seconds" >&2; exit 2 ;; esac
+done
+
+fail() {
+    echo "health: $*" >&2
+    exit 1
+}
+
+[ -x bin/materia-status ] || fail "no bin/materia-status in $(pwd)"
+started=$(systemctl show --timestamp=us+utc -P ExecMainStartTimestamp "$unit")
+[ -n "$started" ] || fail "$unit has not started"
+# The ledger's times are ISO-8601 UTC with milliseconds, which compare as text.
+since=$(date -u -d "$started" +%Y-%m-%dT%H:%M:%S.%3NZ)
+deadline=$(($(date +%s) + wait_secs))
+
+# Prints `ok`, `failed STEP` or `waiting` from materia-status's table (STEP STATUS LAST-RUN ...).
+verdict() {
+    bin/materia-status 2>/dev/null | awk -v since="$since" '
+        $1 == "extract-psd" || $1 == "transform" || $1 == "export-serving" {
+            if ($3 >= since && ($2 == "success" || $2 == "unchanged")) good++
+            else if ($3 >= since && $2 == "failed") bad = $1
+        }
+        END {
+            if (bad != "") print "failed " bad
+            else if (good == 3) print "ok"
+            else print "waiting"
+        }'
+}
+
+while :; do
+    systemctl is-active --quiet "$unit" || fail "$unit is not active"
+    v=$(verdict)
+    case "$v" in
+        ok) break ;;
+        failed*)
+            bin/materia-status >&2 || true
+            fail "${v#failed } failed after the restart at $since"
+            ;;
+    esac
+    [ "$(date +%s)" -lt "$deadline" ] || {
+        bin/materia-status >&2 || true
+        fail "no complete pipeline cycle since the restart at $since within ${wait_secs}s"
+    }
+    sleep "$poll_secs"
+done
+echo "health: extract-psd, transform and export-serving succeeded since $since" >&2
+
+if systemctl is-enabled --quiet materia-web.socket 2>/dev/null; then
+    until curl -fsS --max-time "$curl_timeout_secs" -o /dev/null "http://$web/healthz"; do
+        [ "$(date +%s)" -lt "$deadline" ] || fail "materia-web's /healthz did not answer 200 within ${wait_secs}s"
+        sleep "$poll_secs"
+    done
+    echo "health: materia-web answers /healthz with 200" >&2
+fi

@@ -25,7 +25,11 @@ $(error DUCKDB must be prebuilt or bundled, not '$(DUCKDB)')
 endif
 CARGO_FLAGS := --release --locked $(CARGO_FEATURES)
 BIN_DIR := $(CARGO_TARGET_DIR)/release
-BINARIES := extract-psd psd-gen transform export-serving materia-status backup-sync deploy-poll
+BINARIES := extract-psd psd-gen transform export-serving materia-status backup-sync deploy-poll materia-web
+# Apache ECharts for materia-web's charts: the npm package pinned by third-party/echarts.lock,
+# verified and kept in the cache; crates/materia-web/build.rs embeds it from ECHARTS_DIR.
+ECHARTS_VERSION := $(shell sed -n 's/^version=//p' third-party/echarts.lock)
+export ECHARTS_DIR := $(MATERIA_CACHE)/npm/echarts-$(ECHARTS_VERSION)
 # The SQLMesh virtualenv: pinned SQLMesh and the duckdb package of the same DuckDB release as
 # the Rust crate (transform/requirements.txt, frozen from transform/requirements.in).
 VENV ?= .venv
@@ -33,13 +37,15 @@ SQLMESH := $(VENV)/bin/sqlmesh
 # Tools from PyPI that are not part of a release's runtime: moto's S3 server (backup tests), sops.
 TOOLS_VENV ?= .venv-tools
 
-.PHONY: all deps deps-bench duckdb build venv tools secrets-decrypt-dev secrets-edit-prod test test-rust test-transform lint demo bench dr-drill release clean-data help
+.PHONY: all deps deps-bench duckdb echarts build venv tools secrets-decrypt-dev secrets-edit-prod test test-rust test-transform test-web screenshots lint demo web bench dr-drill release clean-data help
 
 all: build
 
 help:
-	@echo "make demo     run the pipeline end to end on generated data (data/...)"
+	@echo "make demo     run the pipeline end to end on generated data (data/...), then materia-web on it"
+	@echo "make web      run materia-web on the demo's serving file (http://127.0.0.1:8080/)"
 	@echo "make test     lint and every test"
+	@echo "make test-web the browser test of materia-web (Debian's chromium, Playwright)"
 	@echo "make bench    benchmarks against their baselines"
 	@echo "make lint     cargo fmt --check, clippy -D warnings, shellcheck"
 	@echo "make dr-drill restore the backup into an empty directory, rebuild, compare with live"
@@ -69,7 +75,12 @@ ifeq ($(DUCKDB),prebuilt)
 	done
 endif
 
-build: duckdb
+# ECharts, verified, in the cache (any DuckDB mode): materia-web embeds it at compile time.
+echarts:
+	@command -v npm >/dev/null 2>&1 && command -v openssl >/dev/null 2>&1 || sh scripts/install-deps.sh build
+	@sh scripts/fetch-npm.sh third-party/echarts.lock "$(ECHARTS_DIR)"
+
+build: duckdb echarts
 	$(CARGO) build $(CARGO_FLAGS) --workspace --bins
 
 venv: $(VENV)/.installed
@@ -98,7 +109,7 @@ secrets-edit-prod: tools
 	@[ -n "$${SOPS_AGE_KEY_FILE:-}" ] || { echo "set SOPS_AGE_KEY_FILE to your age key" >&2; exit 2; }
 	"$(TOOLS_VENV)/bin/sops" --input-type dotenv --output-type dotenv .env.prod.sops
 
-lint: deps duckdb
+lint: deps duckdb echarts
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy $(CARGO_FLAGS) --workspace --all-targets -- -D warnings
 	shellcheck -x -s sh scripts/*.sh .ci/run
@@ -112,14 +123,31 @@ test-transform: venv
 
 test: lint test-transform test-rust
 
+# The browser test alone (CI job test:web): materia-web on a pipeline-built serving file, driven
+# by Playwright (tools venv) in Debian's /usr/bin/chromium; screenshots in
+# $(CARGO_TARGET_DIR)/materia-web-screenshots/.
+test-web: build venv tools
+	MATERIA_VENV="$(abspath $(VENV))" MATERIA_TOOLS_VENV="$(abspath $(TOOLS_VENV))" $(CARGO) test $(CARGO_FLAGS) -p materia-web --test browser
+
+# The browser test, also writing the README's screenshot (docs/screenshots/overview.png).
+screenshots: build venv tools
+	MATERIA_UPDATE_SCREENSHOTS=1 MATERIA_VENV="$(abspath $(VENV))" MATERIA_TOOLS_VENV="$(abspath $(TOOLS_VENV))" $(CARGO) test $(CARGO_FLAGS) -p materia-web --test browser
+
 demo: build venv
 	BIN_DIR="$(BIN_DIR)" VENV="$(abspath $(VENV))" sh scripts/demo.sh
+
+# materia-web on the demo's files, in the foreground (Ctrl-C stops it); MATERIA_WEB_LISTEN
+# changes the address.
+web: build
+	@[ -f "$${SERVING_DUCKDB_PATH:-data/analytics.duckdb}" ] || { echo "web: no serving file yet; run make demo first" >&2; exit 2; }
+	"$(BIN_DIR)/materia-web"
 
 bench: deps-bench build venv tools
 	BIN_DIR="$(BIN_DIR)" sh scripts/bench-extract.sh
 	BIN_DIR="$(BIN_DIR)" VENV="$(abspath $(VENV))" sh scripts/bench-transform.sh
 	BIN_DIR="$(BIN_DIR)" VENV="$(abspath $(VENV))" sh scripts/bench-export.sh
 	BIN_DIR="$(BIN_DIR)" TOOLS_VENV="$(abspath $(TOOLS_VENV))" sh scripts/bench-backup.sh
+	BIN_DIR="$(BIN_DIR)" VENV="$(abspath $(VENV))" sh scripts/bench-web.sh
 
 dr-drill: build venv
 	BIN_DIR="$(BIN_DIR)" VENV="$(abspath $(VENV))" sh scripts/dr-drill.sh

@@ -11,8 +11,8 @@ profile=${1:-all}
 
 # command -> Debian package
 need_build="python3:python3 cc:gcc git:git npm:npm openssl:openssl timeout:coreutils"
-need_test="$need_build shellcheck:shellcheck dash:dash curl:curl systemd-analyze:systemd git:git rclone:rclone age-keygen:age ssh-keygen:openssh-client setpriv:util-linux useradd:passwd"
-need_bench="pigz:pigz unzip:unzip curl:curl"
+need_test="$need_build shellcheck:shellcheck dash:dash curl:curl systemd-analyze:systemd git:git rclone:rclone age-keygen:age ssh-keygen:openssh-client setpriv:util-linux useradd:passwd systemd-socket-activate:systemd chromium:chromium"
+need_bench="pigz:pigz unzip:unzip curl:curl wrk:wrk nginx:nginx"
 case "$profile" in
     build) wanted=$need_build ;;
     test) wanted=$need_test ;;

@@ -102,11 +102,15 @@ impl App {
         if self.refreshing.swap(true, Ordering::AcqRel) {
             return;
         }
-        let app = self.clone();
-        tokio::task::spawn_blocking(move || {
-            app.refresh_now();
-            app.refreshing.store(false, Ordering::Release);
-        });
+        /// Lets the next refresh start even if this one panicked.
+        struct Done(Arc<App>);
+        impl Drop for Done {
+            fn drop(&mut self) {
+                self.0.refreshing.store(false, Ordering::Release);
+            }
+        }
+        let done = Done(self.clone());
+        tokio::task::spawn_blocking(move || done.0.refresh_now());
     }
 
     /// Reads the generation the path names now, if it is new (blocking).

@@ -205,6 +205,12 @@ impl Data {
             revisions: Vec::new(),
             answers: AnswerCache::default(),
         };
+        // One DuckDB thread and a small memory budget: the read runs beside the request
+        // workers on a small server, and what it reads fits in memory many times over.
+        conn.execute_batch(&format!(
+            "SET threads = 1; SET memory_limit = '{}MB'; SET preserve_insertion_order = false;",
+            crate::limits::GENERATION_READ_MEMORY_MIB
+        ))?;
         data.read_world(conn)?;
         data.read_balances(conn)?;
         data.read_revisions(conn)?;
@@ -221,13 +227,13 @@ impl Data {
               ORDER BY commodity_code, market_year",
             measure_columns()
         );
-        for batch in query(conn, &sql)? {
-            let code = Text::of(&batch, 0, "commodity_code")?;
-            let name = Text::of(&batch, 1, "commodity")?;
-            let year = int32(&batch, 2, "market_year")?;
-            let unit = Text::of(&batch, 3, "unit")?;
-            let measures = measure_arrays(&batch, 4)?;
-            let count = int64(&batch, 13, "country_count")?;
+        for_each_batch(conn, &sql, |batch| {
+            let code = Text::of(batch, 0, "commodity_code")?;
+            let name = Text::of(batch, 1, "commodity")?;
+            let year = int32(batch, 2, "market_year")?;
+            let unit = Text::of(batch, 3, "unit")?;
+            let measures = measure_arrays(batch, 4)?;
+            let count = int64(batch, 13, "country_count")?;
             for i in 0..batch.num_rows() {
                 let Some(code) = code.get(i) else { continue };
                 let Some(market_year) = (!year.is_null(i)).then(|| year.value(i)) else {
@@ -258,7 +264,8 @@ impl Data {
                     country_count: (!count.is_null(i)).then(|| count.value(i)),
                 });
             }
-        }
+            Ok(())
+        })?;
         Ok(())
     }
 
@@ -271,13 +278,13 @@ impl Data {
             measure_columns()
         );
         let mut at: Option<usize> = None;
-        for batch in query(conn, &sql)? {
-            let code = Text::of(&batch, 0, "commodity_code")?;
-            let country_code = Text::of(&batch, 1, "country_code")?;
-            let country = Text::of(&batch, 2, "country")?;
-            let year = int32(&batch, 3, "market_year")?;
-            let unit = Text::of(&batch, 4, "unit")?;
-            let measures = measure_arrays(&batch, 5)?;
+        for_each_batch(conn, &sql, |batch| {
+            let code = Text::of(batch, 0, "commodity_code")?;
+            let country_code = Text::of(batch, 1, "country_code")?;
+            let country = Text::of(batch, 2, "country")?;
+            let year = int32(batch, 3, "market_year")?;
+            let unit = Text::of(batch, 4, "unit")?;
+            let measures = measure_arrays(batch, 5)?;
             for i in 0..batch.num_rows() {
                 let (Some(code), Some(cc)) = (code.get(i), country_code.get(i)) else {
                     continue;
@@ -311,7 +318,8 @@ impl Data {
                     m: measures_at(&measures, i),
                 });
             }
-        }
+            Ok(())
+        })?;
         Ok(())
     }
 
@@ -327,17 +335,17 @@ impl Data {
         let mut places: HashMap<Place, u32> = HashMap::new();
         let mut attributes: HashMap<Attribute, u32> = HashMap::new();
         let mut months: HashMap<String, u32> = HashMap::new();
-        for batch in query(conn, sql)? {
-            let code = Text::of(&batch, 0, "commodity_code")?;
-            let country_code = Text::of(&batch, 1, "country_code")?;
-            let country = Text::of(&batch, 2, "country")?;
-            let year = int32(&batch, 3, "market_year")?;
-            let attribute_id = Text::of(&batch, 4, "attribute_id")?;
-            let attribute = Text::of(&batch, 5, "attribute")?;
-            let revised_in = Text::of(&batch, 6, "revised_in")?;
-            let previous = float64(&batch, 7, "previous_value")?;
-            let value_col = float64(&batch, 8, "value")?;
-            let change = float64(&batch, 9, "change")?;
+        for_each_batch(conn, sql, |batch| {
+            let code = Text::of(batch, 0, "commodity_code")?;
+            let country_code = Text::of(batch, 1, "country_code")?;
+            let country = Text::of(batch, 2, "country")?;
+            let year = int32(batch, 3, "market_year")?;
+            let attribute_id = Text::of(batch, 4, "attribute_id")?;
+            let attribute = Text::of(batch, 5, "attribute")?;
+            let revised_in = Text::of(batch, 6, "revised_in")?;
+            let previous = float64(batch, 7, "previous_value")?;
+            let value_col = float64(batch, 8, "value")?;
+            let change = float64(batch, 9, "change")?;
             for i in 0..batch.num_rows() {
                 let (Some(code), Some(cc), Some(id), Some(month)) = (
                     code.get(i),
@@ -396,7 +404,8 @@ impl Data {
                 };
                 commodity.countries[k].revisions.push(index);
             }
-        }
+            Ok(())
+        })?;
         for commodity in &mut self.commodities {
             // Countries added by revisions came last: restore the order by code.
             commodity.countries.sort_by(|a, b| a.code.cmp(&b.code));
@@ -478,9 +487,30 @@ fn etag(generation: &Generation) -> String {
     format!("W/\"{hex}\"")
 }
 
-fn query(conn: &Connection, sql: &str) -> Result<Vec<RecordBatch>, PrepareError> {
+/// Runs `sql` and hands each result batch to `f` as DuckDB streams it (the result is never
+/// held whole). duckdb-rs panics when a batch cannot be fetched after the query started (an
+/// interrupt at the time bound): that is caught here and becomes an error.
+fn for_each_batch(
+    conn: &Connection,
+    sql: &str,
+    mut f: impl FnMut(&RecordBatch) -> Result<(), PrepareError>,
+) -> Result<(), PrepareError> {
     let mut stmt = conn.prepare(sql)?;
-    Ok(stmt.query_arrow([])?.collect())
+    let mut batches = stmt.stream_arrow([])?;
+    loop {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| batches.next())) {
+            Ok(Some(batch)) => f(&batch)?,
+            Ok(None) => return Ok(()),
+            Err(panic) => {
+                let why = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("a panic in the DuckDB binding");
+                return Err(format!("reading the result failed: {why}").into());
+            }
+        }
+    }
 }
 
 /// A text column, whichever of Arrow's string layouts DuckDB chose.

@@ -43,6 +43,8 @@ pub const ACCEPT_ERROR_PAUSE_MILLIS: u64 = 100;
 pub const GENERATION_POLL_MILLIS: u64 = 1000;
 /// Bound on reading one generation (its record and every table), in seconds.
 pub const GENERATION_READ_TIMEOUT_SECS: u64 = 120;
+/// DuckDB's memory limit while it reads a generation, in MiB.
+pub const GENERATION_READ_MEMORY_MIB: u64 = 256;
 /// A file that could not be read is tried again after this long, in seconds.
 pub const GENERATION_RETRY_SECS: u64 = 5;
 

@@ -25,7 +25,11 @@ $(error DUCKDB must be prebuilt or bundled, not '$(DUCKDB)')
 endif
 CARGO_FLAGS := --release --locked $(CARGO_FEATURES)
 BIN_DIR := $(CARGO_TARGET_DIR)/release
-BINARIES := extract-psd psd-gen transform export-serving materia-status backup-sync deploy-poll
+BINARIES := extract-psd psd-gen transform export-serving materia-status backup-sync deploy-poll materia-web
+# Apache ECharts for materia-web's charts: the npm package pinned by third-party/echarts.lock,
+# verified and kept in the cache; crates/materia-web/build.rs embeds it from ECHARTS_DIR.
+ECHARTS_VERSION := $(shell sed -n 's/^version=//p' third-party/echarts.lock)
+export ECHARTS_DIR := $(MATERIA_CACHE)/npm/echarts-$(ECHARTS_VERSION)
 # The SQLMesh virtualenv: pinned SQLMesh and the duckdb package of the same DuckDB release as
 # the Rust crate (transform/requirements.txt, frozen from transform/requirements.in).
 VENV ?= .venv
@@ -36,13 +40,15 @@ TOOLS_VENV ?= .venv-tools
 GITLAB_CI_LOCAL_DIR := $(MATERIA_CACHE)/npm/gitlab-ci-local-4.66.1
 export MATERIA_GITLAB_CI_LOCAL := $(GITLAB_CI_LOCAL_DIR)/node_modules/.bin/gitlab-ci-local
 
-.PHONY: all deps deps-bench deps-rehearsal duckdb build venv tools ci-tools ci-build ci-test ci-local secrets-decrypt-dev secrets-edit-prod test test-rust test-transform test-fuzz-targets lint demo bench fuzz dr-drill rehearsal release clean-data help
+.PHONY: all deps deps-bench deps-rehearsal duckdb echarts build venv tools ci-tools ci-build ci-test ci-local secrets-decrypt-dev secrets-edit-prod test test-rust test-transform test-fuzz-targets test-web screenshots lint demo web bench fuzz dr-drill rehearsal release clean-data help
 
 all: build
 
 help:
-	@echo "make demo     run the pipeline end to end on generated data (data/...)"
+	@echo "make demo     run the pipeline end to end on generated data (data/...), then materia-web on it"
+	@echo "make web      run materia-web on the demo's serving file (http://127.0.0.1:8080/)"
 	@echo "make test     lint and every test"
+	@echo "make test-web the browser test of materia-web (Debian's chromium, Playwright)"
 	@echo "make bench    benchmarks against their baselines"
 	@echo "make fuzz     each fuzz target for FUZZ_SECS (60) seconds (cargo-fuzz, nightly)"
 	@echo "make lint     cargo fmt --check, clippy -D warnings, shellcheck"
@@ -78,7 +84,12 @@ ifeq ($(DUCKDB),prebuilt)
 	done
 endif
 
-build: duckdb
+# ECharts, verified, in the cache (any DuckDB mode): materia-web embeds it at compile time.
+echarts:
+	@command -v npm >/dev/null 2>&1 && command -v openssl >/dev/null 2>&1 || sh scripts/install-deps.sh build
+	@sh scripts/fetch-npm.sh third-party/echarts.lock "$(ECHARTS_DIR)"
+
+build: duckdb echarts
 	$(CARGO) build $(CARGO_FLAGS) --workspace --bins
 
 venv: $(VENV)/.installed
@@ -110,7 +121,7 @@ secrets-edit-prod: tools
 	@[ -n "$${SOPS_AGE_KEY_FILE:-}" ] || { echo "set SOPS_AGE_KEY_FILE to your age key" >&2; exit 2; }
 	"$(TOOLS_VENV)/bin/sops" --input-type dotenv --output-type dotenv .env.prod.sops
 
-lint: deps duckdb
+lint: deps duckdb echarts
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy $(CARGO_FLAGS) --workspace --all-targets -- -D warnings
 	shellcheck -x -s sh scripts/*.sh .ci/run
@@ -153,14 +164,31 @@ ci-test: deps $(CRATE_NEEDS)
 ci-local: ci-tools
 	MATERIA_CACHE="$(MATERIA_CACHE)" sh scripts/ci-local.sh
 
+# The browser test alone (CI job test:web): materia-web on a pipeline-built serving file, driven
+# by Playwright (tools venv) in Debian's /usr/bin/chromium; screenshots in
+# $(CARGO_TARGET_DIR)/materia-web-screenshots/.
+test-web: build venv tools
+	MATERIA_VENV="$(abspath $(VENV))" MATERIA_TOOLS_VENV="$(abspath $(TOOLS_VENV))" $(CARGO) test $(CARGO_FLAGS) -p materia-web --test browser
+
+# The browser test, also writing the README's screenshot (docs/screenshots/overview.png).
+screenshots: build venv tools
+	MATERIA_UPDATE_SCREENSHOTS=1 MATERIA_VENV="$(abspath $(VENV))" MATERIA_TOOLS_VENV="$(abspath $(TOOLS_VENV))" $(CARGO) test $(CARGO_FLAGS) -p materia-web --test browser
+
 demo: build venv
 	BIN_DIR="$(BIN_DIR)" VENV="$(abspath $(VENV))" sh scripts/demo.sh
+
+# materia-web on the demo's files, in the foreground (Ctrl-C stops it); MATERIA_WEB_LISTEN
+# changes the address.
+web: build
+	@[ -f "$${SERVING_DUCKDB_PATH:-data/analytics.duckdb}" ] || { echo "web: no serving file yet; run make demo first" >&2; exit 2; }
+	"$(BIN_DIR)/materia-web"
 
 bench: deps-bench build venv tools
 	BIN_DIR="$(BIN_DIR)" sh scripts/bench-extract.sh
 	BIN_DIR="$(BIN_DIR)" VENV="$(abspath $(VENV))" sh scripts/bench-transform.sh
 	BIN_DIR="$(BIN_DIR)" VENV="$(abspath $(VENV))" sh scripts/bench-export.sh
 	BIN_DIR="$(BIN_DIR)" TOOLS_VENV="$(abspath $(TOOLS_VENV))" sh scripts/bench-backup.sh
+	BIN_DIR="$(BIN_DIR)" VENV="$(abspath $(VENV))" sh scripts/bench-web.sh
 
 # Each fuzz target for FUZZ_SECS seconds with cargo-fuzz (libFuzzer, nightly toolchain;
 # installed when missing), seeded from psd-gen output; executions per second and coverage are

@@ -2,7 +2,7 @@
 # First deployment on a server prepared by setup_server.sh: clones the repository through a
 # read-only deploy key, checks out the newest release tag into /opt/materia/releases/<tag>,
 # builds it there, decrypts its secrets, points /opt/materia/current at it, installs the systemd
-# units and starts them. Later releases arrive through deploy-poll (materia-deploy.timer).
+# units and starts them (the supervisor, the backup and deploy timers, the web socket and app). Later releases arrive through deploy-poll (materia-deploy.timer).
 # Idempotent: a second run changes nothing and says "0 changes".
 #
 # Usage (as root): scripts/bootstrap_supervisor.sh --repo URL [--deploy-key FILE] [--tag TAG]
@@ -152,7 +152,7 @@ fi
 
 units_changed=false
 mkdir -p "$root/etc/systemd/system"
-for unit in "$release"/systemd/*.service "$release"/systemd/*.timer; do
+for unit in "$release"/systemd/*.service "$release"/systemd/*.timer "$release"/systemd/*.socket; do
     [ -f "$unit" ] || continue
     target=$root/etc/systemd/system/$(basename "$unit")
     if ! cmp -s "$unit" "$target"; then
@@ -185,7 +185,10 @@ fi
 
 if [ "$start" = true ]; then
     [ "$units_changed" = false ] || systemctl daemon-reload
-    for u in materia-supervisor.service $backup materia-deploy.timer; do
+    # The web socket before its service: systemd holds the socket, the service is started on
+    # it (and now, so that it reads the serving file before the first request).
+    for u in materia-supervisor.service $backup materia-deploy.timer \
+        materia-web.socket materia-web.service; do
         if ! systemctl is-enabled --quiet "$u" || ! systemctl is-active --quiet "$u"; then
             systemctl enable --now --quiet "$u"
             changed "enabled and started $u"

@@ -1,8 +1,8 @@
 #!/bin/sh
 # The demo: a generated PSD bulk zip served on loopback, then two supervisor cycles
 # (extract-psd -> transform -> export-serving; the second finds upstream unchanged), the
-# materia-status table, and a few rows of serving.global_balance read from the published
-# serving file as the web app reads it.
+# materia-status table, a few rows of serving.global_balance read from the published
+# serving file, and materia-web started on it: the overview page and the coffee API fetched.
 # Runs from the repository root with the development defaults (data/...).
 set -eu
 
@@ -25,7 +25,8 @@ fi
 served=$(scripts/serve-dir.sh data/upstream)
 server_pid=${served% *}
 port=${served#* }
-trap 'kill "$server_pid" 2>/dev/null || true' EXIT INT TERM
+web_pid=""
+trap 'kill "$server_pid" 2>/dev/null || true; [ -z "$web_pid" ] || kill "$web_pid" 2>/dev/null || true' EXIT INT TERM
 export PSD_URL="http://127.0.0.1:$port/psd_alldata_csv.zip"
 
 echo "== supervisor --once: extract-psd -> transform -> export-serving"
@@ -51,3 +52,39 @@ db.sql("""
     LIMIT 5
 """).show()
 PY
+
+echo "== materia-web on $SERVING_DUCKDB_PATH"
+web_log=data/materia-web.demo.log
+"$bin/materia-web" --listen 127.0.0.1:0 >/dev/null 2>"$web_log" &
+web_pid=$!
+# It logs its address once the first generation is read and it accepts connections.
+tries=0
+until grep -q "listening on" "$web_log" 2>/dev/null; do
+    tries=$((tries + 1))
+    if [ "$tries" -gt 600 ] || ! kill -0 "$web_pid" 2>/dev/null; then
+        cat "$web_log" >&2
+        echo "demo: materia-web did not start" >&2
+        exit 1
+    fi
+    sleep 0.1
+done
+web=$(sed -n 's/.*listening on \([0-9.]*:[0-9]*\),.*/\1/p' "$web_log" | head -n 1)
+"$venv/bin/python" - "http://$web" <<'PY'
+import json, re, sys, urllib.request
+base = sys.argv[1]
+with urllib.request.urlopen(base + "/", timeout=30) as r:
+    page = r.read().decode()
+    title = re.search(r"<title>(.*?)</title>", page).group(1)
+    print(f"GET / -> {r.status}, {len(page)} bytes: {title}")
+url = base + "/api/v1/global-balance?commodity=0711100"
+with urllib.request.urlopen(url, timeout=30) as r:
+    body = json.load(r)
+    print(f"GET /api/v1/global-balance?commodity=0711100 -> {r.status}, {len(body['rows'])} market years of {body['commodity']} {body['unit']}; the latest:")
+    print(json.dumps(body["rows"][-1], indent=2))
+PY
+# SIGTERM: it finishes what it is answering and exits 0.
+kill "$web_pid"
+wait "$web_pid" || { echo "demo: materia-web did not stop cleanly" >&2; exit 1; }
+web_pid=""
+echo "== done. Keep the site running with: make web   (then open http://127.0.0.1:8080/)"
+

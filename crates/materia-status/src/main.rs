@@ -2,26 +2,15 @@
 //! success, age), and a health check: exit 1 when a step's last success is older than its
 //! `--max-age`.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use anyhow::{Context, anyhow};
+use anyhow::anyhow;
 use clap::Parser;
-use run_ledger::{Ledger, StepSummary};
-use serde::Serialize;
+use materia_status::{StatusReport, report, table};
 use step_runtime::env_vars;
-
-/// The steps of the pipeline, listed even before their first run.
-const KNOWN_STEPS: [&str; 5] = [
-    "extract-psd",
-    "transform",
-    "export-serving",
-    "backup-sync",
-    "deploy-poll",
-];
 
 /// Show the last run and last success of every Materia step; exit 1 if one is too old
 ///
@@ -61,153 +50,6 @@ fn parse_max_age(s: &str) -> Result<(String, Duration), String> {
     Ok((step.to_owned(), age))
 }
 
-#[derive(Debug, Serialize)]
-struct StepStatus {
-    step: String,
-    /// `success`, `unchanged`, `failed`, `running`, or `never` (no run recorded).
-    status: String,
-    last_run: Option<String>,
-    duration_secs: Option<f64>,
-    last_success: Option<String>,
-    age_secs: Option<u64>,
-    max_age_secs: Option<u64>,
-    /// The last success is older than `max_age` (or there is none).
-    stale: bool,
-    error: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct StatusReport {
-    /// `ok`, `stale` or `failed`.
-    status: &'static str,
-    state_db: String,
-    steps: Vec<StepStatus>,
-    stale: Vec<String>,
-    error: Option<String>,
-}
-
-fn parse_time(text: &str) -> Option<SystemTime> {
-    humantime::parse_rfc3339_weak(text.trim_end_matches('Z')).ok()
-}
-
-fn status_of(
-    step: &str,
-    summary: Option<&StepSummary>,
-    max_age: Option<Duration>,
-    now: SystemTime,
-) -> StepStatus {
-    let last_success = summary.and_then(|s| s.last_success_at.clone());
-    let age = last_success
-        .as_deref()
-        .and_then(parse_time)
-        .map(|t| now.duration_since(t).unwrap_or_default());
-    let duration_secs = summary.and_then(|s| {
-        let start = parse_time(&s.started_at)?;
-        let end = parse_time(s.finished_at.as_deref()?)?;
-        Some(end.duration_since(start).unwrap_or_default().as_secs_f64())
-    });
-    let stale = max_age.is_some_and(|max| age.is_none_or(|a| a > max));
-    StepStatus {
-        step: step.to_owned(),
-        status: summary.map_or_else(|| "never".to_owned(), |s| s.status.clone()),
-        last_run: summary.map(|s| s.started_at.clone()),
-        duration_secs,
-        last_success,
-        age_secs: age.map(|a| a.as_secs()),
-        max_age_secs: max_age.map(|m| m.as_secs()),
-        stale,
-        error: summary.and_then(|s| s.error.clone()),
-    }
-}
-
-fn short(d: Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        0..60 => format!("{s}s"),
-        60..3_600 => format!("{}m", s / 60),
-        3_600..172_800 => format!("{}h{:02}m", s / 3_600, s % 3_600 / 60),
-        _ => format!("{}d{:02}h", s / 86_400, s % 86_400 / 3_600),
-    }
-}
-
-fn table(report: &StatusReport) -> String {
-    let mut out = format!(
-        "{:<16} {:<10} {:<25} {:>9} {:<25} {:>8}\n",
-        "STEP", "STATUS", "LAST RUN", "DURATION", "LAST SUCCESS", "AGE"
-    );
-    for s in &report.steps {
-        let age = s
-            .age_secs
-            .map_or_else(|| "-".to_owned(), |a| short(Duration::from_secs(a)));
-        let flag = if s.stale {
-            format!(
-                "  STALE (max {})",
-                short(Duration::from_secs(s.max_age_secs.unwrap_or(0)))
-            )
-        } else {
-            String::new()
-        };
-        out.push_str(&format!(
-            "{:<16} {:<10} {:<25} {:>9} {:<25} {:>8}{flag}\n",
-            s.step,
-            s.status,
-            s.last_run.as_deref().unwrap_or("-"),
-            s.duration_secs
-                .map_or_else(|| "-".to_owned(), |d| format!("{d:.1}s")),
-            s.last_success.as_deref().unwrap_or("-"),
-            age,
-        ));
-        if s.status == "failed"
-            && let Some(e) = &s.error
-        {
-            let line: String = e.chars().take(200).collect();
-            out.push_str(&format!("{:<16} error: {line}\n", ""));
-        }
-    }
-    out
-}
-
-fn report(args: &Args, state_db: &std::path::Path) -> anyhow::Result<StatusReport> {
-    let ledger = Ledger::open_read_only(state_db)?;
-    let summaries = ledger
-        .step_summaries()
-        .context("cannot read the runs of the state DB")?;
-    let by_step: BTreeMap<&str, &StepSummary> =
-        summaries.iter().map(|s| (s.step.as_str(), s)).collect();
-    let max_ages: BTreeMap<&str, Duration> =
-        args.max_age.iter().map(|(s, d)| (s.as_str(), *d)).collect();
-    let mut names: Vec<&str> = KNOWN_STEPS.to_vec();
-    for s in by_step.keys().chain(max_ages.keys()) {
-        if !names.contains(s) {
-            names.push(s);
-        }
-    }
-    let now = SystemTime::now();
-    let steps: Vec<StepStatus> = names
-        .iter()
-        .map(|name| {
-            status_of(
-                name,
-                by_step.get(name).copied(),
-                max_ages.get(name).copied(),
-                now,
-            )
-        })
-        .collect();
-    let stale: Vec<String> = steps
-        .iter()
-        .filter(|s| s.stale)
-        .map(|s| s.step.clone())
-        .collect();
-    Ok(StatusReport {
-        status: if stale.is_empty() { "ok" } else { "stale" },
-        state_db: state_db.display().to_string(),
-        steps,
-        stale,
-        error: None,
-    })
-}
-
 fn main() -> ExitCode {
     let args: Args = match step_runtime::parse_args() {
         Ok(args) => args,
@@ -217,7 +59,7 @@ fn main() -> ExitCode {
         .state_db
         .clone()
         .unwrap_or_else(|| args.landing_dir.join(".state.sqlite"));
-    let result = report(&args, &state_db);
+    let result = report(&state_db, &args.max_age);
     let (report, code) = match result {
         Ok(r) => {
             let code = if r.stale.is_empty() { 0 } else { 1 };
@@ -271,23 +113,5 @@ mod tests {
         assert!(parse_max_age("extract-psd").is_err());
         assert!(parse_max_age("=3h").is_err());
         assert!(parse_max_age("x=soon").is_err());
-    }
-
-    #[test]
-    fn a_step_without_success_is_stale_only_under_a_max_age() {
-        let now = SystemTime::now();
-        assert!(!status_of("x", None, None, now).stale);
-        assert!(status_of("x", None, Some(Duration::from_secs(1)), now).stale);
-    }
-
-    #[test]
-    fn ages_are_short() {
-        assert_eq!(short(Duration::from_secs(59)), "59s");
-        assert_eq!(short(Duration::from_secs(3_599)), "59m");
-        assert_eq!(short(Duration::from_secs(7_260)), "2h01m");
-        // Hours and minutes up to two days, then days and hours.
-        assert_eq!(short(Duration::from_secs(172_799)), "47h59m");
-        assert_eq!(short(Duration::from_secs(172_800)), "2d00h");
-        assert_eq!(short(Duration::from_secs(3 * 86_400 + 7_200)), "3d02h");
     }
 }

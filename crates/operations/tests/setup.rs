@@ -253,6 +253,13 @@ fn bootstrap_installs_the_newest_tag_once_and_moves_to_a_newer_one() {
         std::fs::read(&unit).unwrap(),
         std::fs::read(repo_root().join("systemd/materia-supervisor.service")).unwrap()
     );
+    for web in ["materia-web.socket", "materia-web.service"] {
+        assert_eq!(
+            std::fs::read(root.path().join("etc/systemd/system").join(web)).unwrap(),
+            std::fs::read(repo_root().join("systemd").join(web)).unwrap(),
+            "{web} is installed"
+        );
+    }
 
     let before = tree(root.path());
     let log = ok(&bootstrap(&[], build));

@@ -12,12 +12,14 @@ use test_support::CommandExt;
 /// Bound on every child process of these tests: a hang fails the test instead of the run.
 const CHILD_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
 
-const UNITS: [&str; 5] = [
+const UNITS: [&str; 7] = [
     "materia-supervisor.service",
     "materia-backup.service",
     "materia-backup.timer",
     "materia-deploy.service",
     "materia-deploy.timer",
+    "materia-web.socket",
+    "materia-web.service",
 ];
 
 fn units_dir() -> PathBuf {
@@ -31,7 +33,7 @@ fn unit(name: &str) -> String {
 /// Copies of the units with /opt/materia moved under `root`, where their executables exist.
 fn relocated(root: &Path) -> Vec<PathBuf> {
     let prefix = root.join("opt/materia");
-    for b in ["backup-sync", "deploy-poll"] {
+    for b in ["backup-sync", "deploy-poll", "materia-web"] {
         let path = prefix.join("current/bin").join(b);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, "#!/bin/sh\n").unwrap();
@@ -110,4 +112,31 @@ fn units_run_as_the_service_user_with_the_env_file_and_the_contract_settings() {
     assert!(timer.contains("OnCalendar=*-*-* 00/6:00:00"));
     assert!(timer.contains("Persistent=true"), "catch up after downtime");
     assert!(unit("materia-supervisor.service").contains("Restart=on-failure"));
+}
+
+#[test]
+fn the_web_app_is_socket_activated_and_reads_the_data_read_only() {
+    let socket = unit("materia-web.socket");
+    assert!(socket.lines().any(|l| l == "ListenStream=127.0.0.1:8080"));
+    assert!(socket.contains("WantedBy=sockets.target"));
+    let service = unit("materia-web.service");
+    for line in [
+        "Requires=materia-web.socket",
+        "After=materia-web.socket",
+        "ExecStart=/opt/materia/current/bin/materia-web",
+        "ReadOnlyPaths=/data/materia",
+        "PrivateNetwork=yes",
+        "Restart=on-failure",
+    ] {
+        assert!(
+            service.lines().any(|l| l == line),
+            "materia-web.service lacks {line}"
+        );
+    }
+    assert!(
+        !service.contains("ReadWritePaths"),
+        "the web app writes nothing"
+    );
+    // Its stop time-out outlasts the graceful shutdown (20 s for in-flight requests).
+    assert!(service.lines().any(|l| l == "TimeoutStopSec=30s"));
 }

@@ -239,20 +239,47 @@ impl Ledger {
 
     /// Opens an existing state DB for reading only (status tools): never creates or migrates
     /// it, and refuses a schema newer than this build knows.
+    ///
+    /// A WAL database is read through its `-shm` index, which the first reader creates. A
+    /// reader that may not write the directory (the web unit reads `/data/materia` read-only)
+    /// cannot create it, and SQLite then refuses the read. When that happens and no `-wal`
+    /// file exists, every committed row is in the main file, so it is read as an immutable
+    /// file instead: no lock, no `-shm`. A write that lands during such a read may be missed
+    /// or, while a checkpoint rewrites pages, be reported as an error; a status display reads
+    /// again on its next request.
     pub fn open_read_only(path: &Path) -> Result<Ledger, LedgerError> {
         if !path.is_file() {
             return Err(LedgerError::Missing {
                 path: path.to_path_buf(),
             });
         }
-        let conn = Connection::open_with_flags(
-            path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|source| LedgerError::Open {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let flags =
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        match Ledger::open_read_only_with(path, path, flags) {
+            Err(LedgerError::Sql { source, .. } | LedgerError::Open { source, .. })
+                if cannot_create_shm(&source) && !wal_path(path).exists() =>
+            {
+                Ledger::open_read_only_with(
+                    path,
+                    Path::new(&immutable_uri(path)),
+                    flags | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+                )
+            }
+            other => other,
+        }
+    }
+
+    /// Opens `name` (the path, or a URI for it) with `flags`; errors name `path`.
+    fn open_read_only_with(
+        path: &Path,
+        name: &Path,
+        flags: rusqlite::OpenFlags,
+    ) -> Result<Ledger, LedgerError> {
+        let conn =
+            Connection::open_with_flags(name, flags).map_err(|source| LedgerError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
         let ledger = Ledger {
             conn,
             path: path.to_path_buf(),
@@ -634,6 +661,37 @@ impl Ledger {
     }
 }
 
+/// `<db>-wal`, the write-ahead log beside a WAL database.
+fn wal_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
+}
+
+/// True for SQLite's refusal to read a WAL database whose `-shm` it may not create.
+fn cannot_create_shm(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen)
+    )
+}
+
+/// An SQLite URI naming `path` read-only and immutable, with the characters URIs reserve
+/// escaped.
+fn immutable_uri(path: &Path) -> String {
+    let mut uri = String::from("file:");
+    for b in path.as_os_str().as_encoded_bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => {
+                uri.push(char::from(*b));
+            }
+            _ => uri.push_str(&format!("%{b:02X}")),
+        }
+    }
+    uri.push_str("?mode=ro&immutable=1");
+    uri
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -642,6 +700,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ledger = Ledger::open(&dir.path().join("sub/state.sqlite")).unwrap();
         (dir, ledger)
+    }
+
+    #[test]
+    fn immutable_uris_escape_what_uris_reserve() {
+        assert_eq!(
+            immutable_uri(Path::new("/data/materia/landing/.state.sqlite")),
+            "file:/data/materia/landing/.state.sqlite?mode=ro&immutable=1"
+        );
+        assert_eq!(
+            immutable_uri(Path::new("/tmp/a b?#%.db")),
+            "file:/tmp/a%20b%3F%23%25.db?mode=ro&immutable=1"
+        );
     }
 
     #[test]

@@ -60,3 +60,14 @@ pub const MATERIA_ROOT: &str = "MATERIA_ROOT";
 pub const MATERIA_SOPS: &str = "MATERIA_SOPS";
 /// The server's age key for sops (read by sops itself).
 pub const SOPS_AGE_KEY_FILE: &str = "SOPS_AGE_KEY_FILE";
+
+/// materia-web's address, `ADDR:PORT`. Default `127.0.0.1:8080`; ignored under socket activation.
+pub const MATERIA_WEB_LISTEN: &str = "MATERIA_WEB_LISTEN";
+/// Age of the serving file past which materia-web's `/healthz` answers 503 `stale`. Default `45d`.
+pub const MATERIA_WEB_MAX_SERVING_AGE: &str = "MATERIA_WEB_MAX_SERVING_AGE";
+/// Connections materia-web serves at once; more are answered 503 with `Retry-After`. Default 512.
+pub const MATERIA_WEB_MAX_CONNECTIONS: &str = "MATERIA_WEB_MAX_CONNECTIONS";
+/// systemd socket activation (read by materia-web): how many sockets were passed from fd 3 on,
+/// and the pid they are meant for.
+pub const LISTEN_FDS: &str = "LISTEN_FDS";
+pub const LISTEN_PID: &str = "LISTEN_PID";

@@ -1,0 +1,159 @@
+#!/bin/sh
+# Benchmark of materia-web on the serving file of the full-size generated dataset, with wrk
+# (Debian) on loopback: /api/v1/global-balance?commodity=0711100 and / against nginx (Debian)
+# serving the same JSON bytes as a static file, in the same run; then the API's p99 latency while
+# export-serving publishes a new generation every 2 s; then materia-web's peak RSS.
+# Goals (2 cores): API >= 0.25x nginx's requests per second; p99 < 25 ms while publishing;
+# RSS < 150 MiB.
+# Usage: BIN_DIR=... VENV=... scripts/bench-web.sh
+set -eu
+
+bin=${BIN_DIR:?BIN_DIR must name the directory of the built binaries}
+venv=${VENV:?VENV must name the SQLMesh virtualenv}
+rows=${BENCH_ROWS:-2100000}
+secs=${BENCH_WEB_SECS:-10}
+connections=${BENCH_WEB_CONNECTIONS:-16}
+publish_every_secs=2
+cache=${BENCH_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/materia/bench}
+repo=$(pwd)
+work=$(mktemp -d)
+web_pid=""
+nginx_pid=""
+publisher_pid=""
+cleanup() {
+    for p in $publisher_pid $web_pid $nginx_pid; do
+        kill "$p" 2>/dev/null || true
+    done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+for tool in wrk nginx; do
+    command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || {
+        echo "bench-web: $tool is needed (make deps-bench)" >&2
+        exit 1
+    }
+done
+nginx=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
+
+mkdir -p "$cache/upstream"
+zip="$cache/upstream/psd-$rows.zip"
+[ -f "$zip" ] || "$bin/psd-gen" --rows "$rows" --out "$zip"
+export LANDING_DIR="$work/landing" STATE_DB="$work/state.sqlite" DUCKDB_PATH="$work/lakehouse.duckdb"
+export SERVING_DUCKDB_PATH="$work/analytics.duckdb"
+export MATERIA_TRANSFORM_DIR="$repo/transform" MATERIA_SQLMESH="$venv/bin/sqlmesh"
+echo "building the serving file ($rows rows)" >&2
+"$bin/extract-psd" --url "$zip" 2>/dev/null
+"$bin/transform" 2>/dev/null
+"$bin/export-serving" --keep 0 2>/dev/null
+
+"$bin/materia-web" --listen 127.0.0.1:0 >/dev/null 2>"$work/web.log" &
+web_pid=$!
+tries=0
+until grep -q "listening on" "$work/web.log" 2>/dev/null; do
+    tries=$((tries + 1))
+    if [ "$tries" -gt 600 ] || ! kill -0 "$web_pid" 2>/dev/null; then
+        cat "$work/web.log" >&2
+        echo "bench-web: materia-web did not start" >&2
+        exit 1
+    fi
+    sleep 0.1
+done
+web=$(sed -n 's/.*listening on \([0-9.]*:[0-9]*\),.*/\1/p' "$work/web.log" | head -n 1)
+api="/api/v1/global-balance?commodity=0711100"
+
+# nginx serves the very bytes of the API's answer, with the same content type.
+mkdir -p "$work/www" "$work/nginx/logs"
+curl -fsS --max-time 30 -o "$work/www/api.json" "http://$web$api"
+nginx_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
+cat >"$work/nginx/nginx.conf" <<EOF
+daemon off;
+worker_processes auto;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/logs/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $work/nginx/tmp;
+    proxy_temp_path $work/nginx/tmp;
+    fastcgi_temp_path $work/nginx/tmp;
+    uwsgi_temp_path $work/nginx/tmp;
+    scgi_temp_path $work/nginx/tmp;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$nginx_port;
+        location = /api.json { root $work/www; default_type application/json; }
+    }
+}
+EOF
+mkdir -p "$work/nginx/tmp"
+# nginx's workers (another user when started as root) read the file.
+chmod 755 "$work" "$work/www"
+chmod 644 "$work/www/api.json"
+"$nginx" -p "$work/nginx" -c "$work/nginx/nginx.conf" &
+nginx_pid=$!
+tries=0
+until curl -fsS -o /dev/null --max-time 5 "http://127.0.0.1:$nginx_port/api.json" 2>/dev/null; do
+    tries=$((tries + 1))
+    [ "$tries" -le 100 ] || { cat "$work/nginx/logs/error.log" >&2; echo "bench-web: nginx did not start" >&2; exit 1; }
+    sleep 0.1
+done
+curl -fsS --max-time 30 -o "$work/api-from-nginx.json" "http://127.0.0.1:$nginx_port/api.json"
+cmp -s "$work/www/api.json" "$work/api-from-nginx.json" || { echo "bench-web: nginx serves other bytes" >&2; exit 1; }
+
+# load LABEL URL SECS: wrk's requests per second and p99 (ms) into $work/LABEL.
+load() {
+    timeout $(($3 + 30)) wrk -t 2 -c "$connections" -d "${3}s" --latency "$2" >"$work/$1.wrk" 2>&1 || {
+        cat "$work/$1.wrk" >&2
+        echo "bench-web: wrk $2 failed" >&2
+        exit 1
+    }
+    rps=$(awk '/^Requests\/sec:/ {print $2}' "$work/$1.wrk")
+    p99=$(awk '$1 == "99%" {v = $2; if (v ~ /us$/) {sub(/us$/, "", v); v /= 1000} else if (v ~ /ms$/) {sub(/ms$/, "", v)} else if (v ~ /s$/) {sub(/s$/, "", v); v *= 1000}; print v}' "$work/$1.wrk")
+    non2xx=$(awk '/Non-2xx/ {print $NF}' "$work/$1.wrk")
+    errors=$(awk '/Socket errors/ {print}' "$work/$1.wrk")
+    echo "$rps ${p99:-?} ${non2xx:-0}" >"$work/$1"
+    [ -z "$errors" ] || echo "bench-web: $1: $errors" >&2
+}
+
+echo "wrk: nginx static file, materia-web API, materia-web page ($secs s each, $connections connections)" >&2
+load static "http://127.0.0.1:$nginx_port/api.json" "$secs"
+load api "http://$web$api" "$secs"
+load page "http://$web/" "$secs"
+
+# The API while export-serving publishes a new generation every 2 s.
+(
+    while :; do
+        started=$(date +%s)
+        "$bin/export-serving" --keep 0 >/dev/null 2>&1 || echo "bench-web: export-serving failed" >&2
+        echo x >>"$work/published"
+        elapsed=$(($(date +%s) - started))
+        [ "$elapsed" -ge "$publish_every_secs" ] || sleep $((publish_every_secs - elapsed))
+    done
+) &
+publisher_pid=$!
+load publishing "http://$web$api" $((secs * 2))
+kill "$publisher_pid" 2>/dev/null || true
+wait "$publisher_pid" 2>/dev/null || true
+publisher_pid=""
+published=$(wc -l <"$work/published" 2>/dev/null || echo 0)
+swaps=$(grep -c "serving the generation" "$work/web.log" || true)
+rss_kib=$(awk '/^VmHWM:/ {print $2}' "/proc/$web_pid/status")
+
+read -r n_rps n_p99 _ <"$work/static"
+read -r a_rps a_p99 a_bad <"$work/api"
+read -r g_rps g_p99 g_bad <"$work/page"
+read -r p_rps p_p99 p_bad <"$work/publishing"
+printf '\nmateria-web benchmark: serving file of %s rows, wrk -t2 -c%s, %s s per run (%s cores)\n' "$rows" "$connections" "$secs" "$(nproc)"
+printf '  %-58s %10.0f req/s, p99 %6.2f ms\n' "nginx, the same JSON as a static file (baseline)" "$n_rps" "$n_p99"
+printf '  %-58s %10.0f req/s, p99 %6.2f ms, non-2xx %s\n' "materia-web $api" "$a_rps" "$a_p99" "$a_bad"
+printf '  %-58s %10.0f req/s, p99 %6.2f ms, non-2xx %s\n' "materia-web / (the coffee page)" "$g_rps" "$g_p99" "$g_bad"
+printf '  %-58s %10.0f req/s, p99 %6.2f ms, non-2xx %s\n' "materia-web API while publishing every ${publish_every_secs} s" "$p_rps" "$p_p99" "$p_bad"
+printf '  %-58s %s published, %s generations read\n' "generations during that run" "$published" "$((swaps - 1))"
+awk -v a="$a_rps" -v n="$n_rps" -v g="$g_rps" -v p="$p_p99" -v r="$rss_kib" 'BEGIN {
+    printf "  API %.2fx nginx (goal >= 0.25x); page %.2fx nginx\n", a / n, g / n
+    printf "  p99 while publishing %.2f ms (goal < 25 ms)\n", p
+    printf "  peak RSS %.1f MiB (goal < 150 MiB)\n", r / 1024
+}'

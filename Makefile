@@ -164,7 +164,7 @@ ci-test: deps $(CRATE_NEEDS)
 ci-local: ci-tools
 	MATERIA_CACHE="$(MATERIA_CACHE)" sh scripts/ci-local.sh
 
-# The browser test alone (CI job test:web): materia-web on a pipeline-built serving file, driven
+# The browser test alone (CI runs it in test:materia-web): materia-web on a pipeline-built serving file, driven
 # by Playwright (tools venv) in Debian's /usr/bin/chromium; screenshots in
 # $(CARGO_TARGET_DIR)/materia-web-screenshots/.
 test-web: build venv tools

@@ -548,7 +548,7 @@ impl World {
             Command::new("ssh-keygen")
                 .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
                 .arg(&key)
-                .output()
+                .output_within(CHILD_LIMIT)
                 .unwrap(),
             "ssh-keygen",
         );
@@ -613,7 +613,7 @@ impl World {
             .unwrap();
         let out = Command::new("kill")
             .args(["-KILL", "--", &format!("-{pgid}")])
-            .output()
+            .output_within(CHILD_LIMIT)
             .unwrap();
         assert!(out.status.success(), "kill -{pgid}: {}", stderr(&out));
     }

@@ -5,7 +5,10 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
-use test_support::{stderr, workspace_bin};
+use test_support::{CommandExt, stderr, workspace_bin};
+
+/// Bound on the child process: a hang fails the test instead of the run.
+const CHILD_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[test]
 fn regression_metrics_files_are_world_readable_under_the_units_umask() {
@@ -22,7 +25,7 @@ fn regression_metrics_files_are_world_readable_under_the_units_umask() {
         .env_clear()
         .env("LANDING_DIR", dir.path().join("landing"))
         .env("METRICS_DIR", &metrics)
-        .output()
+        .output_within(CHILD_LIMIT)
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let file = metrics.join("materia_extract_psd.prom");

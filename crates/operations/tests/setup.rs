@@ -307,7 +307,7 @@ fn regression_setup_server_generates_the_service_users_keys_once_and_prints_them
     let root = throwaway_root();
     let r = root.path().to_str().unwrap();
     let out = script("setup_server.sh", &["--root", r, "--no-packages"])
-        .output()
+        .output_within(CHILD_LIMIT)
         .unwrap();
     let log = ok(&out);
     let uid = service_uid(root.path());
@@ -334,7 +334,7 @@ fn regression_setup_server_generates_the_service_users_keys_once_and_prints_them
 
     // Never regenerated: a second run keeps both keys.
     let log = ok(&script("setup_server.sh", &["--root", r, "--no-packages"])
-        .output()
+        .output_within(CHILD_LIMIT)
         .unwrap());
     assert!(log.contains("setup_server: 0 changes"), "{log}");
     assert_eq!(
@@ -383,7 +383,9 @@ fn regression_setup_server_installs_the_pinned_toolchain_for_the_service_user() 
         "--toolchain-dir",
         toolchain.path().to_str().unwrap(),
     ];
-    let log = ok(&script("setup_server.sh", &args).output().unwrap());
+    let log = ok(&script("setup_server.sh", &args)
+        .output_within(CHILD_LIMIT)
+        .unwrap());
     assert!(log.contains(&format!("installed Rust {channel}")), "{log}");
     let uid = service_uid(root.path());
     let app = root.path().join("opt/materia");
@@ -417,12 +419,14 @@ fn regression_setup_server_installs_the_pinned_toolchain_for_the_service_user() 
         .env("PATH", "/usr/bin:/bin")
         .env("RUSTUP_HOME", app.join(".rustup"))
         .env("CARGO_HOME", app.join(".cargo"))
-        .output()
+        .output_within(CHILD_LIMIT)
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("(stand-in)"));
 
-    let log = ok(&script("setup_server.sh", &args).output().unwrap());
+    let log = ok(&script("setup_server.sh", &args)
+        .output_within(CHILD_LIMIT)
+        .unwrap());
     assert!(log.contains("setup_server: 0 changes"), "{log}");
 }
 
@@ -433,7 +437,7 @@ fn regression_bootstrap_takes_deploy_polls_newest_tag_not_gits() {
     let root = throwaway_root();
     let r = root.path().to_str().unwrap();
     ok(&script("setup_server.sh", &["--root", r, "--no-packages"])
-        .output()
+        .output_within(CHILD_LIMIT)
         .unwrap());
     let uid = service_uid(root.path());
     let src = root.path().join("src");
@@ -454,7 +458,7 @@ fn regression_bootstrap_takes_deploy_polls_newest_tag_not_gits() {
         &["--root", r, "--repo", origin.to_str().unwrap()],
     )
     .env("MATERIA_BUILD_CMD", &build)
-    .output()
+    .output_within(CHILD_LIMIT)
     .unwrap();
     let log = ok(&out);
     let app = root.path().join("opt/materia");
@@ -482,7 +486,7 @@ fn regression_a_release_build_needs_no_root_and_no_test_tools() {
         let found = Command::new("/bin/sh")
             .args(["-c", &format!("command -v {tool}")])
             .env("PATH", "/usr/bin:/bin")
-            .output()
+            .output_within(CHILD_LIMIT)
             .unwrap();
         let path = String::from_utf8_lossy(&found.stdout).trim().to_owned();
         assert!(!path.is_empty(), "{tool} is not installed");
@@ -496,7 +500,7 @@ fn regression_a_release_build_needs_no_root_and_no_test_tools() {
             .arg(profile)
             .env_clear()
             .env("PATH", bin.path())
-            .output()
+            .output_within(CHILD_LIMIT)
             .unwrap()
     };
     let out = run("build");

@@ -374,7 +374,7 @@ fn regression_materia_env_file_is_read_as_data_never_run_as_shell_code() {
     let out = supervisor(dir.path(), &bin, &["--once"])
         .env("MATERIA_ENV_FILE", &env)
         .current_dir(dir.path())
-        .output()
+        .output_within(CHILD_LIMIT)
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let got = std::fs::read_to_string(&dump).unwrap();
@@ -394,7 +394,7 @@ fn regression_materia_env_file_is_read_as_data_never_run_as_shell_code() {
     std::fs::write(&env, "A=1\nB=\"open\nC=3\n").unwrap();
     let out = supervisor(dir.path(), &bin, &["--once"])
         .env("MATERIA_ENV_FILE", &env)
-        .output()
+        .output_within(CHILD_LIMIT)
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("line 2"), "{}", stderr(&out));

@@ -18,14 +18,8 @@ impl Ledger {
 
     /// Every tag recorded as bad.
     pub fn bad_tags(&self) -> Result<Vec<String>, LedgerError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT tag FROM deploy_bad_tags ORDER BY tag")
-            .map_err(|e| self.sql(e))?;
-        let rows = stmt
-            .query_map([], |r| r.get(0))
-            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>())
-            .map_err(|e| self.sql(e))?;
-        Ok(rows)
+        self.rows("SELECT tag FROM deploy_bad_tags ORDER BY tag", [], |r| {
+            r.get(0)
+        })
     }
 }

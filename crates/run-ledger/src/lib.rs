@@ -126,6 +126,19 @@ impl Ledger {
         &self.path
     }
 
+    /// Every row `sql` returns for `params`, each made into a `T` by `row`.
+    fn rows<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, LedgerError> {
+        let mut stmt = self.conn.prepare(sql).map_err(|e| self.sql(e))?;
+        stmt.query_map(params, row)
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.sql(e))
+    }
+
     fn sql(&self, source: rusqlite::Error) -> LedgerError {
         LedgerError::Sql {
             path: self.path.clone(),

@@ -96,23 +96,19 @@ pub struct RunRow {
 impl Ledger {
     /// Every step that has run, with its latest run and latest success, by step name.
     pub fn step_summaries(&self) -> Result<Vec<StepSummary>, LedgerError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "WITH ranked AS (
-                     SELECT step, status, started_at, finished_at, error,
-                            row_number() OVER (PARTITION BY step ORDER BY started_at DESC, run_id DESC) AS rn
-                       FROM runs),
-                 good AS (
-                     SELECT step, max(finished_at) AS last_success_at FROM runs
-                      WHERE status IN ('success', 'unchanged') GROUP BY step)
-                 SELECT r.step, r.status, r.started_at, r.finished_at, r.error, g.last_success_at
-                   FROM ranked r LEFT JOIN good g ON g.step = r.step
-                  WHERE r.rn = 1 ORDER BY r.step",
-            )
-            .map_err(|e| self.sql(e))?;
-        let rows = stmt
-            .query_map([], |r| {
+        self.rows(
+            "WITH ranked AS (
+                 SELECT step, status, started_at, finished_at, error,
+                        row_number() OVER (PARTITION BY step ORDER BY started_at DESC, run_id DESC) AS rn
+                   FROM runs),
+             good AS (
+                 SELECT step, max(finished_at) AS last_success_at FROM runs
+                  WHERE status IN ('success', 'unchanged') GROUP BY step)
+             SELECT r.step, r.status, r.started_at, r.finished_at, r.error, g.last_success_at
+               FROM ranked r LEFT JOIN good g ON g.step = r.step
+              WHERE r.rn = 1 ORDER BY r.step",
+            [],
+            |r| {
                 Ok(StepSummary {
                     step: r.get(0)?,
                     status: r.get(1)?,
@@ -121,10 +117,8 @@ impl Ledger {
                     error: r.get(4)?,
                     last_success_at: r.get(5)?,
                 })
-            })
-            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-            .map_err(|e| self.sql(e))?;
-        Ok(rows)
+            },
+        )
     }
 
     /// Marks `running` extraction rows of `extractor` as failed. Call only while holding the
@@ -283,34 +277,22 @@ impl Ledger {
 
     /// Data rows of every file `extractor` landed, by content address.
     pub fn landed_rows(&self, extractor: &str) -> Result<Vec<(String, u64)>, LedgerError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT sha256, max(rows) FROM extraction_runs
-                  WHERE extractor = ?1 AND status = 'success' AND sha256 IS NOT NULL AND rows IS NOT NULL
-                  GROUP BY sha256",
-            )
-            .map_err(|e| self.sql(e))?;
-        let rows = stmt
-            .query_map(params![extractor], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
-            })
-            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-            .map_err(|e| self.sql(e))?;
-        Ok(rows)
+        self.rows(
+            "SELECT sha256, max(rows) FROM extraction_runs
+              WHERE extractor = ?1 AND status = 'success' AND sha256 IS NOT NULL AND rows IS NOT NULL
+              GROUP BY sha256",
+            params![extractor],
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)),
+        )
     }
 
     /// The newest `limit` rows of the `runs` view, newest first by start time.
     pub fn recent_runs(&self, limit: u32) -> Result<Vec<RunRow>, LedgerError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT step, run_id, status, started_at, finished_at, detail, error FROM runs
-                  ORDER BY started_at DESC, run_id DESC LIMIT ?1",
-            )
-            .map_err(|e| self.sql(e))?;
-        let rows = stmt
-            .query_map(params![limit], |r| {
+        self.rows(
+            "SELECT step, run_id, status, started_at, finished_at, detail, error FROM runs
+              ORDER BY started_at DESC, run_id DESC LIMIT ?1",
+            params![limit],
+            |r| {
                 Ok(RunRow {
                     step: r.get(0)?,
                     run_id: r.get(1)?,
@@ -320,9 +302,7 @@ impl Ledger {
                     detail: r.get(5)?,
                     error: r.get(6)?,
                 })
-            })
-            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-            .map_err(|e| self.sql(e))?;
-        Ok(rows)
+            },
+        )
     }
 }

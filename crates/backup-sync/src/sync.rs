@@ -10,10 +10,10 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, anyhow, bail};
 use landing_store::{ContentAddress, LandingStore, PSD};
 use md5::{Digest as _, Md5};
-use run_ledger::{Ledger, RunStatus};
+use run_ledger::{Ledger, RunOutcome, RunStatus};
 use serde::Serialize;
 use sha2::Sha256;
-use step_runtime::{Metric, Record, Report, ResultExt, StepContext, StepError, run_recorded};
+use step_runtime::{Metric, Report, ResultExt, StepContext, StepError, run_recorded};
 
 use crate::rclone::{Listed, R2Credentials, Rclone, Remote};
 use crate::{Args, Cmd};
@@ -81,6 +81,18 @@ impl Report for SyncReport {
         }
         out
     }
+
+    fn outcome(&self) -> RunOutcome {
+        RunOutcome {
+            detail: Some(describe(self)),
+            error: self.failure(),
+            ..RunOutcome::new(if self.status == "ok" {
+                RunStatus::Success
+            } else {
+                RunStatus::Failed
+            })
+        }
+    }
 }
 
 pub fn run(ctx: &StepContext, args: &Args) -> Result<SyncReport, StepError> {
@@ -100,45 +112,31 @@ pub fn run(ctx: &StepContext, args: &Args) -> Result<SyncReport, StepError> {
         Cmd::Verify => "verify",
         Cmd::Restore { .. } => "restore",
     };
-    run_recorded(
-        ctx,
-        &ledger,
-        || {
-            let store = LandingStore::open(&ctx.config.landing_dir)?;
-            let removed = store.clean_temp(TEMP_PREFIX)?;
-            if !removed.is_empty() {
-                log::info!(
-                    "removed {} leftover(s) of an interrupted run",
-                    removed.len()
-                );
-            }
-            let config = store.create_temp(TEMP_PREFIX, ".rclone.conf")?;
-            let rclone = Rclone {
-                program: args.rclone.clone(),
-                remote,
-                timeout: Duration::from_secs(args.timeout_secs),
-                config: config.path().to_path_buf(),
-            };
-            let mut report = match &args.command {
-                Cmd::Push => push(&store, &ledger, &rclone),
-                Cmd::Verify => verify(&store, &rclone),
-                Cmd::Restore { to } => restore(&rclone, to),
-            }?;
-            report.command = Some(command);
-            report.remote = Some(rclone.remote.display());
-            Ok(report)
-        },
-        |report| Record {
-            status: if report.status == "ok" {
-                RunStatus::Success
-            } else {
-                RunStatus::Failed
-            },
-            detail: describe(report),
-            input_fingerprint: None,
-            error: report.failure(),
-        },
-    )
+    run_recorded(ctx, &ledger, || {
+        let store = LandingStore::open(&ctx.config.landing_dir)?;
+        let removed = store.clean_temp(TEMP_PREFIX)?;
+        if !removed.is_empty() {
+            log::info!(
+                "removed {} leftover(s) of an interrupted run",
+                removed.len()
+            );
+        }
+        let config = store.create_temp(TEMP_PREFIX, ".rclone.conf")?;
+        let rclone = Rclone {
+            program: args.rclone.clone(),
+            remote,
+            timeout: Duration::from_secs(args.timeout_secs),
+            config: config.path().to_path_buf(),
+        };
+        let mut report = match &args.command {
+            Cmd::Push => push(&store, &ledger, &rclone),
+            Cmd::Verify => verify(&store, &rclone),
+            Cmd::Restore { to } => restore(&rclone, to),
+        }?;
+        report.command = Some(command);
+        report.remote = Some(rclone.remote.display());
+        Ok(report)
+    })
 }
 
 fn describe(r: &SyncReport) -> String {

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, anyhow};
-use run_ledger::{Ledger, RunStatus};
+use run_ledger::{Ledger, RunOutcome, RunStatus};
 use serde::Serialize;
-use step_runtime::{Record, Report, ResultExt, StepContext, StepError, iso8601, run_recorded};
+use step_runtime::{Report, ResultExt, StepContext, StepError, iso8601, run_recorded};
 
 use crate::Args;
 use crate::run::{self, shell};
@@ -54,6 +54,23 @@ impl Report for DeployReport {
         matches!(self.status, "failed" | "rolled-back")
             .then(|| self.error.clone().unwrap_or_else(|| self.status.to_owned()))
     }
+
+    fn outcome(&self) -> RunOutcome {
+        RunOutcome {
+            detail: Some(format!(
+                "{} {} (previous {})",
+                self.status,
+                self.tag.as_deref().unwrap_or("-"),
+                self.previous.as_deref().unwrap_or("-")
+            )),
+            error: self.failure(),
+            ..RunOutcome::new(match self.status {
+                "deployed" => RunStatus::Success,
+                "up-to-date" => RunStatus::Unchanged,
+                _ => RunStatus::Failed,
+            })
+        }
+    }
 }
 
 pub fn run(ctx: &StepContext, args: &Args) -> Result<DeployReport, StepError> {
@@ -69,26 +86,7 @@ pub fn run(ctx: &StepContext, args: &Args) -> Result<DeployReport, StepError> {
     }
     let ledger = Ledger::open(&ctx.config.state_db)?;
     loop {
-        let result = run_recorded(
-            ctx,
-            &ledger,
-            || poll(args, &layout, &ledger),
-            |r| Record {
-                status: match r.status {
-                    "deployed" => RunStatus::Success,
-                    "up-to-date" => RunStatus::Unchanged,
-                    _ => RunStatus::Failed,
-                },
-                detail: format!(
-                    "{} {} (previous {})",
-                    r.status,
-                    r.tag.as_deref().unwrap_or("-"),
-                    r.previous.as_deref().unwrap_or("-")
-                ),
-                input_fingerprint: None,
-                error: r.failure(),
-            },
-        );
+        let result = run_recorded(ctx, &ledger, || poll(args, &layout, &ledger));
         let Some(secs) = args.interval_secs.filter(|_| !args.once) else {
             return result;
         };

@@ -7,10 +7,10 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, anyhow};
 use lakehouse::OpenError;
 use lakehouse::duckdb::Connection;
-use run_ledger::{Ledger, RunStatus};
+use run_ledger::{Ledger, RunOutcome, RunStatus};
 use serde::Serialize;
 use step_runtime::{
-    FailureClass, Metric, Record, Report, ResultExt, StepContext, StepError, iso8601, run_recorded,
+    FailureClass, Metric, Report, ResultExt, StepContext, StepError, iso8601, run_recorded,
 };
 
 use crate::Args;
@@ -76,6 +76,13 @@ impl Report for ExportReport {
         }
         out
     }
+
+    fn outcome(&self) -> RunOutcome {
+        RunOutcome {
+            detail: Some(describe(self)),
+            ..RunOutcome::new(RunStatus::Success)
+        }
+    }
 }
 
 pub fn run(ctx: &StepContext, args: &Args) -> Result<ExportReport, StepError> {
@@ -83,17 +90,7 @@ pub fn run(ctx: &StepContext, args: &Args) -> Result<ExportReport, StepError> {
     // may not read.
     lakehouse::check_library().or_usage()?;
     let ledger = Ledger::open(&ctx.config.state_db)?;
-    run_recorded(
-        ctx,
-        &ledger,
-        || export(ctx, args),
-        |report| Record {
-            status: RunStatus::Success,
-            detail: describe(report),
-            input_fingerprint: None,
-            error: None,
-        },
-    )
+    run_recorded(ctx, &ledger, || export(ctx, args))
 }
 
 fn describe(report: &ExportReport) -> String {

@@ -109,7 +109,7 @@ fn status_of(
     let stale = max_age.is_some_and(|max| age.is_none_or(|a| a > max));
     StepStatus {
         step: step.to_owned(),
-        status: summary.map_or_else(|| "never".to_owned(), |s| s.status.clone()),
+        status: summary.map_or_else(|| "never".to_owned(), |s| s.status.to_string()),
         last_run: summary.map(|s| s.started_at.clone()),
         duration_secs,
         last_success,

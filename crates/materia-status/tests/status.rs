@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, SystemTime};
 
-use run_ledger::{ExtractionOutcome, Ledger, RunStatus, StepOutcome};
+use run_ledger::{Ledger, RunOutcome, RunStatus};
 
 const BIN: &str = env!("CARGO_BIN_EXE_materia-status");
 
@@ -19,36 +19,26 @@ fn state_db(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("state.sqlite");
     let ledger = Ledger::open(&path).unwrap();
     let hour = Duration::from_secs(3_600);
-    let x = ledger.begin_extraction("psd", &ago(48 * hour)).unwrap();
+    let x = ledger.begin("extract-psd", &ago(48 * hour)).unwrap();
     ledger
-        .finish_extraction(
+        .finish(
             x,
-            RunStatus::Success,
             &ago(48 * hour - Duration::from_secs(2)),
-            &ExtractionOutcome::default(),
+            &RunOutcome::new(RunStatus::Success),
         )
         .unwrap();
-    let t = ledger.begin_step("transform", &ago(2 * hour)).unwrap();
+    let t = ledger.begin("transform", &ago(2 * hour)).unwrap();
     ledger
-        .finish_step(
+        .finish(
             t,
-            RunStatus::Success,
             &ago(2 * hour - Duration::from_secs(20)),
-            &StepOutcome::default(),
+            &RunOutcome::new(RunStatus::Success),
         )
         .unwrap();
-    let f = ledger.begin_step("transform", &ago(hour)).unwrap();
-    let failed = StepOutcome {
-        error: Some("the lakehouse holds no rows of landing file psd/x"),
-        ..Default::default()
-    };
+    let f = ledger.begin("transform", &ago(hour)).unwrap();
+    let failed = RunOutcome::failed("the lakehouse holds no rows of landing file psd/x".to_owned());
     ledger
-        .finish_step(
-            f,
-            RunStatus::Failed,
-            &ago(hour - Duration::from_secs(5)),
-            &failed,
-        )
+        .finish(f, &ago(hour - Duration::from_secs(5)), &failed)
         .unwrap();
     path
 }

@@ -25,7 +25,8 @@ use rusqlite::Connection;
 
 pub use migrations::SCHEMA_VERSION;
 pub use runs::{
-    ExtractionOutcome, INTERRUPTED, LastGood, RunRow, RunStatus, StepOutcome, StepSummary,
+    EXTRACTOR_PREFIX, INTERRUPTED, Landed, LastGood, RunId, RunOutcome, RunRow, RunStatus,
+    StepSummary, dataset_of_step, extractor_step,
 };
 
 /// How long a writer waits for another connection's write transaction, in milliseconds.

@@ -1,8 +1,14 @@
 //! Runs of every step: a `running` row when work starts, one update when it ends, and the
 //! queries status tools and steps read back.
+//!
+//! One API for every step. Where a run's row lives follows from the step's name: the runs of
+//! `extract-<dataset>` are rows of `extraction_runs` with `extractor = <dataset>` (with their
+//! provenance: etag, sha256, path, rows...), every other step's are rows of `step_runs`; the
+//! view `runs` shows both under the step's name.
 
 use std::fmt;
 
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{OptionalExtension, params};
 
 use crate::{Ledger, LedgerError};
@@ -10,6 +16,10 @@ use crate::{Ledger, LedgerError};
 /// The message written into rows of runs that died while `running`.
 pub const INTERRUPTED: &str =
     "interrupted: the run ended without recording an outcome (killed, crashed or lost power)";
+
+/// The prefix of extractor steps: `extract-psd` lands the dataset `psd`.
+pub const EXTRACTOR_PREFIX: &str = "extract-";
+
 /// The status of a run, as stored in the `status` column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunStatus {
@@ -20,6 +30,13 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
+    pub const ALL: [RunStatus; 4] = [
+        RunStatus::Running,
+        RunStatus::Success,
+        RunStatus::Unchanged,
+        RunStatus::Failed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             RunStatus::Running => "running",
@@ -27,6 +44,10 @@ impl RunStatus {
             RunStatus::Unchanged => "unchanged",
             RunStatus::Failed => "failed",
         }
+    }
+
+    pub fn parse(text: &str) -> Option<RunStatus> {
+        RunStatus::ALL.into_iter().find(|s| s.as_str() == text)
     }
 }
 
@@ -36,9 +57,92 @@ impl fmt::Display for RunStatus {
     }
 }
 
-/// The outcome of an extraction, written when it ends.
-#[derive(Debug, Clone, Default)]
-pub struct ExtractionOutcome {
+/// Compares with the stored text, as operators and older callers write it.
+impl PartialEq<str> for RunStatus {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for RunStatus {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl ToSql for RunStatus {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for RunStatus {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let text = value.as_str()?;
+        RunStatus::parse(text)
+            .ok_or_else(|| FromSqlError::Other(format!("unknown run status {text:?}").into()))
+    }
+}
+
+/// The step that lands `dataset`: `extract-<dataset>`.
+pub fn extractor_step(dataset: &str) -> String {
+    format!("{EXTRACTOR_PREFIX}{dataset}")
+}
+
+/// The dataset an extractor step lands (`extract-psd` -> `psd`); None for other steps.
+pub fn dataset_of_step(step: &str) -> Option<&str> {
+    step.strip_prefix(EXTRACTOR_PREFIX)
+        .filter(|d| !d.is_empty())
+}
+
+/// The table a step's runs are rows of, and the column naming the step there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Table {
+    Extraction,
+    Step,
+}
+
+impl Table {
+    /// The table of `step` and the key its rows carry (the dataset, or the step's name).
+    fn of(step: &str) -> (Table, &str) {
+        match dataset_of_step(step) {
+            Some(dataset) => (Table::Extraction, dataset),
+            None => (Table::Step, step),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Table::Extraction => "extraction_runs",
+            Table::Step => "step_runs",
+        }
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            Table::Extraction => "extractor",
+            Table::Step => "step",
+        }
+    }
+}
+
+/// A run's row, from [`Ledger::begin`] to [`Ledger::finish`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunId {
+    table: Table,
+    id: i64,
+}
+
+impl RunId {
+    /// The row's `run_id`.
+    pub fn get(self) -> i64 {
+        self.id
+    }
+}
+
+/// What an extraction landed or saw upstream; written into its `extraction_runs` row.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Landed {
     pub etag: Option<String>,
     pub last_modified: Option<String>,
     pub sha256: Option<String>,
@@ -46,8 +150,40 @@ pub struct ExtractionOutcome {
     pub path: Option<String>,
     pub rows: Option<u64>,
     pub bytes: Option<u64>,
-    pub error: Option<String>,
+}
+
+/// How a run ended, written into its row when it ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOutcome {
+    /// Anything but `Running`.
+    pub status: RunStatus,
     pub detail: Option<String>,
+    pub error: Option<String>,
+    /// What the step's inputs were (see [`Ledger::last_good_fingerprint`]); `step_runs` only.
+    pub input_fingerprint: Option<String>,
+    /// An extractor's provenance; `extraction_runs` only.
+    pub landed: Option<Landed>,
+}
+
+impl RunOutcome {
+    /// An outcome with `status` and nothing else.
+    pub fn new(status: RunStatus) -> RunOutcome {
+        RunOutcome {
+            status,
+            detail: None,
+            error: None,
+            input_fingerprint: None,
+            landed: None,
+        }
+    }
+
+    /// A failed run and why.
+    pub fn failed(error: String) -> RunOutcome {
+        RunOutcome {
+            error: Some(error),
+            ..RunOutcome::new(RunStatus::Failed)
+        }
+    }
 }
 
 /// The validators and content of the last run that reached upstream successfully.
@@ -59,21 +195,12 @@ pub struct LastGood {
     pub path: Option<String>,
 }
 
-/// How a non-extractor run ended, written when it ends.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct StepOutcome<'a> {
-    pub detail: Option<&'a str>,
-    pub error: Option<&'a str>,
-    /// What the step's inputs were (see [`Ledger::last_good_fingerprint`]).
-    pub input_fingerprint: Option<&'a str>,
-}
-
 /// The latest run of a step and its latest good one, for status displays.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepSummary {
     /// As in the `runs` view: `extract-psd`, `transform`, `export-serving`, ...
     pub step: String,
-    pub status: String,
+    pub status: RunStatus,
     pub started_at: String,
     pub finished_at: Option<String>,
     pub error: Option<String>,
@@ -86,7 +213,7 @@ pub struct StepSummary {
 pub struct RunRow {
     pub step: String,
     pub run_id: i64,
-    pub status: String,
+    pub status: RunStatus,
     pub started_at: String,
     pub finished_at: Option<String>,
     pub detail: Option<String>,
@@ -94,6 +221,106 @@ pub struct RunRow {
 }
 
 impl Ledger {
+    /// Marks the rows of `step` left `running` as failed ("interrupted"). Call only while
+    /// holding the step's lock: then no such row can belong to a live run.
+    pub fn interrupt_stale(&self, step: &str, now: &str) -> Result<usize, LedgerError> {
+        let (table, key) = Table::of(step);
+        self.conn
+            .execute(
+                &format!(
+                    "UPDATE {} SET status = 'failed', finished_at = ?1, error = ?2
+                      WHERE {} = ?3 AND status = 'running'",
+                    table.name(),
+                    table.key()
+                ),
+                params![now, INTERRUPTED, key],
+            )
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Inserts the `running` row of a run of `step` that starts now.
+    pub fn begin(&self, step: &str, started_at: &str) -> Result<RunId, LedgerError> {
+        let (table, key) = Table::of(step);
+        self.conn
+            .execute(
+                &format!(
+                    "INSERT INTO {} ({}, status, started_at, pid) VALUES (?1, 'running', ?2, ?3)",
+                    table.name(),
+                    table.key()
+                ),
+                params![key, started_at, std::process::id()],
+            )
+            .map_err(|e| self.sql(e))?;
+        Ok(RunId {
+            table,
+            id: self.conn.last_insert_rowid(),
+        })
+    }
+
+    /// Writes how the run ended, once.
+    pub fn finish(
+        &self,
+        run: RunId,
+        finished_at: &str,
+        outcome: &RunOutcome,
+    ) -> Result<(), LedgerError> {
+        assert_ne!(
+            outcome.status,
+            RunStatus::Running,
+            "a finished run cannot be running"
+        );
+        let updated = match run.table {
+            Table::Extraction => {
+                assert!(
+                    outcome.input_fingerprint.is_none(),
+                    "extraction runs record no input fingerprint"
+                );
+                let landed = outcome.landed.clone().unwrap_or_default();
+                self.conn.execute(
+                    "UPDATE extraction_runs
+                        SET status = ?2, finished_at = ?3, etag = ?4, last_modified = ?5,
+                            sha256 = ?6, path = ?7, rows = ?8, bytes = ?9, error = ?10, detail = ?11
+                      WHERE run_id = ?1",
+                    params![
+                        run.id,
+                        outcome.status,
+                        finished_at,
+                        landed.etag,
+                        landed.last_modified,
+                        landed.sha256,
+                        landed.path,
+                        landed.rows.map(|v| v as i64),
+                        landed.bytes.map(|v| v as i64),
+                        outcome.error,
+                        outcome.detail,
+                    ],
+                )
+            }
+            Table::Step => {
+                assert!(
+                    outcome.landed.is_none(),
+                    "only extractor steps record what they landed"
+                );
+                self.conn.execute(
+                    "UPDATE step_runs
+                        SET status = ?2, finished_at = ?3, detail = ?4, error = ?5, input_fingerprint = ?6
+                      WHERE run_id = ?1",
+                    params![
+                        run.id,
+                        outcome.status,
+                        finished_at,
+                        outcome.detail,
+                        outcome.error,
+                        outcome.input_fingerprint
+                    ],
+                )
+            }
+        }
+        .map_err(|e| self.sql(e))?;
+        assert_eq!(updated, 1, "run {} must exist", run.id);
+        Ok(())
+    }
+
     /// Every step that has run, with its latest run and latest success, by step name.
     pub fn step_summaries(&self) -> Result<Vec<StepSummary>, LedgerError> {
         self.rows(
@@ -121,79 +348,14 @@ impl Ledger {
         )
     }
 
-    /// Marks `running` extraction rows of `extractor` as failed. Call only while holding the
-    /// step's lock: then no such row can belong to a live run.
-    pub fn interrupt_stale_extractions(
-        &self,
-        extractor: &str,
-        now: &str,
-    ) -> Result<usize, LedgerError> {
-        self.conn
-            .execute(
-                "UPDATE extraction_runs SET status = 'failed', finished_at = ?1, error = ?2
-                  WHERE extractor = ?3 AND status = 'running'",
-                params![now, INTERRUPTED, extractor],
-            )
-            .map_err(|e| self.sql(e))
-    }
-
-    pub fn begin_extraction(&self, extractor: &str, started_at: &str) -> Result<i64, LedgerError> {
-        self.conn
-            .execute(
-                "INSERT INTO extraction_runs (extractor, status, started_at, pid)
-                 VALUES (?1, 'running', ?2, ?3)",
-                params![extractor, started_at, std::process::id()],
-            )
-            .map_err(|e| self.sql(e))?;
-        Ok(self.conn.last_insert_rowid())
-    }
-
-    pub fn finish_extraction(
-        &self,
-        run_id: i64,
-        status: RunStatus,
-        finished_at: &str,
-        outcome: &ExtractionOutcome,
-    ) -> Result<(), LedgerError> {
-        assert_ne!(
-            status,
-            RunStatus::Running,
-            "a finished run cannot be running"
-        );
-        let updated = self
-            .conn
-            .execute(
-                "UPDATE extraction_runs
-                    SET status = ?2, finished_at = ?3, etag = ?4, last_modified = ?5,
-                        sha256 = ?6, path = ?7, rows = ?8, bytes = ?9, error = ?10, detail = ?11
-                  WHERE run_id = ?1",
-                params![
-                    run_id,
-                    status.as_str(),
-                    finished_at,
-                    outcome.etag,
-                    outcome.last_modified,
-                    outcome.sha256,
-                    outcome.path,
-                    outcome.rows.map(|v| v as i64),
-                    outcome.bytes.map(|v| v as i64),
-                    outcome.error,
-                    outcome.detail,
-                ],
-            )
-            .map_err(|e| self.sql(e))?;
-        assert_eq!(updated, 1, "run {run_id} must exist");
-        Ok(())
-    }
-
-    /// The most recent run of `extractor` that reached upstream (status success or unchanged).
-    pub fn last_good_extraction(&self, extractor: &str) -> Result<Option<LastGood>, LedgerError> {
+    /// The most recent run landing `dataset` that reached upstream (status success or unchanged).
+    pub fn last_good_extraction(&self, dataset: &str) -> Result<Option<LastGood>, LedgerError> {
         self.conn
             .query_row(
                 "SELECT etag, last_modified, sha256, path FROM extraction_runs
                   WHERE extractor = ?1 AND status IN ('success', 'unchanged')
                   ORDER BY run_id DESC LIMIT 1",
-                params![extractor],
+                params![dataset],
                 |r| {
                     Ok(LastGood {
                         etag: r.get(0)?,
@@ -205,59 +367,6 @@ impl Ledger {
             )
             .optional()
             .map_err(|e| self.sql(e))
-    }
-
-    /// Marks `running` rows of a non-extractor step as failed; same rule as for extractions.
-    pub fn interrupt_stale_steps(&self, step: &str, now: &str) -> Result<usize, LedgerError> {
-        self.conn
-            .execute(
-                "UPDATE step_runs SET status = 'failed', finished_at = ?1, error = ?2
-                  WHERE step = ?3 AND status = 'running'",
-                params![now, INTERRUPTED, step],
-            )
-            .map_err(|e| self.sql(e))
-    }
-
-    pub fn begin_step(&self, step: &str, started_at: &str) -> Result<i64, LedgerError> {
-        self.conn
-            .execute(
-                "INSERT INTO step_runs (step, status, started_at, pid) VALUES (?1, 'running', ?2, ?3)",
-                params![step, started_at, std::process::id()],
-            )
-            .map_err(|e| self.sql(e))?;
-        Ok(self.conn.last_insert_rowid())
-    }
-
-    pub fn finish_step(
-        &self,
-        run_id: i64,
-        status: RunStatus,
-        finished_at: &str,
-        outcome: &StepOutcome<'_>,
-    ) -> Result<(), LedgerError> {
-        assert_ne!(
-            status,
-            RunStatus::Running,
-            "a finished run cannot be running"
-        );
-        let updated = self
-            .conn
-            .execute(
-                "UPDATE step_runs
-                    SET status = ?2, finished_at = ?3, detail = ?4, error = ?5, input_fingerprint = ?6
-                  WHERE run_id = ?1",
-                params![
-                    run_id,
-                    status.as_str(),
-                    finished_at,
-                    outcome.detail,
-                    outcome.error,
-                    outcome.input_fingerprint
-                ],
-            )
-            .map_err(|e| self.sql(e))?;
-        assert_eq!(updated, 1, "run {run_id} must exist");
-        Ok(())
     }
 
     /// The input fingerprint of the last run of `step` that succeeded or found nothing to do.
@@ -275,13 +384,13 @@ impl Ledger {
             .map_err(|e| self.sql(e))
     }
 
-    /// Data rows of every file `extractor` landed, by content address.
-    pub fn landed_rows(&self, extractor: &str) -> Result<Vec<(String, u64)>, LedgerError> {
+    /// Data rows of every file of `dataset` that landed, by content address.
+    pub fn landed_rows(&self, dataset: &str) -> Result<Vec<(String, u64)>, LedgerError> {
         self.rows(
             "SELECT sha256, max(rows) FROM extraction_runs
               WHERE extractor = ?1 AND status = 'success' AND sha256 IS NOT NULL AND rows IS NOT NULL
               GROUP BY sha256",
-            params![extractor],
+            params![dataset],
             |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)),
         )
     }

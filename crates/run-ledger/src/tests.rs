@@ -59,24 +59,27 @@ fn newer_schema_is_refused_not_downgraded() {
 fn operators_query_works_and_interrupted_runs_are_failed() {
     let (_dir, ledger) = open_temp();
     let dead = ledger
-        .begin_extraction("psd", "2026-11-01T00:00:00.000Z")
+        .begin("extract-psd", "2026-11-01T00:00:00.000Z")
         .unwrap();
     assert_eq!(
         ledger
-            .interrupt_stale_extractions("psd", "2026-11-02T00:00:00.000Z")
+            .interrupt_stale("extract-psd", "2026-11-02T00:00:00.000Z")
             .unwrap(),
         1
     );
     let ok = ledger
-        .begin_extraction("psd", "2026-11-02T00:00:01.000Z")
+        .begin("extract-psd", "2026-11-02T00:00:01.000Z")
         .unwrap();
-    let outcome = ExtractionOutcome {
-        etag: Some("\"abc\"".into()),
-        sha256: Some("00".repeat(32)),
-        ..Default::default()
+    let outcome = RunOutcome {
+        landed: Some(Landed {
+            etag: Some("\"abc\"".into()),
+            sha256: Some("00".repeat(32)),
+            ..Default::default()
+        }),
+        ..RunOutcome::new(RunStatus::Success)
     };
     ledger
-        .finish_extraction(ok, RunStatus::Success, "2026-11-02T00:00:02.000Z", &outcome)
+        .finish(ok, "2026-11-02T00:00:02.000Z", &outcome)
         .unwrap();
 
     let mut stmt = ledger
@@ -107,7 +110,7 @@ fn operators_query_works_and_interrupted_runs_are_failed() {
         .conn
         .query_row(
             "SELECT error FROM extraction_runs WHERE run_id = ?1",
-            [dead],
+            [dead.get()],
             |r| r.get(0),
         )
         .unwrap();
@@ -120,15 +123,14 @@ fn operators_query_works_and_interrupted_runs_are_failed() {
 fn step_runs_share_the_runs_view_and_remember_fingerprints() {
     let (_dir, ledger) = open_temp();
     let id = ledger
-        .begin_step("export-serving", "2026-11-02T00:00:00.000Z")
+        .begin("export-serving", "2026-11-02T00:00:00.000Z")
         .unwrap();
-    let failed = StepOutcome {
-        error: Some("boom"),
-        input_fingerprint: Some("f1"),
-        ..Default::default()
+    let failed = RunOutcome {
+        input_fingerprint: Some("f1".into()),
+        ..RunOutcome::failed("boom".into())
     };
     ledger
-        .finish_step(id, RunStatus::Failed, "2026-11-02T00:00:01.000Z", &failed)
+        .finish(id, "2026-11-02T00:00:01.000Z", &failed)
         .unwrap();
     assert_eq!(
         ledger.last_good_fingerprint("export-serving").unwrap(),
@@ -136,14 +138,14 @@ fn step_runs_share_the_runs_view_and_remember_fingerprints() {
         "failed runs do not count"
     );
     let ok = ledger
-        .begin_step("export-serving", "2026-11-02T00:00:02.000Z")
+        .begin("export-serving", "2026-11-02T00:00:02.000Z")
         .unwrap();
-    let good = StepOutcome {
-        input_fingerprint: Some("f2"),
-        ..Default::default()
+    let good = RunOutcome {
+        input_fingerprint: Some("f2".into()),
+        ..RunOutcome::new(RunStatus::Success)
     };
     ledger
-        .finish_step(ok, RunStatus::Success, "2026-11-02T00:00:03.000Z", &good)
+        .finish(ok, "2026-11-02T00:00:03.000Z", &good)
         .unwrap();
     assert_eq!(
         ledger
@@ -155,7 +157,7 @@ fn step_runs_share_the_runs_view_and_remember_fingerprints() {
     assert_eq!(ledger.last_good_fingerprint("transform").unwrap(), None);
 
     let x = ledger
-        .begin_extraction("psd", "2026-11-03T00:00:00.000Z")
+        .begin("extract-psd", "2026-11-03T00:00:00.000Z")
         .unwrap();
     let runs = ledger.recent_runs(10).unwrap();
     assert_eq!(runs.len(), 3);
@@ -165,14 +167,11 @@ fn step_runs_share_the_runs_view_and_remember_fingerprints() {
             runs[0].run_id,
             runs[0].status.as_str()
         ),
-        ("extract-psd", x, "running")
+        ("extract-psd", x.get(), "running")
     );
     assert_eq!(runs[2].step, "export-serving");
     assert_eq!(runs[2].error.as_deref(), Some("boom"));
-    assert_eq!(
-        ledger.interrupt_stale_steps("export-serving", "t").unwrap(),
-        0
-    );
+    assert_eq!(ledger.interrupt_stale("export-serving", "t").unwrap(), 0);
 }
 
 #[test]
@@ -189,12 +188,12 @@ fn digests_bad_tags_and_snapshots() {
     ledger.mark_bad_tag("v2", "health", "t1").unwrap();
     ledger.mark_bad_tag("v2", "again", "t2").unwrap();
     assert_eq!(ledger.bad_tags().unwrap(), ["v2"]);
-    let id = ledger.begin_step("backup-sync", "t").unwrap();
+    let id = ledger.begin("backup-sync", "t").unwrap();
     let snap = dir.path().join("snap.sqlite");
     ledger.snapshot_to(&snap).unwrap();
     let copy = Ledger::open_read_only(&snap).unwrap();
     assert_eq!(copy.schema_version().unwrap(), SCHEMA_VERSION);
-    assert_eq!(copy.recent_runs(5).unwrap()[0].run_id, id);
+    assert_eq!(copy.recent_runs(5).unwrap()[0].run_id, id.get());
     assert_eq!(copy.bad_tags().unwrap(), ["v2"]);
 }
 
@@ -208,35 +207,30 @@ fn summaries_give_the_latest_run_and_the_latest_success_read_only() {
     ));
     assert!(!missing.exists());
     let ok = ledger
-        .begin_step("transform", "2026-11-02T00:00:00.000Z")
+        .begin("transform", "2026-11-02T00:00:00.000Z")
         .unwrap();
     ledger
-        .finish_step(
+        .finish(
             ok,
-            RunStatus::Success,
             "2026-11-02T00:00:09.000Z",
-            &StepOutcome::default(),
+            &RunOutcome::new(RunStatus::Success),
         )
         .unwrap();
     let bad = ledger
-        .begin_step("transform", "2026-11-03T00:00:00.000Z")
+        .begin("transform", "2026-11-03T00:00:00.000Z")
         .unwrap();
-    let failed = StepOutcome {
-        error: Some("boom"),
-        ..Default::default()
-    };
+    let failed = RunOutcome::failed("boom".into());
     ledger
-        .finish_step(bad, RunStatus::Failed, "2026-11-03T00:00:01.000Z", &failed)
+        .finish(bad, "2026-11-03T00:00:01.000Z", &failed)
         .unwrap();
     let x = ledger
-        .begin_extraction("psd", "2026-11-01T00:00:00.000Z")
+        .begin("extract-psd", "2026-11-01T00:00:00.000Z")
         .unwrap();
     ledger
-        .finish_extraction(
+        .finish(
             x,
-            RunStatus::Unchanged,
             "2026-11-01T00:00:02.000Z",
-            &ExtractionOutcome::default(),
+            &RunOutcome::new(RunStatus::Unchanged),
         )
         .unwrap();
 
@@ -256,32 +250,97 @@ fn summaries_give_the_latest_run_and_the_latest_success_read_only() {
         summaries[1].last_success_at.as_deref(),
         Some("2026-11-02T00:00:09.000Z")
     );
-    assert!(ro.begin_step("transform", "t").is_err(), "read-only");
+    assert!(ro.begin("transform", "t").is_err(), "read-only");
 }
 
 #[test]
 fn landed_rows_come_from_successful_extractions() {
     let (_dir, ledger) = open_temp();
-    let a = ledger.begin_extraction("psd", "t1").unwrap();
-    let outcome = ExtractionOutcome {
+    let a = ledger.begin("extract-psd", "t1").unwrap();
+    let landed = Landed {
         sha256: Some("aa".into()),
         rows: Some(7),
         ..Default::default()
     };
-    ledger
-        .finish_extraction(a, RunStatus::Success, "t2", &outcome)
-        .unwrap();
-    let b = ledger.begin_extraction("psd", "t3").unwrap();
-    let dup = ExtractionOutcome {
-        sha256: Some("aa".into()),
-        rows: Some(7),
-        ..Default::default()
+    let outcome = RunOutcome {
+        landed: Some(landed.clone()),
+        ..RunOutcome::new(RunStatus::Success)
     };
-    ledger
-        .finish_extraction(b, RunStatus::Unchanged, "t4", &dup)
-        .unwrap();
+    ledger.finish(a, "t2", &outcome).unwrap();
+    let b = ledger.begin("extract-psd", "t3").unwrap();
+    let dup = RunOutcome {
+        landed: Some(landed),
+        ..RunOutcome::new(RunStatus::Unchanged)
+    };
+    ledger.finish(b, "t4", &dup).unwrap();
     assert_eq!(
         ledger.landed_rows("psd").unwrap(),
         vec![("aa".to_owned(), 7)]
     );
+}
+
+#[test]
+fn extractor_steps_are_rows_of_extraction_runs_and_others_of_step_runs() {
+    let (_dir, ledger) = open_temp();
+    assert_eq!(dataset_of_step("extract-psd"), Some("psd"));
+    assert_eq!(dataset_of_step(&extractor_step("wasde")), Some("wasde"));
+    assert_eq!(dataset_of_step("extract-"), None);
+    assert_eq!(dataset_of_step("transform"), None);
+    let x = ledger.begin("extract-toy", "t1").unwrap();
+    let s = ledger.begin("transform", "t2").unwrap();
+    let count = |sql: &str| -> i64 { ledger.conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(
+        count("SELECT count(*) FROM extraction_runs WHERE extractor = 'toy'"),
+        1
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM step_runs WHERE step = 'transform'"),
+        1
+    );
+    assert_eq!(ledger.interrupt_stale("extract-toy", "t3").unwrap(), 1);
+    assert_eq!(ledger.interrupt_stale("transform", "t3").unwrap(), 1);
+    let steps: Vec<String> = ledger
+        .recent_runs(5)
+        .unwrap()
+        .into_iter()
+        .map(|r| format!("{} {} {}", r.step, r.run_id, r.status))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            format!("transform {} failed", s.get()),
+            format!("extract-toy {} failed", x.get())
+        ]
+    );
+}
+
+#[test]
+#[should_panic(expected = "only extractor steps record what they landed")]
+fn a_step_cannot_record_landed_files() {
+    let (_dir, ledger) = open_temp();
+    let run = ledger.begin("transform", "t").unwrap();
+    let outcome = RunOutcome {
+        landed: Some(Landed::default()),
+        ..RunOutcome::new(RunStatus::Success)
+    };
+    let _ = ledger.finish(run, "t", &outcome);
+}
+
+#[test]
+fn an_unknown_status_in_the_db_is_an_error_not_a_guess() {
+    let (_dir, ledger) = open_temp();
+    ledger
+        .conn
+        .execute_batch(
+            "INSERT INTO step_runs (step, status, started_at) VALUES ('x', 'weird', 't')",
+        )
+        .unwrap();
+    let err = ledger.step_summaries().unwrap_err();
+    assert!(
+        err.to_string().contains("unknown run status \"weird\""),
+        "{err}"
+    );
+    for status in RunStatus::ALL {
+        assert_eq!(RunStatus::parse(status.as_str()), Some(status));
+    }
 }

@@ -23,12 +23,18 @@ pub use args::{CommonArgs, Config};
 pub use exit::{FailureClass, ResultExt, StepError};
 pub use lock::StepLock;
 pub use metrics::Metric;
-pub use recorded::{Record, run_recorded, settle};
+pub use recorded::{run_recorded, settle};
+pub use run_ledger::{Landed, RunOutcome, RunStatus};
 
-/// What a step prints with `--json`, and what it adds to its metrics.
+/// What a step prints with `--json`, what it adds to its metrics, and what it writes into its
+/// ledger row.
 pub trait Report: Serialize {
     /// The report of a run that failed with `error` (fields that do not apply are null).
     fn failed(error: String) -> Self;
+
+    /// How the run is recorded in the ledger ([`run_recorded`]): its status and detail, and
+    /// `error` when the run failed with a full report.
+    fn outcome(&self) -> RunOutcome;
 
     /// Why a run that produced a full report still failed (a verification that found
     /// mismatches: the report lists them). `Some` makes the exit code 1.

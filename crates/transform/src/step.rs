@@ -7,11 +7,9 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 use lakehouse::duckdb::Connection;
 use landing_store::{LandingStore, PSD};
-use run_ledger::{Ledger, RunStatus};
+use run_ledger::{Ledger, RunOutcome, RunStatus};
 use serde::Serialize;
-use step_runtime::{
-    FailureClass, Metric, Record, Report, ResultExt, StepContext, StepError, run_recorded,
-};
+use step_runtime::{FailureClass, Metric, Report, ResultExt, StepContext, StepError, run_recorded};
 
 use crate::Args;
 use crate::fingerprint::fingerprint;
@@ -68,27 +66,25 @@ impl Report for TransformReport {
         }
         out
     }
+
+    fn outcome(&self) -> RunOutcome {
+        RunOutcome {
+            detail: Some(describe(self)),
+            input_fingerprint: self.fingerprint.clone(),
+            ..RunOutcome::new(if self.status == "unchanged" {
+                RunStatus::Unchanged
+            } else {
+                RunStatus::Success
+            })
+        }
+    }
 }
 
 pub fn run(ctx: &StepContext, args: &Args) -> Result<TransformReport, StepError> {
     // Another DuckDB release than SQLMesh's would write files one side cannot read.
     lakehouse::check_library().or_usage()?;
     let ledger = Ledger::open(&ctx.config.state_db)?;
-    run_recorded(
-        ctx,
-        &ledger,
-        || transform(ctx, args, &ledger),
-        |report| Record {
-            status: if report.status == "unchanged" {
-                RunStatus::Unchanged
-            } else {
-                RunStatus::Success
-            },
-            detail: describe(report),
-            input_fingerprint: report.fingerprint.clone(),
-            error: None,
-        },
-    )
+    run_recorded(ctx, &ledger, || transform(ctx, args, &ledger))
 }
 
 fn describe(report: &TransformReport) -> String {

@@ -28,10 +28,29 @@ const STATE_DIR: &str = "state";
 const MISMATCHES_SHOWN_MAX: usize = 100;
 const LANDING_SUFFIX: &str = ".csv.gzip";
 
+/// How a run of `backup-sync` ended (`status` of `--json`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncStatus {
+    /// Everything was pushed, verified or restored intact.
+    Ok,
+    /// Mismatches were found (listed), or the run could not finish.
+    #[default]
+    Failed,
+}
+
+impl From<SyncStatus> for RunStatus {
+    fn from(status: SyncStatus) -> RunStatus {
+        match status {
+            SyncStatus::Ok => RunStatus::Success,
+            SyncStatus::Failed => RunStatus::Failed,
+        }
+    }
+}
+
 #[derive(Debug, Default, Serialize)]
 pub struct SyncReport {
-    /// `ok` or `failed`.
-    pub status: &'static str,
+    pub status: SyncStatus,
     pub command: Option<&'static str>,
     pub remote: Option<String>,
     /// Landing files uploaded (push).
@@ -50,14 +69,16 @@ pub struct SyncReport {
 impl Report for SyncReport {
     fn failed(error: String) -> Self {
         SyncReport {
-            status: "failed",
+            status: SyncStatus::Failed,
             error: Some(error),
             ..Default::default()
         }
     }
 
     fn failure(&self) -> Option<String> {
-        self.error.clone().filter(|_| self.status == "failed")
+        self.error
+            .clone()
+            .filter(|_| self.status == SyncStatus::Failed)
     }
 
     fn metrics(&self) -> Vec<Metric> {
@@ -86,11 +107,7 @@ impl Report for SyncReport {
         RunOutcome {
             detail: Some(describe(self)),
             error: self.failure(),
-            ..RunOutcome::new(if self.status == "ok" {
-                RunStatus::Success
-            } else {
-                RunStatus::Failed
-            })
+            ..RunOutcome::new(self.status.into())
         }
     }
 }
@@ -154,7 +171,7 @@ fn describe(r: &SyncReport) -> String {
 /// A report that fails because of `mismatches` (listed, then counted).
 fn with_mismatches(mut report: SyncReport, what: &str, mismatches: Vec<String>) -> SyncReport {
     if mismatches.is_empty() {
-        report.status = "ok";
+        report.status = SyncStatus::Ok;
         report.mismatches = Some(mismatches);
         return report;
     }
@@ -163,7 +180,7 @@ fn with_mismatches(mut report: SyncReport, what: &str, mismatches: Vec<String>) 
         .take(MISMATCHES_SHOWN_MAX)
         .map(String::as_str)
         .collect();
-    report.status = "failed";
+    report.status = SyncStatus::Failed;
     report.error = Some(format!(
         "{} {what}: {}{}",
         mismatches.len(),
@@ -550,4 +567,18 @@ fn restore(rclone: &Rclone, to: &Path) -> anyhow::Result<SyncReport> {
         "restored file(s) do not match their content address",
         mismatches,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_keep_their_strings_on_the_wire_and_in_the_ledger() {
+        let wire = |s: SyncStatus| serde_json::to_value(s).unwrap();
+        assert_eq!(wire(SyncStatus::Ok), "ok");
+        assert_eq!(wire(SyncStatus::Failed), "failed");
+        assert_eq!(RunStatus::from(SyncStatus::Ok), RunStatus::Success);
+        assert_eq!(RunStatus::from(SyncStatus::Failed), RunStatus::Failed);
+    }
 }

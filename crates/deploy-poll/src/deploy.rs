@@ -30,10 +30,45 @@ const SOPS_TIMEOUT: Duration = Duration::from_secs(60);
 const RESTART_TIMEOUT: Duration = Duration::from_secs(300);
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// How a poll ended (`status` of `--json`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeployStatus {
+    /// A newer tag is now current and healthy.
+    Deployed,
+    /// The current release is the newest good one (or no tag matches).
+    UpToDate,
+    /// The new release failed its restart or health check; the previous one is current again.
+    RolledBack,
+    #[default]
+    Failed,
+}
+
+impl DeployStatus {
+    /// As in `--json` and the ledger's detail.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeployStatus::Deployed => "deployed",
+            DeployStatus::UpToDate => "up-to-date",
+            DeployStatus::RolledBack => "rolled-back",
+            DeployStatus::Failed => "failed",
+        }
+    }
+}
+
+impl From<DeployStatus> for RunStatus {
+    fn from(status: DeployStatus) -> RunStatus {
+        match status {
+            DeployStatus::Deployed => RunStatus::Success,
+            DeployStatus::UpToDate => RunStatus::Unchanged,
+            DeployStatus::RolledBack | DeployStatus::Failed => RunStatus::Failed,
+        }
+    }
+}
+
 #[derive(Debug, Default, Serialize)]
 pub struct DeployReport {
-    /// `deployed`, `up-to-date`, `rolled-back` or `failed`.
-    pub status: &'static str,
+    pub status: DeployStatus,
     /// The tag deployed, current, or that failed.
     pub tag: Option<String>,
     /// The release current before this deploy.
@@ -44,31 +79,30 @@ pub struct DeployReport {
 impl Report for DeployReport {
     fn failed(error: String) -> Self {
         DeployReport {
-            status: "failed",
+            status: DeployStatus::Failed,
             error: Some(error),
             ..Default::default()
         }
     }
 
     fn failure(&self) -> Option<String> {
-        matches!(self.status, "failed" | "rolled-back")
-            .then(|| self.error.clone().unwrap_or_else(|| self.status.to_owned()))
+        matches!(self.status, DeployStatus::Failed | DeployStatus::RolledBack).then(|| {
+            self.error
+                .clone()
+                .unwrap_or_else(|| self.status.as_str().to_owned())
+        })
     }
 
     fn outcome(&self) -> RunOutcome {
         RunOutcome {
             detail: Some(format!(
                 "{} {} (previous {})",
-                self.status,
+                self.status.as_str(),
                 self.tag.as_deref().unwrap_or("-"),
                 self.previous.as_deref().unwrap_or("-")
             )),
             error: self.failure(),
-            ..RunOutcome::new(match self.status {
-                "deployed" => RunStatus::Success,
-                "up-to-date" => RunStatus::Unchanged,
-                _ => RunStatus::Failed,
-            })
+            ..RunOutcome::new(self.status.into())
         }
     }
 }
@@ -91,7 +125,7 @@ pub fn run(ctx: &StepContext, args: &Args) -> Result<DeployReport, StepError> {
             return result;
         };
         match &result {
-            Ok(r) => log::info!("{} {}", r.status, r.tag.as_deref().unwrap_or("")),
+            Ok(r) => log::info!("{} {}", r.status.as_str(), r.tag.as_deref().unwrap_or("")),
             Err(e) => log::error!("{}", e.message()),
         }
         std::thread::sleep(Duration::from_secs(secs));
@@ -178,7 +212,7 @@ fn poll(args: &Args, layout: &Layout, ledger: &Ledger) -> Result<DeployReport, S
     let Some(newest) = newest else {
         log::info!("no release tag matches {:?}", args.tag_pattern);
         return Ok(DeployReport {
-            status: "up-to-date",
+            status: DeployStatus::UpToDate,
             tag: current,
             ..Default::default()
         });
@@ -192,7 +226,7 @@ fn poll(args: &Args, layout: &Layout, ledger: &Ledger) -> Result<DeployReport, S
             current.as_deref().unwrap_or("")
         );
         return Ok(DeployReport {
-            status: "up-to-date",
+            status: DeployStatus::UpToDate,
             tag: current,
             ..Default::default()
         });
@@ -217,7 +251,7 @@ fn poll(args: &Args, layout: &Layout, ledger: &Ledger) -> Result<DeployReport, S
     // Up to the switch, nothing in service changes: a failure leaves `current` as it was.
     if let Err(e) = prepare(args, layout, &tag) {
         bad_tag(&e)?;
-        report.status = "failed";
+        report.status = DeployStatus::Failed;
         report.error = Some(format!("{e:#}"));
         return Ok(report);
     }
@@ -228,7 +262,7 @@ fn poll(args: &Args, layout: &Layout, ledger: &Ledger) -> Result<DeployReport, S
         .and_then(|_| shell("health check", &args.health_cmd, &release, HEALTH_TIMEOUT));
     let Err(e) = started else {
         log::info!("{tag} deployed");
-        report.status = "deployed";
+        report.status = DeployStatus::Deployed;
         // Old releases (each with its own virtualenv) would fill the disk over the years.
         if let Err(e) = prune(layout, &tag, current.as_deref(), args.keep_releases) {
             log::warn!("cannot remove old releases: {e:#}");
@@ -247,7 +281,7 @@ fn poll(args: &Args, layout: &Layout, ledger: &Ledger) -> Result<DeployReport, S
         }
     }
     bad_tag(&e)?;
-    report.status = "rolled-back";
+    report.status = DeployStatus::RolledBack;
     report.error = Some(format!("{e:#}"));
     Ok(report)
 }
@@ -355,4 +389,24 @@ fn decrypt(args: &Args, release: &Path) -> anyhow::Result<()> {
     fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))?;
     fs::rename(&tmp, release.join(DECRYPTED)).context("cannot put .env in place")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_keep_their_strings_on_the_wire_and_in_the_ledger() {
+        let all = [
+            (DeployStatus::Deployed, "deployed", "success"),
+            (DeployStatus::UpToDate, "up-to-date", "unchanged"),
+            (DeployStatus::RolledBack, "rolled-back", "failed"),
+            (DeployStatus::Failed, "failed", "failed"),
+        ];
+        for (status, wire, ledger) in all {
+            assert_eq!(serde_json::to_value(status).unwrap(), wire);
+            assert_eq!(status.as_str(), wire);
+            assert_eq!(RunStatus::from(status).as_str(), ledger);
+        }
+    }
 }

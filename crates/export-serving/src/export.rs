@@ -28,10 +28,28 @@ const PUBLISHED: &str = "materia_published";
 /// only a stray read-write open would).
 const PUBLISHED_LOCK_WAIT: Duration = Duration::from_secs(10);
 
+/// How a run of `export-serving` ended (`status` of `--json`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportStatus {
+    /// A new generation was published.
+    Exported,
+    #[default]
+    Failed,
+}
+
+impl From<ExportStatus> for RunStatus {
+    fn from(status: ExportStatus) -> RunStatus {
+        match status {
+            ExportStatus::Exported => RunStatus::Success,
+            ExportStatus::Failed => RunStatus::Failed,
+        }
+    }
+}
+
 #[derive(Debug, Default, Serialize)]
 pub struct ExportReport {
-    /// `exported` or `failed`.
-    pub status: &'static str,
+    pub status: ExportStatus,
     /// The serving path the generation was published as.
     pub path: Option<String>,
     /// Rows per published table.
@@ -47,7 +65,7 @@ pub struct ExportReport {
 impl Report for ExportReport {
     fn failed(error: String) -> Self {
         ExportReport {
-            status: "failed",
+            status: ExportStatus::Failed,
             error: Some(error),
             ..Default::default()
         }
@@ -80,7 +98,7 @@ impl Report for ExportReport {
     fn outcome(&self) -> RunOutcome {
         RunOutcome {
             detail: Some(describe(self)),
-            ..RunOutcome::new(RunStatus::Success)
+            ..RunOutcome::new(self.status.into())
         }
     }
 }
@@ -168,7 +186,7 @@ fn export_into(paths: &Paths, lakehouse: &Path, args: &Args) -> Result<ExportRep
         serving.display()
     );
     Ok(ExportReport {
-        status: "exported",
+        status: ExportStatus::Exported,
         path: Some(serving.display().to_string()),
         tables: Some(tables),
         exported_at: Some(iso8601(exported_at)),
@@ -418,4 +436,18 @@ fn check_written(
     drop(stmt);
     drop(conn);
     generations::require_no_sidecars(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_keep_their_strings_on_the_wire_and_in_the_ledger() {
+        let wire = |s: ExportStatus| serde_json::to_value(s).unwrap();
+        assert_eq!(wire(ExportStatus::Exported), "exported");
+        assert_eq!(wire(ExportStatus::Failed), "failed");
+        assert_eq!(RunStatus::from(ExportStatus::Exported), RunStatus::Success);
+        assert_eq!(RunStatus::from(ExportStatus::Failed), RunStatus::Failed);
+    }
 }

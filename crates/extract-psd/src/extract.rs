@@ -17,10 +17,34 @@ use crate::ingest::{Ingested, TEMP_PREFIX};
 /// of `extraction_runs` with `extractor = psd`.
 pub const STEP: &str = "extract-psd";
 
+/// How a run of `extract-psd` ended (`status` of `--json`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExtractStatus {
+    /// A new file landed.
+    New,
+    /// Upstream answered 304: the last good run's file is current.
+    Unchanged,
+    /// Downloaded, but that content is already in landing: nothing was written.
+    Duplicate,
+    #[default]
+    Failed,
+}
+
+impl From<ExtractStatus> for RunStatus {
+    fn from(status: ExtractStatus) -> RunStatus {
+        match status {
+            ExtractStatus::New => RunStatus::Success,
+            ExtractStatus::Unchanged | ExtractStatus::Duplicate => RunStatus::Unchanged,
+            ExtractStatus::Failed => RunStatus::Failed,
+        }
+    }
+}
+
 /// The `--json` result (contract section 4), plus `landed_bytes` and `attempts`.
 #[derive(Debug, Default, Serialize)]
 pub struct ExtractReport {
-    pub status: &'static str,
+    pub status: ExtractStatus,
     pub path: Option<String>,
     pub sha256: Option<String>,
     pub rows: Option<u64>,
@@ -44,7 +68,7 @@ pub struct ExtractReport {
 impl Report for ExtractReport {
     fn failed(error: String) -> Self {
         ExtractReport {
-            status: "failed",
+            status: ExtractStatus::Failed,
             error: Some(error),
             ..Default::default()
         }
@@ -54,7 +78,7 @@ impl Report for ExtractReport {
         let mut out = vec![Metric::new(
             "new_file",
             "1 if the last run landed a new file",
-            f64::from(u8::from(self.status == "new")),
+            f64::from(u8::from(self.status == ExtractStatus::New)),
         )];
         if let Some(rows) = self.rows {
             out.push(Metric::new(
@@ -84,11 +108,7 @@ impl Report for ExtractReport {
                 rows: self.rows,
                 bytes: self.bytes,
             }),
-            ..RunOutcome::new(match self.status {
-                "new" => RunStatus::Success,
-                "unchanged" | "duplicate" => RunStatus::Unchanged,
-                _ => RunStatus::Failed,
-            })
+            ..RunOutcome::new(self.status.into())
         }
     }
 }
@@ -180,7 +200,7 @@ fn not_modified(
     attempts: u32,
 ) -> ExtractReport {
     ExtractReport {
-        status: "unchanged",
+        status: ExtractStatus::Unchanged,
         path: last
             .path
             .as_ref()
@@ -235,7 +255,11 @@ fn land(
         log::info!("content already landed as {relative} ({rows} rows); nothing new written");
     }
     Ok(ExtractReport {
-        status: if is_new { "new" } else { "duplicate" },
+        status: if is_new {
+            ExtractStatus::New
+        } else {
+            ExtractStatus::Duplicate
+        },
         path: Some(published.path.display().to_string()),
         sha256: Some(address.to_string()),
         rows: Some(rows),
@@ -253,6 +277,21 @@ fn land(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statuses_keep_their_strings_on_the_wire_and_in_the_ledger() {
+        let wire = |s: ExtractStatus| serde_json::to_value(s).unwrap();
+        assert_eq!(wire(ExtractStatus::New), "new");
+        assert_eq!(wire(ExtractStatus::Unchanged), "unchanged");
+        assert_eq!(wire(ExtractStatus::Duplicate), "duplicate");
+        assert_eq!(wire(ExtractStatus::Failed), "failed");
+        let ledger = |s: ExtractStatus| RunStatus::from(s).as_str();
+        assert_eq!(ledger(ExtractStatus::New), "success");
+        assert_eq!(ledger(ExtractStatus::Unchanged), "unchanged");
+        assert_eq!(ledger(ExtractStatus::Duplicate), "unchanged");
+        assert_eq!(ledger(ExtractStatus::Failed), "failed");
+        assert_eq!(run_ledger::dataset_of_step(STEP), Some(PSD));
+    }
 
     #[test]
     fn utc_month_of_unix_times() {

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, anyhow};
 use clap::Parser;
-use run_ledger::{Ledger, StepSummary};
+use run_ledger::{Ledger, RunStatus, StepSummary};
 use serde::Serialize;
 use step_runtime::env_vars;
 
@@ -65,7 +65,8 @@ fn parse_max_age(s: &str) -> Result<(String, Duration), String> {
 struct StepStatus {
     step: String,
     /// `success`, `unchanged`, `failed`, `running`, or `never` (no run recorded).
-    status: String,
+    #[serde(serialize_with = "status_or_never")]
+    status: Option<RunStatus>,
     last_run: Option<String>,
     duration_secs: Option<f64>,
     last_success: Option<String>,
@@ -76,10 +77,28 @@ struct StepStatus {
     error: Option<String>,
 }
 
+fn status_or_never<S: serde::Serializer>(
+    status: &Option<RunStatus>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(status.map_or("never", RunStatus::as_str))
+}
+
+/// The health of the whole (`status` of `--json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Health {
+    /// No step is older than its `--max-age`.
+    Ok,
+    /// A step named in `--max-age` is older, or never succeeded.
+    Stale,
+    /// The state DB cannot be read.
+    Failed,
+}
+
 #[derive(Debug, Serialize)]
 struct StatusReport {
-    /// `ok`, `stale` or `failed`.
-    status: &'static str,
+    status: Health,
     state_db: String,
     steps: Vec<StepStatus>,
     stale: Vec<String>,
@@ -109,7 +128,7 @@ fn status_of(
     let stale = max_age.is_some_and(|max| age.is_none_or(|a| a > max));
     StepStatus {
         step: step.to_owned(),
-        status: summary.map_or_else(|| "never".to_owned(), |s| s.status.to_string()),
+        status: summary.map(|s| s.status),
         last_run: summary.map(|s| s.started_at.clone()),
         duration_secs,
         last_success,
@@ -150,14 +169,14 @@ fn table(report: &StatusReport) -> String {
         out.push_str(&format!(
             "{:<16} {:<10} {:<25} {:>9} {:<25} {:>8}{flag}\n",
             s.step,
-            s.status,
+            s.status.map_or("never", RunStatus::as_str),
             s.last_run.as_deref().unwrap_or("-"),
             s.duration_secs
                 .map_or_else(|| "-".to_owned(), |d| format!("{d:.1}s")),
             s.last_success.as_deref().unwrap_or("-"),
             age,
         ));
-        if s.status == "failed"
+        if s.status == Some(RunStatus::Failed)
             && let Some(e) = &s.error
         {
             let line: String = e.chars().take(200).collect();
@@ -200,7 +219,11 @@ fn report(args: &Args, state_db: &std::path::Path) -> anyhow::Result<StatusRepor
         .map(|s| s.step.clone())
         .collect();
     Ok(StatusReport {
-        status: if stale.is_empty() { "ok" } else { "stale" },
+        status: if stale.is_empty() {
+            Health::Ok
+        } else {
+            Health::Stale
+        },
         state_db: state_db.display().to_string(),
         steps,
         stale,
@@ -227,7 +250,7 @@ fn main() -> ExitCode {
             let message = format!("{:#}", anyhow!(e));
             (
                 StatusReport {
-                    status: "failed",
+                    status: Health::Failed,
                     state_db: state_db.display().to_string(),
                     steps: Vec::new(),
                     stale: Vec::new(),
@@ -278,6 +301,17 @@ mod tests {
         let now = SystemTime::now();
         assert!(!status_of("x", None, None, now).stale);
         assert!(status_of("x", None, Some(Duration::from_secs(1)), now).stale);
+    }
+
+    #[test]
+    fn statuses_keep_their_strings_on_the_wire() {
+        let wire = |h: Health| serde_json::to_value(h).unwrap();
+        assert_eq!(wire(Health::Ok), "ok");
+        assert_eq!(wire(Health::Stale), "stale");
+        assert_eq!(wire(Health::Failed), "failed");
+        let now = SystemTime::now();
+        let never = serde_json::to_value(status_of("x", None, None, now)).unwrap();
+        assert_eq!(never["status"], "never");
     }
 
     #[test]

@@ -26,10 +26,31 @@ const IDENTITY_VIOLATIONS_SQL: &str = "SELECT count(*) FROM serving.commodity_ba
     WHERE total_supply IS NOT NULL AND beginning_stocks IS NOT NULL AND production IS NOT NULL
       AND abs(total_supply - (beginning_stocks + production + coalesce(imports, 0))) > 0.5";
 
+/// How a run of `transform` ended (`status` of `--json`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransformStatus {
+    /// SQLMesh ran and the result checked out.
+    Transformed,
+    /// Nothing new since the last success: SQLMesh was not started.
+    Unchanged,
+    #[default]
+    Failed,
+}
+
+impl From<TransformStatus> for RunStatus {
+    fn from(status: TransformStatus) -> RunStatus {
+        match status {
+            TransformStatus::Transformed => RunStatus::Success,
+            TransformStatus::Unchanged => RunStatus::Unchanged,
+            TransformStatus::Failed => RunStatus::Failed,
+        }
+    }
+}
+
 #[derive(Debug, Default, Serialize)]
 pub struct TransformReport {
-    /// `transformed`, `unchanged` (nothing new since the last success) or `failed`.
-    pub status: &'static str,
+    pub status: TransformStatus,
     pub landing_files: Option<usize>,
     /// Rows per serving table after the run.
     pub tables: Option<BTreeMap<String, u64>>,
@@ -42,7 +63,7 @@ pub struct TransformReport {
 impl Report for TransformReport {
     fn failed(error: String) -> Self {
         TransformReport {
-            status: "failed",
+            status: TransformStatus::Failed,
             error: Some(error),
             ..Default::default()
         }
@@ -71,11 +92,7 @@ impl Report for TransformReport {
         RunOutcome {
             detail: Some(describe(self)),
             input_fingerprint: self.fingerprint.clone(),
-            ..RunOutcome::new(if self.status == "unchanged" {
-                RunStatus::Unchanged
-            } else {
-                RunStatus::Success
-            })
+            ..RunOutcome::new(self.status.into())
         }
     }
 }
@@ -90,7 +107,7 @@ pub fn run(ctx: &StepContext, args: &Args) -> Result<TransformReport, StepError>
 fn describe(report: &TransformReport) -> String {
     let files = report.landing_files.unwrap_or(0);
     match report.status {
-        "unchanged" => format!(
+        TransformStatus::Unchanged => format!(
             "nothing new: {files} landing files and the project unchanged since the last success"
         ),
         _ => {
@@ -164,7 +181,7 @@ fn transform(
             landing.len()
         );
         return Ok(TransformReport {
-            status: "unchanged",
+            status: TransformStatus::Unchanged,
             landing_files: Some(landing.len()),
             fingerprint: Some(fingerprint),
             ..Default::default()
@@ -197,7 +214,7 @@ fn transform(
         );
     }
     Ok(TransformReport {
-        status: "transformed",
+        status: TransformStatus::Transformed,
         landing_files: Some(landing.len()),
         tables: Some(tables),
         balance_identity_violations: Some(violations),
@@ -265,4 +282,21 @@ fn verify(
     }
     let violations = count(&conn, IDENTITY_VIOLATIONS_SQL)?;
     Ok((tables, violations))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_keep_their_strings_on_the_wire_and_in_the_ledger() {
+        let wire = |s: TransformStatus| serde_json::to_value(s).unwrap();
+        assert_eq!(wire(TransformStatus::Transformed), "transformed");
+        assert_eq!(wire(TransformStatus::Unchanged), "unchanged");
+        assert_eq!(wire(TransformStatus::Failed), "failed");
+        let ledger = |s: TransformStatus| RunStatus::from(s).as_str();
+        assert_eq!(ledger(TransformStatus::Transformed), "success");
+        assert_eq!(ledger(TransformStatus::Unchanged), "unchanged");
+        assert_eq!(ledger(TransformStatus::Failed), "failed");
+    }
 }

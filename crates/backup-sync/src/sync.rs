@@ -13,7 +13,7 @@ use md5::{Digest as _, Md5};
 use run_ledger::{Ledger, RunOutcome, RunStatus};
 use serde::Serialize;
 use sha2::Sha256;
-use step_runtime::{Metric, Report, ResultExt, StepContext, StepError, run_recorded};
+use step_runtime::{Metric, Report, ResultExt, StepContext, StepError, UtcDateTime, run_recorded};
 
 use crate::rclone::{Listed, R2Credentials, Rclone, Remote};
 use crate::{Args, Cmd};
@@ -443,12 +443,12 @@ fn push_state(store: &LandingStore, ledger: &Ledger, rclone: &Rclone) -> anyhow:
     // The backup API writes a database of its own at that path.
     fs::remove_file(temp.path()).context("cannot prepare the state snapshot")?;
     ledger.snapshot_to(temp.path())?;
-    let stamp = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+    let now = UtcDateTime::of(SystemTime::now());
     let name = format!(
-        "{STATE_DIR}/{}/{}/state-{}.sqlite",
-        &stamp[0..4],
-        &stamp[5..7],
-        stamp.replace(['-', ':'], "")
+        "{STATE_DIR}/{:04}/{:02}/state-{}.sqlite",
+        now.year,
+        now.month,
+        now.compact()
     );
     rclone.run_ok(&[
         "copyto",

@@ -163,19 +163,20 @@ impl Layout {
                 let _ = fs::remove_file(&next);
                 std::os::unix::fs::symlink(Path::new("releases").join(tag), &next)
                     .with_context(|| format!("cannot create {}", next.display()))?;
-                fs::rename(&next, &self.current)
-                    .with_context(|| format!("cannot switch {}", self.current.display()))?;
+                durable_fs::rename_durably(&next, &self.current)
+                    .with_context(|| format!("cannot switch {}", self.current.display()))
             }
-            None => match fs::remove_file(&self.current) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(e).context("cannot remove current");
+            None => {
+                match fs::remove_file(&self.current) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(e).context("cannot remove current");
+                    }
+                    _ => {}
                 }
-                _ => {}
-            },
+                durable_fs::sync_dir(&self.root)
+                    .with_context(|| format!("cannot fsync {}", self.root.display()))
+            }
         }
-        fs::File::open(&self.root)
-            .and_then(|d| d.sync_all())
-            .with_context(|| format!("cannot fsync {}", self.root.display()))
     }
 }
 

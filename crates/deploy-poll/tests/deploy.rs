@@ -197,9 +197,7 @@ impl World {
     fn poll(&self, extra: &[&str]) -> (Output, serde_json::Value) {
         let out = self.command(extra).output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout).to_string();
-        let json = serde_json::from_str(text.trim()).unwrap_or_else(|e| {
-            panic!("one JSON object expected ({e}): {text:?}\n{}", stderr(&out))
-        });
+        let json = test_support::json_line(&out);
         assert!(!text.contains("token-of-"), "a secret reached --json");
         assert!(
             !stderr(&out).contains("token-of-"),

@@ -1,7 +1,7 @@
 //! One run of export-serving: copy the serving schema into a new file, check it, publish it.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, anyhow};
@@ -9,8 +9,10 @@ use lakehouse::OpenError;
 use lakehouse::duckdb::Connection;
 use run_ledger::{Ledger, RunOutcome, RunStatus};
 use serde::Serialize;
+use serving_reader::EXPORT_TABLE;
 use step_runtime::{
-    FailureClass, Metric, Report, ResultExt, StepContext, StepError, iso8601, run_recorded,
+    FailureClass, Metric, Report, ResultExt, StepContext, StepError, UtcDateTime, absolute,
+    iso8601, run_recorded,
 };
 
 use crate::Args;
@@ -19,8 +21,6 @@ use crate::schema::{self, literal, quote};
 
 /// The step's name in the ledger, locks and metrics.
 pub const STEP: &str = "export-serving";
-/// The table each generation carries about itself.
-pub const EXPORT_TABLE: &str = "_materia_export";
 /// Catalog names of the files attached next to the lakehouse.
 const OUT: &str = "materia_out";
 const PUBLISHED: &str = "materia_published";
@@ -127,12 +127,6 @@ fn describe(report: &ExportReport) -> String {
     )
 }
 
-fn absolute(path: &Path) -> Result<PathBuf, StepError> {
-    std::path::absolute(path)
-        .with_context(|| format!("cannot resolve {}", path.display()))
-        .or_usage()
-}
-
 fn sql_error(what: &str) -> impl FnOnce(lakehouse::duckdb::Error) -> anyhow::Error + '_ {
     move |e| anyhow::Error::new(e).context(what.to_owned())
 }
@@ -173,9 +167,7 @@ fn export_into(paths: &Paths, lakehouse: &Path, args: &Args) -> Result<ExportRep
     generations::fsync_dir(&paths.work)?;
     check_written(&next, &args.schema, &tables, &source)?;
 
-    let retired_at = humantime::format_rfc3339_millis(exported_at)
-        .to_string()
-        .replace(['-', ':'], "");
+    let retired_at = UtcDateTime::of(exported_at).compact();
     let kept = paths.publish(&next, args.keep, &retired_at)?;
     paths.remove_work()?;
     let bytes = std::fs::metadata(serving).map(|m| m.len()).ok();
@@ -286,7 +278,7 @@ fn build(
         tables.insert(name.clone(), copied);
     }
 
-    let at = iso8601(exported_at).replace('T', " ").replace('Z', "");
+    let at = UtcDateTime::of(exported_at).sql_timestamp();
     let values = tables
         .iter()
         .map(|(name, rows)| {

@@ -1,13 +1,13 @@
 //! One run of `extract-psd`: fetch, validate, publish, inside the step's ledger row.
 
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use landing_store::{LandingStore, PSD, Published};
 use run_ledger::{Landed, LastGood, Ledger, RunOutcome, RunStatus};
 use serde::Serialize;
-use step_runtime::{Metric, Report, ResultExt, StepContext, StepError, run_recorded};
+use step_runtime::{Metric, Report, ResultExt, StepContext, StepError, UtcDateTime, run_recorded};
 
 use crate::Args;
 use crate::fetch::{FetchLimits, Fetched, Source, Validators, fetch};
@@ -119,14 +119,6 @@ pub fn run(ctx: &StepContext, args: &Args) -> Result<ExtractReport, StepError> {
     run_recorded(ctx, &ledger, || extract(ctx, args, &source, &ledger))
 }
 
-/// UTC year and month of a point in time, for the landing path.
-fn utc_month(t: SystemTime) -> (u16, u8) {
-    let text = humantime::format_rfc3339_seconds(t).to_string();
-    let year = text[0..4].parse().expect("rfc3339 year");
-    let month = text[5..7].parse().expect("rfc3339 month");
-    (year, month)
-}
-
 fn extract(
     ctx: &StepContext,
     args: &Args,
@@ -235,9 +227,10 @@ fn land(
     let (published, is_new) = match existing {
         Some(file) => (file, false),
         None => {
-            let (year, month) = utc_month(ctx.started);
+            // The landing month is the UTC month of the extraction.
+            let at = UtcDateTime::of(ctx.started);
             match store
-                .publish(ingested.gzip, PSD, year, month, &address)
+                .publish(ingested.gzip, PSD, at.year, at.month, &address)
                 .context("cannot publish")?
             {
                 Published::New(file) => (file, true),
@@ -276,6 +269,8 @@ fn land(
 
 #[cfg(test)]
 mod tests {
+    use std::time::SystemTime;
+
     use super::*;
 
     #[test]
@@ -295,6 +290,10 @@ mod tests {
 
     #[test]
     fn utc_month_of_unix_times() {
+        let utc_month = |t| {
+            let at = UtcDateTime::of(t);
+            (at.year, at.month)
+        };
         assert_eq!(utc_month(SystemTime::UNIX_EPOCH), (1970, 1));
         // 2026-11-30T23:59:59Z and one second later.
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_083_199);

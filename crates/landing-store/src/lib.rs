@@ -317,9 +317,7 @@ fn sorted_children(dir: &Path, digits: usize) -> Result<Vec<String>, LandingErro
 
 /// fsync of a directory makes the entries created in it durable.
 pub fn sync_dir(dir: &Path) -> Result<(), LandingError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("cannot fsync directory", dir))
+    durable_fs::sync_dir(dir).map_err(io_err("cannot fsync directory", dir))
 }
 
 #[cfg(test)]

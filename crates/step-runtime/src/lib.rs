@@ -12,6 +12,7 @@ pub mod lock;
 pub mod logging;
 pub mod metrics;
 pub mod recorded;
+pub mod time;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -25,6 +26,7 @@ pub use lock::StepLock;
 pub use metrics::Metric;
 pub use recorded::{run_recorded, settle};
 pub use run_ledger::{Landed, RunOutcome, RunStatus};
+pub use time::{UtcDateTime, iso8601};
 
 /// What a step prints with `--json`, what it adds to its metrics, and what it writes into its
 /// ledger row.
@@ -62,9 +64,14 @@ impl StepContext {
     }
 }
 
-/// ISO-8601 UTC text with milliseconds, e.g. `2026-11-21T12:00:00.123Z`.
-pub fn iso8601(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
+/// An absolute path for `path` (made so against the working directory, without touching the
+/// filesystem): what a step hands to a child or compares, whatever directory it runs in.
+pub fn absolute(path: &std::path::Path) -> Result<std::path::PathBuf, StepError> {
+    std::path::absolute(path).map_err(|e| {
+        StepError::usage(
+            anyhow::Error::new(e).context(format!("cannot resolve {}", path.display())),
+        )
+    })
 }
 
 /// Runs one step end to end and returns its exit code. See the crate docs.

@@ -1,5 +1,6 @@
 //! `transform`: builds the lakehouse from every landing file by running the SQLMesh project.
 
+mod audit;
 mod fingerprint;
 mod sqlmesh;
 mod step;

@@ -9,11 +9,13 @@ use lakehouse::duckdb::Connection;
 use landing_store::{LandingStore, PSD};
 use run_ledger::{Ledger, RunOutcome, RunStatus};
 use serde::Serialize;
-use step_runtime::{FailureClass, Metric, Report, ResultExt, StepContext, StepError, run_recorded};
+use step_runtime::{
+    FailureClass, Metric, Report, ResultExt, StepContext, StepError, absolute, run_recorded,
+};
 
-use crate::Args;
 use crate::fingerprint::fingerprint;
 use crate::sqlmesh::{Failure, Invocation};
+use crate::{Args, audit};
 
 /// The step's name in the ledger, locks and metrics.
 pub const STEP: &str = "transform";
@@ -21,10 +23,8 @@ pub const STEP: &str = "transform";
 const EXTRACTOR: &str = "psd";
 /// The serving tables the web app reads; each must exist and have rows after a build.
 const SERVING_TABLES: [&str; 3] = ["commodity_balance", "global_balance", "estimate_revisions"];
-/// Same predicate as the `balance_identity` audit (transform/audits/balance_identity.sql).
-const IDENTITY_VIOLATIONS_SQL: &str = "SELECT count(*) FROM serving.commodity_balance
-    WHERE total_supply IS NOT NULL AND beginning_stocks IS NOT NULL AND production IS NOT NULL
-      AND abs(total_supply - (beginning_stocks + production + coalesce(imports, 0))) > 0.5";
+/// The audit whose flagged rows are counted (reported, not fatal), and the model it audits.
+const IDENTITY_AUDIT: (&str, &str) = ("balance_identity", "serving.commodity_balance");
 
 /// How a run of `transform` ended (`status` of `--json`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -129,12 +129,6 @@ fn describe(report: &TransformReport) -> String {
     }
 }
 
-fn absolute(path: &Path) -> Result<PathBuf, StepError> {
-    std::path::absolute(path)
-        .with_context(|| format!("cannot resolve {}", path.display()))
-        .or_usage()
-}
-
 fn transform(
     ctx: &StepContext,
     args: &Args,
@@ -207,7 +201,7 @@ fn transform(
         Failure::Other(e) => StepError::from(e),
     })?;
 
-    let (tables, violations) = verify(&lakehouse, ledger, &landing)?;
+    let (tables, violations) = verify(&lakehouse, &project, ledger, &landing)?;
     if violations > 0 {
         log::warn!(
             "{violations} balance rows break total_supply = beginning_stocks + production + imports"
@@ -235,6 +229,7 @@ fn count(conn: &Connection, sql: &str) -> anyhow::Result<u64> {
 /// number of balance identity violations.
 fn verify(
     lakehouse: &Path,
+    project: &Path,
     ledger: &Ledger,
     landing: &[landing_store::LandingFile],
 ) -> Result<(BTreeMap<String, u64>, u64), StepError> {
@@ -280,7 +275,8 @@ fn verify(
             count(&conn, &format!("SELECT count(*) FROM serving.{table}"))?,
         );
     }
-    let violations = count(&conn, IDENTITY_VIOLATIONS_SQL)?;
+    let (audit, model) = IDENTITY_AUDIT;
+    let violations = count(&conn, &audit::count_sql(project, audit, model)?)?;
     Ok((tables, violations))
 }
 

@@ -15,6 +15,7 @@ use serde::Serialize;
 use sha2::Sha256;
 use step_runtime::{Metric, Report, ResultExt, StepContext, StepError, UtcDateTime, run_recorded};
 
+use crate::limits::MISMATCHES_SHOWN_MAX;
 use crate::rclone::{Listed, R2Credentials, Rclone, Remote};
 use crate::{Args, Cmd};
 
@@ -24,8 +25,6 @@ pub const STEP: &str = "backup-sync";
 const TEMP_PREFIX: &str = "backup-sync";
 /// Where state DB snapshots go on the remote.
 const STATE_DIR: &str = "state";
-/// Mismatches listed in the report and the error (all are counted).
-const MISMATCHES_SHOWN_MAX: usize = 100;
 const LANDING_SUFFIX: &str = ".csv.gzip";
 
 /// How a run of `backup-sync` ended (`status` of `--json`).

@@ -12,6 +12,9 @@ use serde::Serialize;
 use step_runtime::{Report, ResultExt, StepContext, StepError, iso8601, run_recorded};
 
 use crate::Args;
+use crate::limits::{
+    BUILD_TIMEOUT, FETCH_TIMEOUT, GIT_TIMEOUT, HEALTH_TIMEOUT, RESTART_TIMEOUT, SOPS_TIMEOUT,
+};
 use crate::run::{self, shell};
 use crate::version::Version;
 
@@ -22,13 +25,6 @@ const BUILT_MARKER: &str = ".materia-built";
 /// The encrypted environment of a release, and where it is decrypted.
 const SECRETS: &str = ".env.prod.sops";
 const DECRYPTED: &str = ".env";
-/// Time bounds of a deploy's commands.
-const FETCH_TIMEOUT: Duration = Duration::from_secs(300);
-const GIT_TIMEOUT: Duration = Duration::from_secs(300);
-const BUILD_TIMEOUT: Duration = Duration::from_secs(3 * 3600);
-const SOPS_TIMEOUT: Duration = Duration::from_secs(60);
-const RESTART_TIMEOUT: Duration = Duration::from_secs(300);
-const HEALTH_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// How a poll ended (`status` of `--json`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

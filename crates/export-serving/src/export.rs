@@ -17,6 +17,7 @@ use step_runtime::{
 
 use crate::Args;
 use crate::generations::{self, Paths};
+use crate::limits::PUBLISHED_LOCK_WAIT;
 use crate::schema::{self, literal, quote};
 
 /// The step's name in the ledger, locks and metrics.
@@ -24,9 +25,6 @@ pub const STEP: &str = "export-serving";
 /// Catalog names of the files attached next to the lakehouse.
 const OUT: &str = "materia_out";
 const PUBLISHED: &str = "materia_published";
-/// Bound on waiting for the published file when reading its schema (readers never block it;
-/// only a stray read-write open would).
-const PUBLISHED_LOCK_WAIT: Duration = Duration::from_secs(10);
 
 /// How a run of `export-serving` ended (`status` of `--json`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

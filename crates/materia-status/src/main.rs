@@ -2,6 +2,8 @@
 //! success, age), and a health check: exit 1 when a step's last success is older than its
 //! `--max-age`.
 
+mod limits;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
@@ -179,7 +181,7 @@ fn table(report: &StatusReport) -> String {
         if s.status == Some(RunStatus::Failed)
             && let Some(e) = &s.error
         {
-            let line: String = e.chars().take(200).collect();
+            let line: String = e.chars().take(limits::ERROR_CHARS_SHOWN_MAX).collect();
             out.push_str(&format!("{:<16} error: {line}\n", ""));
         }
     }

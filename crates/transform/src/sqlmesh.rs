@@ -10,8 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 use step_runtime::child::{self, Options, Stdout};
 
-/// Lines of SQLMesh output kept for an error message.
-const TAIL_LINES_MAX: usize = 25;
+use crate::limits::TAIL_LINES_MAX;
 
 /// Paths SQLMesh is run with; all absolute.
 pub struct Invocation<'a> {

@@ -15,7 +15,7 @@ use step_runtime::{
 
 use crate::fingerprint::fingerprint;
 use crate::sqlmesh::{Failure, Invocation};
-use crate::{Args, audit};
+use crate::{Args, audit, limits};
 
 /// The step's name in the ledger, locks and metrics.
 pub const STEP: &str = "transform";
@@ -234,7 +234,7 @@ fn verify(
     landing: &[landing_store::LandingFile],
 ) -> Result<(BTreeMap<String, u64>, u64), StepError> {
     let conn =
-        lakehouse::open_read_only(lakehouse, Duration::from_secs(30)).map_err(|e| match e {
+        lakehouse::open_read_only(lakehouse, limits::VERIFY_LOCK_WAIT).map_err(|e| match e {
             lakehouse::OpenError::Locked { .. } => StepError::new(FailureClass::Busy, e),
             other => StepError::from(other),
         })?;

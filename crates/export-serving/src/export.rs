@@ -106,7 +106,8 @@ pub fn run(ctx: &StepContext, args: &Args) -> Result<ExportReport, StepError> {
     // may not read.
     lakehouse::check_library().or_usage()?;
     let ledger = Ledger::open(&ctx.config.state_db)?;
-    run_recorded(ctx, &ledger, || export(ctx, args))
+    let options = Options::of(args);
+    run_recorded(ctx, &ledger, || export(ctx, &options))
 }
 
 fn describe(report: &ExportReport) -> String {
@@ -129,7 +130,31 @@ fn sql_error(what: &str) -> impl FnOnce(lakehouse::duckdb::Error) -> anyhow::Err
     move |e| anyhow::Error::new(e).context(what.to_owned())
 }
 
-fn export(ctx: &StepContext, args: &Args) -> Result<ExportReport, StepError> {
+/// How a run publishes: the flags, once parsed.
+struct Options<'a> {
+    /// The schema published (same name in the lakehouse and the serving file).
+    schema: &'a str,
+    /// Previous generations kept.
+    keep: u32,
+    allow_breaking: bool,
+    /// How long to wait while a writer holds the lakehouse.
+    lock_wait: Duration,
+}
+
+impl<'a> Options<'a> {
+    fn of(args: &'a Args) -> Options<'a> {
+        Options {
+            schema: &args.schema,
+            keep: args.keep,
+            allow_breaking: args.allow_breaking,
+            lock_wait: Duration::from_secs(args.lock_wait_secs),
+        }
+    }
+}
+
+/// One run, in order: the paths, the work directory, then [`publish_generation`]; a failed
+/// run removes what it built, a killed one leaves it to the next run.
+fn export(ctx: &StepContext, options: &Options<'_>) -> Result<ExportReport, StepError> {
     let lakehouse = absolute(&ctx.config.lakehouse)?;
     let serving = absolute(&ctx.config.serving)?;
     if lakehouse == serving {
@@ -145,7 +170,7 @@ fn export(ctx: &StepContext, args: &Args) -> Result<ExportReport, StepError> {
     if removed > 0 {
         log::info!("removed {removed} leftover(s) of an interrupted run");
     }
-    let result = export_into(&paths, &lakehouse, args);
+    let result = publish_generation(&paths, &lakehouse, options);
     if result.is_err()
         && let Err(e) = paths.remove_work()
     {
@@ -154,20 +179,43 @@ fn export(ctx: &StepContext, args: &Args) -> Result<ExportReport, StepError> {
     result
 }
 
-fn export_into(paths: &Paths, lakehouse: &Path, args: &Args) -> Result<ExportReport, StepError> {
+/// The sequence that makes a generation: read the source, refuse breaking changes, copy,
+/// seal, read back, publish by one rename.
+fn publish_generation(
+    paths: &Paths,
+    lakehouse: &Path,
+    options: &Options<'_>,
+) -> Result<ExportReport, StepError> {
+    let s = options.schema;
     let serving = &paths.serving;
     let next = paths.work.join(format!("{}.duckdb", std::process::id()));
     let exported_at = SystemTime::now();
 
-    let (tables, source) = build(lakehouse, serving, &next, args, exported_at, &paths.work)?;
+    // The lakehouse, attached read-only once no writer holds it, and what its schema holds.
+    let (conn, alias) = attach_source(lakehouse, &paths.work, options.lock_wait)?;
+    let source = schema::read(&conn, &alias, s, EXPORT_TABLE)
+        .map_err(sql_error("cannot read the lakehouse's catalog"))?;
+    if source.is_empty() {
+        return Err(anyhow!(
+            "schema {s} of {} has no tables or views; has the transform run?",
+            lakehouse.display()
+        )
+        .into());
+    }
+    // Nothing that readers of the published file use may vanish, before anything is written.
+    check_breaking(&conn, serving, &source, options)?;
+    // Every relation copied into the new file, with `_materia_export`; checkpointed, detached.
+    let tables = copy_into(&conn, &alias, &source, &next, s, lakehouse, exported_at)?;
+    drop(conn);
+    // The closed file stands alone, read-only, on disk, and reads back as written.
     generations::require_no_sidecars(&next)?;
     generations::seal(&next)?;
     generations::fsync_dir(&paths.work)?;
-    check_written(&next, &args.schema, &tables, &source)?;
-
-    let retired_at = UtcDateTime::of(exported_at).compact();
-    let kept = paths.publish(&next, args.keep, &retired_at)?;
+    check_written(&next, s, &tables, &source)?;
+    // One rename makes it the serving file; the previous one is kept, older ones pruned.
+    let kept = paths.publish(&next, options.keep, &UtcDateTime::of(exported_at).compact())?;
     paths.remove_work()?;
+
     let bytes = std::fs::metadata(serving).map(|m| m.len()).ok();
     log::info!(
         "published {} tables ({} rows) as {}",
@@ -186,17 +234,13 @@ fn export_into(paths: &Paths, lakehouse: &Path, args: &Args) -> Result<ExportRep
     })
 }
 
-/// Copies every relation of the schema into `next` and returns the rows per table and the
-/// source's schema. Refuses breaking changes against the published file before writing.
-fn build(
+/// An in-memory DuckDB that spills into `work` and has the lakehouse attached read-only under
+/// its own catalog name (returned), waiting up to `lock_wait` while a writer holds it.
+fn attach_source(
     lakehouse: &Path,
-    serving: &Path,
-    next: &Path,
-    args: &Args,
-    exported_at: SystemTime,
     work: &Path,
-) -> Result<(BTreeMap<String, u64>, schema::Catalogue), StepError> {
-    let s = &args.schema;
+    lock_wait: Duration,
+) -> Result<(Connection, String), StepError> {
     let conn = Connection::open_in_memory().context("cannot start DuckDB")?;
     // Spill into the work directory: never `<file>.tmp/` beside a published path.
     conn.execute_batch(&format!(
@@ -216,30 +260,32 @@ fn build(
         literal(&lakehouse.display().to_string()),
         quote(&alias)
     );
-    lakehouse::retry_while_locked(lakehouse, Duration::from_secs(args.lock_wait_secs), || {
-        conn.execute_batch(&attach)
-    })
-    .map_err(|e| match e {
-        OpenError::Locked { .. } => StepError::new(FailureClass::Busy, e),
-        OpenError::Missing { path } => anyhow!(
-            "the lakehouse {} does not exist; run the transform first",
-            path.display()
-        )
-        .into(),
-        other => other.into(),
-    })?;
+    lakehouse::retry_while_locked(lakehouse, lock_wait, || conn.execute_batch(&attach)).map_err(
+        |e| match e {
+            OpenError::Locked { .. } => StepError::new(FailureClass::Busy, e),
+            OpenError::Missing { path } => anyhow!(
+                "the lakehouse {} does not exist; run the transform first",
+                path.display()
+            )
+            .into(),
+            other => other.into(),
+        },
+    )?;
+    Ok((conn, alias))
+}
 
-    let source = schema::read(&conn, &alias, s, EXPORT_TABLE)
-        .map_err(sql_error("cannot read the lakehouse's catalog"))?;
-    if source.is_empty() {
-        return Err(anyhow!(
-            "schema {s} of {} has no tables or views; has the transform run?",
-            lakehouse.display()
-        )
-        .into());
-    }
-    check_breaking(&conn, serving, &source, args)?;
-
+/// Copies every relation of `source` (schema `s` of the catalog `alias`) into a new file at
+/// `next`, as tables, checking each copy's rows against the source, then writes
+/// `_materia_export`, checkpoints and detaches. Returns the rows per table.
+fn copy_into(
+    conn: &Connection,
+    alias: &str,
+    source: &schema::Catalogue,
+    next: &Path,
+    s: &str,
+    lakehouse: &Path,
+    exported_at: SystemTime,
+) -> Result<BTreeMap<String, u64>, StepError> {
     conn.execute_batch(&format!(
         "ATTACH {} AS {OUT}; CREATE SCHEMA {OUT}.{};",
         literal(&next.display().to_string()),
@@ -247,8 +293,8 @@ fn build(
     ))
     .map_err(sql_error("cannot create the new serving file"))?;
     let mut tables = BTreeMap::new();
-    for (name, relation) in &source {
-        let from = format!("{}.{}.{}", quote(&alias), quote(s), quote(name));
+    for (name, relation) in source {
+        let from = format!("{}.{}.{}", quote(alias), quote(s), quote(name));
         // CREATE TABLE AS answers with the number of rows it inserted.
         let copied: i64 = conn
             .query_row(
@@ -298,8 +344,7 @@ fn build(
         q = quote(s)
     ))
     .map_err(sql_error("cannot finish the new serving file"))?;
-    drop(conn);
-    Ok((tables, source))
+    Ok(tables)
 }
 
 /// Refuses (unless `--allow-breaking`) when a table or column of the published file is missing
@@ -308,12 +353,12 @@ fn check_breaking(
     conn: &Connection,
     serving: &Path,
     source: &schema::Catalogue,
-    args: &Args,
+    options: &Options<'_>,
 ) -> Result<(), StepError> {
     if !serving.exists() {
         return Ok(());
     }
-    let s = &args.schema;
+    let s = options.schema;
     let attach = format!(
         "ATTACH {} AS {PUBLISHED} (READ_ONLY)",
         literal(&serving.display().to_string())
@@ -330,7 +375,7 @@ fn check_breaking(
             });
     let published = match published {
         Ok(p) => p,
-        Err(e) if args.allow_breaking => {
+        Err(e) if options.allow_breaking => {
             log::warn!("cannot read the published file ({e:#}); replacing it (--allow-breaking)");
             return Ok(());
         }
@@ -347,7 +392,7 @@ fn check_breaking(
     if breaking.is_empty() {
         return Ok(());
     }
-    if args.allow_breaking {
+    if options.allow_breaking {
         for b in &breaking {
             log::warn!("{b} (--allow-breaking)");
         }

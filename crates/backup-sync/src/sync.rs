@@ -1,4 +1,6 @@
-//! push, verify and restore.
+//! push, verify and restore, of every dataset of the landing store (found by listing it, and
+//! the remote's top level on restore): a new extractor's files are backed up without a change
+//! here.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -8,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, anyhow, bail};
-use landing_store::{ContentAddress, LandingStore, PSD};
+use landing_store::{ContentAddress, LandingPath, LandingStore};
 use md5::{Digest as _, Md5};
 use run_ledger::{Ledger, RunOutcome, RunStatus};
 use serde::Serialize;
@@ -23,9 +25,8 @@ use crate::{Args, Cmd};
 pub const STEP: &str = "backup-sync";
 /// Prefix of this step's files in `LANDING_DIR/.tmp/`.
 const TEMP_PREFIX: &str = "backup-sync";
-/// Where state DB snapshots go on the remote.
+/// Where state DB snapshots go on the remote (a name no dataset may have).
 const STATE_DIR: &str = "state";
-const LANDING_SUFFIX: &str = ".csv.gzip";
 
 /// How a run of `backup-sync` ended (`status` of `--json`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -368,8 +369,12 @@ fn check_by_download(
 }
 
 fn push(store: &LandingStore, ledger: &Ledger, rclone: &Rclone) -> anyhow::Result<SyncReport> {
-    let local = store.list(PSD)?;
-    let remote = list_remote(rclone, PSD)?;
+    let mut local = Vec::new();
+    let mut remote = BTreeMap::new();
+    for dataset in store.datasets()? {
+        local.extend(store.list(&dataset)?);
+        remote.extend(list_remote(rclone, &dataset)?);
+    }
     let mut missing = Vec::new();
     let mut existing = Vec::new();
     for file in &local {
@@ -459,7 +464,7 @@ fn push_state(store: &LandingStore, ledger: &Ledger, rclone: &Rclone) -> anyhow:
 }
 
 fn verify(store: &LandingStore, rclone: &Rclone) -> anyhow::Result<SyncReport> {
-    let local: Vec<String> = store.list(PSD)?.iter().map(relative).collect();
+    let local: Vec<String> = store.list_all()?.iter().map(relative).collect();
     let mismatches = if local.is_empty() {
         Vec::new()
     } else {
@@ -476,28 +481,15 @@ fn verify(store: &LandingStore, rclone: &Rclone) -> anyhow::Result<SyncReport> {
     ))
 }
 
-/// Checks a restored file: its path is `psd/YYYY/MM/<sha256>.csv.gzip` and the SHA-256 of its
-/// decompressed content is that name.
+/// Checks a restored file: its path is `<dataset>/YYYY/MM/<sha256>.csv.gzip` and the SHA-256
+/// of its decompressed content is that name.
 fn check_restored(root: &Path, path: &Path) -> Result<(), String> {
     let rel = path
         .strip_prefix(root)
         .unwrap_or(path)
         .to_string_lossy()
         .into_owned();
-    let parts: Vec<&str> = rel.split('/').collect();
-    let shape_ok = parts.len() == 4
-        && parts[0] == PSD
-        && parts[1].len() == 4
-        && parts[2].len() == 2
-        && parts[1]
-            .bytes()
-            .chain(parts[2].bytes())
-            .all(|b| b.is_ascii_digit());
-    let address = parts
-        .last()
-        .and_then(|n| n.strip_suffix(LANDING_SUFFIX))
-        .and_then(|s| ContentAddress::parse(s).ok());
-    let (true, Some(address)) = (shape_ok, address) else {
+    let Some(LandingPath { address, .. }) = LandingPath::parse(&rel) else {
         return Err(format!("{rel}: not a landing file name"));
     };
     let file = File::open(path).map_err(|e| format!("{rel}: {e}"))?;
@@ -523,21 +515,53 @@ fn files_under(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
     Ok(())
 }
 
+/// The datasets the remote holds: its top-level directories with dataset names.
+fn remote_datasets(rclone: &Rclone) -> anyhow::Result<Vec<String>> {
+    let root = rclone.remote.join("");
+    let out = rclone.run(&["lsjson", "--dirs-only", &root])?;
+    // 3: the directory does not exist (a local remote never pushed to).
+    if out.code == Some(3) {
+        return Ok(Vec::new());
+    }
+    if out.code != Some(0) {
+        bail!("cannot list {root}: {}", out.stderr.trim());
+    }
+    let listed: Vec<Listed> =
+        serde_json::from_slice(&out.stdout).context("rclone lsjson printed something else")?;
+    let mut names: Vec<String> = listed
+        .into_iter()
+        .map(|l| l.path)
+        .filter(|name| landing_store::is_dataset_name(name))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
 fn restore(rclone: &Rclone, to: &Path) -> anyhow::Result<SyncReport> {
     let to = std::path::absolute(to).context("cannot resolve --to")?;
-    fs::create_dir_all(to.join(PSD)).with_context(|| format!("cannot create {}", to.display()))?;
-    log::info!(
-        "restoring {} into {}",
-        rclone.remote.join(PSD),
-        to.display()
-    );
-    rclone.run_ok(&[
-        "copy",
-        &rclone.remote.join(PSD),
-        &to.join(PSD).display().to_string(),
-    ])?;
+    let datasets = remote_datasets(rclone)?;
+    if datasets.is_empty() {
+        bail!(
+            "{} holds no landing files: no dataset directory at its top",
+            rclone.remote.display()
+        );
+    }
     let mut files = Vec::new();
-    files_under(&to.join(PSD), &mut files).context("cannot list the restored files")?;
+    for dataset in &datasets {
+        let dir = to.join(dataset);
+        fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        log::info!(
+            "restoring {} into {}",
+            rclone.remote.join(dataset),
+            dir.display()
+        );
+        rclone.run_ok(&[
+            "copy",
+            &rclone.remote.join(dataset),
+            &dir.display().to_string(),
+        ])?;
+        files_under(&dir, &mut files).context("cannot list the restored files")?;
+    }
     files.sort();
     let mut mismatches = Vec::new();
     let mut bytes = 0;

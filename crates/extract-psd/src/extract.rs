@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use landing_store::{LandingStore, PSD, Published};
+use landing_store::{LandingStore, Published};
 use run_ledger::{Landed, LastGood, Ledger, RunOutcome, RunStatus};
 use serde::Serialize;
 use step_runtime::{Metric, Report, ResultExt, StepContext, StepError, UtcDateTime, run_recorded};
@@ -13,6 +13,8 @@ use crate::Args;
 use crate::fetch::{FetchLimits, Fetched, Source, Validators, fetch};
 use crate::ingest::{Ingested, TEMP_PREFIX};
 
+/// The landing dataset this step writes: `LANDING_DIR/psd/YYYY/MM/<sha256>.csv.gzip`.
+pub const DATASET: &str = "psd";
 /// The step's name in the ledger, locks and metrics: `extract-<dataset>`, so its runs are rows
 /// of `extraction_runs` with `extractor = psd`.
 pub const STEP: &str = "extract-psd";
@@ -136,7 +138,7 @@ fn extract(
         );
     }
 
-    let last = ledger.last_good_extraction(PSD)?;
+    let last = ledger.last_good_extraction(DATASET)?;
     let sent = match &last {
         // Conditional requests only while the content they vouch for is still in landing:
         // a 304 for a file that is gone would leave the store without it.
@@ -223,14 +225,14 @@ fn land(
         "downloaded {} zip bytes in {attempts} attempt(s); content sha256 {address}",
         ingested.zip_bytes
     );
-    let existing = store.find(PSD, &address)?;
+    let existing = store.find(DATASET, &address)?;
     let (published, is_new) = match existing {
         Some(file) => (file, false),
         None => {
             // The landing month is the UTC month of the extraction.
             let at = UtcDateTime::of(ctx.started);
             match store
-                .publish(ingested.gzip, PSD, at.year, at.month, &address)
+                .publish(ingested.gzip, DATASET, at.year, at.month, &address)
                 .context("cannot publish")?
             {
                 Published::New(file) => (file, true),
@@ -285,7 +287,7 @@ mod tests {
         assert_eq!(ledger(ExtractStatus::Unchanged), "unchanged");
         assert_eq!(ledger(ExtractStatus::Duplicate), "unchanged");
         assert_eq!(ledger(ExtractStatus::Failed), "failed");
-        assert_eq!(run_ledger::dataset_of_step(STEP), Some(PSD));
+        assert_eq!(run_ledger::dataset_of_step(STEP), Some(DATASET));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, anyhow};
 use clap::Parser;
-use run_ledger::{Ledger, RunStatus, StepSummary};
+use run_ledger::{Ledger, RunStatus, StepSummary, extractor_step};
 use serde::Serialize;
 use step_runtime::env_vars;
 
@@ -38,7 +38,7 @@ struct Args {
     #[arg(long, env = env_vars::STATE_DB, value_name = "PATH")]
     state_db: Option<PathBuf>,
 
-    /// Landing directory, only to find the default state DB
+    /// Landing directory: its datasets' extractors are listed, and it holds the default state DB
     #[arg(long, env = env_vars::LANDING_DIR, value_name = "DIR", default_value = "data/landing")]
     landing_dir: PathBuf,
 
@@ -197,9 +197,21 @@ fn report(args: &Args, state_db: &std::path::Path) -> anyhow::Result<StatusRepor
         summaries.iter().map(|s| (s.step.as_str(), s)).collect();
     let max_ages: BTreeMap<&str, Duration> =
         args.max_age.iter().map(|(s, d)| (s.as_str(), *d)).collect();
+    // The extractor of every dataset in landing is listed, even before its first run.
+    let extractors: Vec<String> = match landing_store::datasets(&args.landing_dir) {
+        Ok(datasets) => datasets.iter().map(|d| extractor_step(d)).collect(),
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "materia-status: warning: {e}");
+            Vec::new()
+        }
+    };
     let mut names: Vec<&str> = KNOWN_STEPS.to_vec();
-    for s in by_step.keys().chain(max_ages.keys()) {
-        if !names.contains(s) {
+    let found = extractors.iter().map(String::as_str);
+    for s in found
+        .chain(by_step.keys().copied())
+        .chain(max_ages.keys().copied())
+    {
+        if !names.contains(&s) {
             names.push(s);
         }
     }

@@ -395,6 +395,18 @@ impl Ledger {
         )
     }
 
+    /// The order in which the files of `dataset` landed: each landing path (relative) with the
+    /// `run_id` of the run that first landed it.
+    pub fn landing_order(&self, dataset: &str) -> Result<Vec<(String, i64)>, LedgerError> {
+        self.rows(
+            "SELECT path, min(run_id) FROM extraction_runs
+              WHERE extractor = ?1 AND status = 'success' AND path IS NOT NULL
+              GROUP BY path",
+            params![dataset],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+    }
+
     /// The newest `limit` rows of the `runs` view, newest first by start time.
     pub fn recent_runs(&self, limit: u32) -> Result<Vec<RunRow>, LedgerError> {
         self.rows(

@@ -3,6 +3,7 @@
 mod audit;
 mod fingerprint;
 mod limits;
+mod manifest;
 mod sqlmesh;
 mod step;
 

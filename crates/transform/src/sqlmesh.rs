@@ -17,7 +17,8 @@ pub struct Invocation<'a> {
     pub sqlmesh: &'a Path,
     pub project: &'a Path,
     pub landing_dir: &'a Path,
-    pub state_db: &'a Path,
+    /// The landing manifest this cycle builds from (see `manifest.rs`).
+    pub manifest: &'a Path,
     pub lakehouse: &'a Path,
     /// SQLMesh's cache and log files, kept out of the (possibly read-only) project directory.
     pub work_dir: &'a Path,
@@ -52,7 +53,7 @@ impl Invocation<'_> {
             ("PYTHONDONTWRITEBYTECODE", "1".into()),
             ("PYTHONUNBUFFERED", "1".into()),
             ("LANDING_DIR", self.landing_dir.into()),
-            ("STATE_DB", self.state_db.into()),
+            ("MATERIA_LANDING_MANIFEST", self.manifest.into()),
             ("DUCKDB_PATH", self.lakehouse.into()),
             (
                 "MATERIA_SQLMESH_CACHE_DIR",

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use lakehouse::duckdb::Connection;
-use landing_store::{LandingStore, PSD};
+use landing_store::{LandingFile, LandingStore};
 use run_ledger::{Ledger, RunOutcome, RunStatus};
 use serde::Serialize;
 use step_runtime::{
@@ -15,12 +15,16 @@ use step_runtime::{
 
 use crate::fingerprint::fingerprint;
 use crate::sqlmesh::{Failure, Invocation};
-use crate::{Args, audit, limits};
+use crate::{Args, audit, limits, manifest};
 
 /// The step's name in the ledger, locks and metrics.
 pub const STEP: &str = "transform";
-/// The extractor whose landing files the transform reads.
-const EXTRACTOR: &str = "psd";
+/// The datasets the SQLMesh project builds, each with the model that holds one row per landed
+/// row, keyed by `landing_sha256`: after a build each of their files must be there whole. Other
+/// datasets are fingerprinted (their files are in the manifest) but nothing reads them yet.
+const MODELLED: [(&str, &str); 1] = [("psd", "cleaned.psd_values")];
+/// Where the landing manifest is written for SQLMesh, in the work directory.
+const MANIFEST_FILE: &str = "landing-manifest.json";
 /// The serving tables the web app reads; each must exist and have rows after a build.
 const SERVING_TABLES: [&str; 3] = ["commodity_balance", "global_balance", "estimate_revisions"];
 /// The audit whose flagged rows are counted (reported, not fatal), and the model it audits.
@@ -52,6 +56,8 @@ impl From<TransformStatus> for RunStatus {
 pub struct TransformReport {
     pub status: TransformStatus,
     pub landing_files: Option<usize>,
+    /// Landing files per dataset.
+    pub datasets: Option<BTreeMap<String, usize>>,
     /// Rows per serving table after the run.
     pub tables: Option<BTreeMap<String, u64>>,
     /// Rows of `serving.commodity_balance` where supply != stocks + production + imports.
@@ -155,17 +161,30 @@ fn transform(
         )));
     }
     let landing_dir = absolute(&ctx.config.landing_dir)?;
-    let state_db = absolute(&ctx.config.state_db)?;
     let lakehouse = absolute(&ctx.config.lakehouse)?;
 
     let store = LandingStore::open(&landing_dir)?;
-    let landing = store.list(PSD)?;
-    if landing.is_empty() {
-        return Err(anyhow!(
-            "no landing files under {}; run extract-psd first",
-            landing_dir.join(PSD).display()
-        )
-        .into());
+    let landing = store.list_all()?;
+    let mut per_dataset: BTreeMap<String, usize> = BTreeMap::new();
+    for file in &landing {
+        *per_dataset.entry(file.dataset().to_owned()).or_default() += 1;
+    }
+    for (dataset, _) in MODELLED {
+        if !per_dataset.contains_key(dataset) {
+            return Err(anyhow!(
+                "no landing files under {}; run {} first",
+                landing_dir.join(dataset).display(),
+                run_ledger::extractor_step(dataset)
+            )
+            .into());
+        }
+    }
+    for (dataset, files) in &per_dataset {
+        if !MODELLED.iter().any(|(d, _)| d == dataset) {
+            log::warn!(
+                "dataset {dataset}: {files} landing file(s) that no model of the SQLMesh project reads yet"
+            );
+        }
     }
     let fingerprint = fingerprint(&landing, &project, &lakehouse)?;
     let previous = ledger.last_good_fingerprint(STEP)?;
@@ -177,6 +196,7 @@ fn transform(
         return Ok(TransformReport {
             status: TransformStatus::Unchanged,
             landing_files: Some(landing.len()),
+            datasets: Some(per_dataset),
             fingerprint: Some(fingerprint),
             ..Default::default()
         });
@@ -185,11 +205,17 @@ fn transform(
     let work_dir = lakehouse
         .parent()
         .map_or_else(|| PathBuf::from(".sqlmesh"), |p| p.join(".sqlmesh"));
+    // SQLMesh reads exactly the files fingerprinted here, in landing order.
+    let manifest_path = work_dir.join(MANIFEST_FILE);
+    manifest::write(
+        &manifest_path,
+        &manifest::build(&landing_dir, &landing, ledger)?,
+    )?;
     let invocation = Invocation {
         sqlmesh: &sqlmesh,
         project: &project,
         landing_dir: &landing_dir,
-        state_db: &state_db,
+        manifest: &manifest_path,
         lakehouse: &lakehouse,
         work_dir: &work_dir,
         timeout: Duration::from_secs(args.timeout_secs),
@@ -210,6 +236,7 @@ fn transform(
     Ok(TransformReport {
         status: TransformStatus::Transformed,
         landing_files: Some(landing.len()),
+        datasets: Some(per_dataset),
         tables: Some(tables),
         balance_identity_violations: Some(violations),
         fingerprint: Some(fingerprint),
@@ -224,31 +251,57 @@ fn count(conn: &Connection, sql: &str) -> anyhow::Result<u64> {
     Ok(n as u64)
 }
 
-/// Checks what SQLMesh built: every landing file's rows are all there (as the ledger recorded
-/// them when they landed), every serving table has rows. Returns serving row counts and the
-/// number of balance identity violations.
+/// Checks what SQLMesh built: every landing file of a modelled dataset has all its rows there
+/// (as the ledger recorded them when they landed), every serving table has rows. Returns
+/// serving row counts and the number of balance identity violations.
 fn verify(
     lakehouse: &Path,
     project: &Path,
     ledger: &Ledger,
-    landing: &[landing_store::LandingFile],
+    landing: &[LandingFile],
 ) -> Result<(BTreeMap<String, u64>, u64), StepError> {
     let conn =
         lakehouse::open_read_only(lakehouse, limits::VERIFY_LOCK_WAIT).map_err(|e| match e {
             lakehouse::OpenError::Locked { .. } => StepError::new(FailureClass::Busy, e),
             other => StepError::from(other),
         })?;
+    for (dataset, model) in MODELLED {
+        let files: Vec<&LandingFile> = landing.iter().filter(|f| f.dataset() == dataset).collect();
+        verify_rows(&conn, ledger, dataset, model, &files)?;
+    }
+    let mut tables = BTreeMap::new();
+    for table in SERVING_TABLES {
+        tables.insert(
+            table.to_owned(),
+            count(&conn, &format!("SELECT count(*) FROM serving.{table}"))?,
+        );
+    }
+    let (audit, model) = IDENTITY_AUDIT;
+    let violations = count(&conn, &audit::count_sql(project, audit, model)?)?;
+    Ok((tables, violations))
+}
+
+/// Every file of `dataset` has rows in `model`, as many as the ledger recorded when it landed.
+fn verify_rows(
+    conn: &Connection,
+    ledger: &Ledger,
+    dataset: &str,
+    model: &str,
+    files: &[&LandingFile],
+) -> Result<(), StepError> {
     let mut built: BTreeMap<String, u64> = BTreeMap::new();
     let mut stmt = conn
-        .prepare("SELECT landing_sha256, count(*) FROM cleaned.psd_values GROUP BY landing_sha256")
-        .context("cannot read cleaned.psd_values")?;
+        .prepare(&format!(
+            "SELECT landing_sha256, count(*) FROM {model} GROUP BY landing_sha256"
+        ))
+        .with_context(|| format!("cannot read {model}"))?;
     let rows = stmt
         .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
         .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-        .context("cannot read cleaned.psd_values")?;
+        .with_context(|| format!("cannot read {model}"))?;
     built.extend(rows.into_iter().map(|(sha, n)| (sha, n as u64)));
-    let landed: BTreeMap<String, u64> = ledger.landed_rows(EXTRACTOR)?.into_iter().collect();
-    for file in landing {
+    let landed: BTreeMap<String, u64> = ledger.landed_rows(dataset)?.into_iter().collect();
+    for file in files {
         let sha = file.address.as_str();
         let have = built.get(sha).copied().unwrap_or(0);
         if let Some(&want) = landed.get(sha)
@@ -268,16 +321,7 @@ fn verify(
             .into());
         }
     }
-    let mut tables = BTreeMap::new();
-    for table in SERVING_TABLES {
-        tables.insert(
-            table.to_owned(),
-            count(&conn, &format!("SELECT count(*) FROM serving.{table}"))?,
-        );
-    }
-    let (audit, model) = IDENTITY_AUDIT;
-    let violations = count(&conn, &audit::count_sql(project, audit, model)?)?;
-    Ok((tables, violations))
+    Ok(())
 }
 
 #[cfg(test)]

@@ -25,7 +25,9 @@ $(error DUCKDB must be prebuilt or bundled, not '$(DUCKDB)')
 endif
 CARGO_FLAGS := --release --locked $(CARGO_FEATURES)
 BIN_DIR := $(CARGO_TARGET_DIR)/release
-BINARIES := extract-psd psd-gen transform export-serving materia-status backup-sync deploy-poll
+# Every crate with a main.rs is a binary (crates/step-runtime/src/binaries.rs declares each one;
+# crates/operations/tests/binaries.rs checks that this list and the declaration agree).
+BINARIES := $(patsubst crates/%/src/main.rs,%,$(wildcard crates/*/src/main.rs))
 # The SQLMesh virtualenv: pinned SQLMesh and the duckdb package of the same DuckDB release as
 # the Rust crate (transform/requirements.txt, frozen from transform/requirements.in).
 VENV ?= .venv

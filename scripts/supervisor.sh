@@ -20,6 +20,10 @@
 #   SUPERVISOR_STEP_TIMEOUT_SECS bound on each step (default 7200); SIGKILL 30 s after SIGTERM
 set -eu
 
+# The cycle, in order: the steps declared as such in crates/step-runtime/src/binaries.rs
+# (crates/operations/tests/binaries.rs checks that the two agree).
+steps="extract-psd transform export-serving"
+
 once=false
 case "${1:-}" in
     --once) once=true ;;
@@ -44,12 +48,12 @@ fi
 
 if [ -n "${MATERIA_BIN_DIR:-}" ]; then
     bin=$MATERIA_BIN_DIR
-elif [ -x bin/extract-psd ]; then
+elif [ -x "bin/${steps%% *}" ]; then
     bin=bin
 else
     bin=${CARGO_TARGET_DIR:-$HOME/.cache/materia/target}/release
 fi
-for step in extract-psd transform export-serving; do
+for step in $steps; do
     [ -x "$bin/$step" ] || { echo "supervisor: no $step in $bin (make release, or set MATERIA_BIN_DIR)" >&2; exit 2; }
 done
 
@@ -97,7 +101,7 @@ run_step() {
 }
 
 cycle() {
-    for step in extract-psd transform export-serving; do
+    for step in $steps; do
         run_step "$step" || return "$?"
     done
 }

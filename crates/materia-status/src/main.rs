@@ -16,15 +16,6 @@ use run_ledger::{Ledger, RunStatus, StepSummary, extractor_step};
 use serde::Serialize;
 use step_runtime::env_vars;
 
-/// The steps of the pipeline, listed even before their first run.
-const KNOWN_STEPS: [&str; 5] = [
-    "extract-psd",
-    "transform",
-    "export-serving",
-    "backup-sync",
-    "deploy-poll",
-];
-
 /// Show the last run and last success of every Materia step; exit 1 if one is too old
 ///
 /// Reads the state DB (read-only). With `--max-age STEP=DURATION` (repeatable, e.g.
@@ -205,7 +196,8 @@ fn report(args: &Args, state_db: &std::path::Path) -> anyhow::Result<StatusRepor
             Vec::new()
         }
     };
-    let mut names: Vec<&str> = KNOWN_STEPS.to_vec();
+    // The declared steps, listed even before their first run.
+    let mut names: Vec<&str> = step_runtime::binaries::steps().collect();
     let found = extractors.iter().map(String::as_str);
     for s in found
         .chain(by_step.keys().copied())

@@ -5,6 +5,7 @@
 //! the contract's exit code. The body never prints to stdout and never calls `exit`.
 
 pub mod args;
+pub mod binaries;
 pub mod child;
 pub mod env_vars;
 pub mod exit;

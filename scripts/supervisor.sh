@@ -10,7 +10,7 @@
 # A cycle is extract-psd -> transform -> export-serving; the first step that fails ends it, and
 # the cycle's status is that step's exit code (75: a lock was held; try later).
 #
-# Environment: the variables of contracts.md section 1 (LANDING_DIR, STATE_DB, DUCKDB_PATH,
+# Environment: the variables of docs/INTERFACES.md section 1 (LANDING_DIR, STATE_DB, DUCKDB_PATH,
 # SERVING_DUCKDB_PATH, METRICS_DIR), PSD_URL and the other step variables pass through. Also:
 #   MATERIA_ENV_FILE           dotenv file loaded first (systemd units load /opt/materia/.env themselves)
 #   MATERIA_BIN_DIR            the step binaries (default ./bin, else the cargo target directory)

@@ -43,7 +43,7 @@ impl From<ExtractStatus> for RunStatus {
     }
 }
 
-/// The `--json` result (contract section 4), plus `landed_bytes` and `attempts`.
+/// The `--json` result (docs/INTERFACES.md, `extract-psd`).
 #[derive(Debug, Default, Serialize)]
 pub struct ExtractReport {
     pub status: ExtractStatus,

@@ -1,4 +1,4 @@
-//! The read side of the serving contract (contracts.md section 6).
+//! The read side of the serving contract (docs/INTERFACES.md section 5).
 //!
 //! `export-serving` publishes each generation of the serving file by renaming a complete file
 //! over `SERVING_DUCKDB_PATH`. A connection keeps reading the generation it opened (its file

@@ -2,7 +2,8 @@
 //!
 //! A binary parses its arguments, then hands its body to [`run_step`], which sets up logging,
 //! takes the step's lock, runs the body, writes metrics, prints the `--json` result and returns
-//! the contract's exit code. The body never prints to stdout and never calls `exit`.
+//! the exit code docs/INTERFACES.md gives it. The body never prints to stdout and never calls
+//! `exit`.
 
 pub mod args;
 pub mod binaries;

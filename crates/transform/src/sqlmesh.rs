@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use step_runtime::child::{self, Options, Stdout};
+use step_runtime::env_vars;
 
 use crate::limits::TAIL_LINES_MAX;
 
@@ -52,11 +53,11 @@ impl Invocation<'_> {
             ("COLUMNS", "120".into()),
             ("PYTHONDONTWRITEBYTECODE", "1".into()),
             ("PYTHONUNBUFFERED", "1".into()),
-            ("LANDING_DIR", self.landing_dir.into()),
-            ("MATERIA_LANDING_MANIFEST", self.manifest.into()),
-            ("DUCKDB_PATH", self.lakehouse.into()),
+            (env_vars::LANDING_DIR, self.landing_dir.into()),
+            (env_vars::MATERIA_LANDING_MANIFEST, self.manifest.into()),
+            (env_vars::DUCKDB_PATH, self.lakehouse.into()),
             (
-                "MATERIA_SQLMESH_CACHE_DIR",
+                env_vars::MATERIA_SQLMESH_CACHE_DIR,
                 self.work_dir.join("cache").into(),
             ),
         ];

@@ -40,7 +40,7 @@ mod tests {
     use super::*;
 
     fn project() -> std::path::PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../transform")
+        test_support::repo_root().join("transform")
     }
 
     #[test]

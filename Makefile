@@ -25,7 +25,9 @@ $(error DUCKDB must be prebuilt or bundled, not '$(DUCKDB)')
 endif
 CARGO_FLAGS := --release --locked $(CARGO_FEATURES)
 BIN_DIR := $(CARGO_TARGET_DIR)/release
-BINARIES := extract-psd psd-gen transform export-serving materia-status backup-sync deploy-poll materia-web
+# Every crate with a main.rs is a binary (crates/step-runtime/src/binaries.rs declares each one;
+# crates/operations/tests/binaries.rs checks that this list and the declaration agree).
+BINARIES := $(patsubst crates/%/src/main.rs,%,$(wildcard crates/*/src/main.rs))
 # Apache ECharts for materia-web's charts: the npm package pinned by third-party/echarts.lock,
 # verified and kept in the cache; crates/materia-web/build.rs embeds it from ECHARTS_DIR.
 ECHARTS_VERSION := $(shell sed -n 's/^version=//p' third-party/echarts.lock)

@@ -10,7 +10,7 @@
 # A cycle is extract-psd -> transform -> export-serving; the first step that fails ends it, and
 # the cycle's status is that step's exit code (75: a lock was held; try later).
 #
-# Environment: the configuration variables of every step (LANDING_DIR, STATE_DB, DUCKDB_PATH,
+# Environment: the variables of docs/INTERFACES.md section 1 (LANDING_DIR, STATE_DB, DUCKDB_PATH,
 # SERVING_DUCKDB_PATH, METRICS_DIR), PSD_URL and the other step variables pass through. Also:
 #   MATERIA_ENV_FILE           dotenv file read first, as data (systemd units load /opt/materia/.env themselves)
 #   MATERIA_BIN_DIR            the step binaries (default ./bin, else the cargo target directory)
@@ -19,6 +19,10 @@
 #   SUPERVISOR_BACKOFF_MAX_SECS  cap of that sleep (default 21600)
 #   SUPERVISOR_STEP_TIMEOUT_SECS bound on each step (default 7200); SIGKILL 30 s after SIGTERM
 set -eu
+
+# The cycle, in order: the steps declared as such in crates/step-runtime/src/binaries.rs
+# (crates/operations/tests/binaries.rs checks that the two agree).
+steps="extract-psd transform export-serving"
 
 once=false
 case "${1:-}" in
@@ -115,12 +119,12 @@ fi
 
 if [ -n "${MATERIA_BIN_DIR:-}" ]; then
     bin=$MATERIA_BIN_DIR
-elif [ -x bin/extract-psd ]; then
+elif [ -x "bin/${steps%% *}" ]; then
     bin=bin
 else
     bin=${CARGO_TARGET_DIR:-$HOME/.cache/materia/target}/release
 fi
-for step in extract-psd transform export-serving; do
+for step in $steps; do
     [ -x "$bin/$step" ] || { echo "supervisor: no $step in $bin (make release, or set MATERIA_BIN_DIR)" >&2; exit 2; }
 done
 
@@ -168,7 +172,7 @@ run_step() {
 }
 
 cycle() {
-    for step in extract-psd transform export-serving; do
+    for step in $steps; do
         run_step "$step" || return "$?"
     done
 }

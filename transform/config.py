@@ -1,21 +1,26 @@
 """SQLMesh configuration of the Materia transform.
 
-The landing manifest (every landing file, oldest first) is a model variable. A new landing file
-therefore changes the raw model's definition, and `sqlmesh plan --auto-apply` rebuilds raw and
-everything downstream in the same supervisor cycle; `sqlmesh run` would wait for a cron tick.
-The raw model reads exactly the listed files, never a glob that could change mid-run.
+The landing manifest (every landing file of every dataset, oldest first) becomes one model
+variable per dataset, `landing_files_<dataset>`. A new landing file therefore changes the
+definition of the models that read its dataset (and of no other), and `sqlmesh plan
+--auto-apply` rebuilds them and everything downstream in the same supervisor cycle; `sqlmesh
+run` would wait for a cron tick. A raw model reads exactly the listed files, never a glob that
+could change mid-run.
 
 Environment (the same variables as every Materia step):
-  LANDING_DIR  root of the landing store (default data/landing)
-  STATE_DB     run ledger, for the order in which files landed (default $LANDING_DIR/.state.sqlite)
+  MATERIA_LANDING_MANIFEST  JSON file {"<dataset>": ["/abs/path.csv.gzip", ...]} in landing order,
+               written by the transform step for this cycle (the files it fingerprinted and
+               checks afterwards). Unset, as when SQLMesh runs by hand: the landing directory is
+               listed here, each dataset ordered by month, then modification time, then name.
+  LANDING_DIR  root of the landing store (default data/landing), listed without a manifest
   DUCKDB_PATH  the lakehouse (default data/lakehouse.duckdb)
   MATERIA_SQLMESH_CACHE_DIR  SQLMesh's cache (default: .cache in this directory); the transform
                step points it beside the lakehouse so that a release directory can stay read-only
 """
 
+import json
 import os
 import re
-import sqlite3
 from pathlib import Path
 
 from sqlmesh.core.config import (
@@ -28,6 +33,9 @@ from sqlmesh.core.config import (
 )
 
 ADDRESS = re.compile(r"^[0-9a-f]{64}\.csv\.gzip$")
+# As landing_store::is_dataset_name: `state` is the backup remote's state DB snapshots.
+DATASET = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+RESERVED = {"state"}
 
 
 def _env_path(name: str, default: str) -> Path:
@@ -35,45 +43,41 @@ def _env_path(name: str, default: str) -> Path:
     return Path(os.environ.get(name) or default)
 
 
-def _ledger_order(state_db: Path) -> dict:
-    """Landing path (relative) -> run_id of the run that first landed it."""
-    if not state_db.is_file():
-        return {}
-    try:
-        db = sqlite3.connect(f"file:{state_db}?mode=ro", uri=True, timeout=10)
-        try:
-            rows = db.execute(
-                "SELECT path, min(run_id) FROM extraction_runs "
-                "WHERE status = 'success' AND path IS NOT NULL GROUP BY path"
-            ).fetchall()
-        finally:
-            db.close()
-    except sqlite3.Error:
-        return {}
-    return {path: run_id for path, run_id in rows}
-
-
-def landing_files(landing_dir: Path, state_db: Path) -> list:
-    """Absolute paths of every PSD landing file, in landing order.
-
-    Month directories order files across months; within a month the ledger's order of first
-    landing decides, then modification time (files restored without a ledger), then name.
-    """
+def listed(landing_dir: Path) -> dict:
+    """{dataset: absolute paths of its landing files}, each ordered by month directory, then
+    modification time, then name: the order without the ledger, for SQLMesh run by hand."""
     root = landing_dir.resolve()
-    order = _ledger_order(state_db)
-    found = []
-    for path in root.glob("psd/[0-9][0-9][0-9][0-9]/[0-9][0-9]/*.csv.gzip"):
-        if not ADDRESS.match(path.name):
+    if not root.is_dir():
+        return {}
+    manifest = {}
+    for dataset in sorted(p for p in root.iterdir() if p.is_dir()):
+        if not DATASET.match(dataset.name) or dataset.name in RESERVED:
             continue
-        relative = path.relative_to(root).as_posix()
-        year, month = path.parent.parent.name, path.parent.name
-        ledger = order.get(relative, float("inf"))
-        found.append(((year, month, ledger, path.stat().st_mtime_ns, path.name), str(path)))
-    return [p for _, p in sorted(found)]
+        found = []
+        for path in dataset.glob("[0-9][0-9][0-9][0-9]/[0-9][0-9]/*.csv.gzip"):
+            if ADDRESS.match(path.name):
+                year, month = path.parent.parent.name, path.parent.name
+                found.append(((year, month, path.stat().st_mtime_ns, path.name), str(path)))
+        manifest[dataset.name] = [p for _, p in sorted(found)]
+    return manifest
+
+
+def landing_manifest(landing_dir: Path) -> dict:
+    """The transform step's manifest when it names one, else the landing directory listed."""
+    path = os.environ.get("MATERIA_LANDING_MANIFEST")
+    if not path:
+        return listed(landing_dir)
+    with open(path, encoding="utf-8") as f:
+        manifest = json.load(f)
+    if not isinstance(manifest, dict) or not all(
+        DATASET.match(d) and isinstance(files, list) and all(isinstance(p, str) for p in files)
+        for d, files in manifest.items()
+    ):
+        raise ValueError(f"{path} is not a landing manifest ({{dataset: [paths]}})")
+    return manifest
 
 
 LANDING_DIR = _env_path("LANDING_DIR", "data/landing")
-STATE_DB = _env_path("STATE_DB", str(LANDING_DIR / ".state.sqlite"))
 DUCKDB_PATH = _env_path("DUCKDB_PATH", "data/lakehouse.duckdb")
 
 config = Config(
@@ -85,7 +89,10 @@ config = Config(
     # should not keep a copy per month.
     snapshot_ttl="in 1 minute",
     plan=PlanConfig(auto_categorize_changes=CategorizerConfig.all_full()),
-    variables={"landing_files": landing_files(LANDING_DIR, STATE_DB)},
+    variables={
+        f"landing_files_{dataset}": files
+        for dataset, files in landing_manifest(LANDING_DIR).items()
+    },
     cache_dir=os.environ.get("MATERIA_SQLMESH_CACHE_DIR") or None,
     # The pipeline server makes no outbound calls it does not need.
     disable_anonymized_analytics=True,

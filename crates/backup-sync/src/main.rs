@@ -1,6 +1,7 @@
 //! `backup-sync`: append-only backup of the landing store and the state DB through rclone, its
 //! verification, and restore with every file checked against its content address.
 
+mod limits;
 mod rclone;
 mod sync;
 
@@ -33,8 +34,8 @@ pub struct Args {
     pub rclone: PathBuf,
 
     /// Bound on each rclone call, in seconds
-    #[arg(long, global = true, env = env_vars::BACKUP_TIMEOUT_SECS, value_name = "SECS", default_value_t = 3600,
-          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    #[arg(long, global = true, env = env_vars::BACKUP_TIMEOUT_SECS, value_name = "SECS", default_value_t = limits::RCLONE_TIMEOUT_SECS_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(1..=limits::RCLONE_TIMEOUT_SECS_MAX))]
     pub timeout_secs: u64,
 }
 

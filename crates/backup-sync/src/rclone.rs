@@ -10,15 +10,9 @@ use std::time::Duration;
 use anyhow::{Context, anyhow, bail};
 use step_runtime::child::{self, Options, Stdout};
 
-/// Bounds of every rclone call (besides the whole call's `timeout`).
-pub const CONNECT_TIMEOUT: &str = "15s";
-pub const IDLE_TIMEOUT: &str = "60s";
-pub const RETRIES: &str = "3";
-pub const LOW_LEVEL_RETRIES: &str = "3";
-/// Lines of rclone's log kept for an error message.
-const STDERR_TAIL_LINES: usize = 12;
-/// Bound on rclone's stdout (listings): about 300 bytes per object, 1 M objects.
-const STDOUT_MAX_BYTES: usize = 300 << 20;
+use crate::limits::{
+    CONNECT_TIMEOUT, IDLE_TIMEOUT, LOW_LEVEL_RETRIES, RETRIES, STDERR_TAIL_LINES, STDOUT_MAX_BYTES,
+};
 
 /// Where backups go: Cloudflare R2 through rclone's S3 backend, or a local directory.
 #[derive(Debug, Clone)]

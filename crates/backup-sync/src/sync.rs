@@ -1,4 +1,6 @@
-//! push, verify and restore.
+//! push, verify and restore, of every dataset of the landing store (found by listing it, and
+//! the remote's top level on restore): a new extractor's files are backed up without a change
+//! here.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -8,13 +10,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, anyhow, bail};
-use landing_store::{ContentAddress, LandingStore, PSD};
+use landing_store::{ContentAddress, LandingPath, LandingStore};
 use md5::{Digest as _, Md5};
-use run_ledger::{Ledger, RunStatus};
+use run_ledger::{Ledger, RunOutcome, RunStatus};
 use serde::Serialize;
 use sha2::Sha256;
-use step_runtime::{Metric, Record, Report, ResultExt, StepContext, StepError, run_recorded};
+use step_runtime::{Metric, Report, ResultExt, StepContext, StepError, UtcDateTime, run_recorded};
 
+use crate::limits::MISMATCHES_SHOWN_MAX;
 use crate::rclone::{Listed, R2Credentials, Rclone, Remote};
 use crate::{Args, Cmd};
 
@@ -22,16 +25,32 @@ use crate::{Args, Cmd};
 pub const STEP: &str = "backup-sync";
 /// Prefix of this step's files in `LANDING_DIR/.tmp/`.
 const TEMP_PREFIX: &str = "backup-sync";
-/// Where state DB snapshots go on the remote.
+/// Where state DB snapshots go on the remote (a name no dataset may have).
 const STATE_DIR: &str = "state";
-/// Mismatches listed in the report and the error (all are counted).
-const MISMATCHES_SHOWN_MAX: usize = 100;
-const LANDING_SUFFIX: &str = ".csv.gzip";
+
+/// How a run of `backup-sync` ended (`status` of `--json`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncStatus {
+    /// Everything was pushed, verified or restored intact.
+    Ok,
+    /// Mismatches were found (listed), or the run could not finish.
+    #[default]
+    Failed,
+}
+
+impl From<SyncStatus> for RunStatus {
+    fn from(status: SyncStatus) -> RunStatus {
+        match status {
+            SyncStatus::Ok => RunStatus::Success,
+            SyncStatus::Failed => RunStatus::Failed,
+        }
+    }
+}
 
 #[derive(Debug, Default, Serialize)]
 pub struct SyncReport {
-    /// `ok` or `failed`.
-    pub status: &'static str,
+    pub status: SyncStatus,
     pub command: Option<&'static str>,
     pub remote: Option<String>,
     /// Landing files uploaded (push).
@@ -50,14 +69,16 @@ pub struct SyncReport {
 impl Report for SyncReport {
     fn failed(error: String) -> Self {
         SyncReport {
-            status: "failed",
+            status: SyncStatus::Failed,
             error: Some(error),
             ..Default::default()
         }
     }
 
     fn failure(&self) -> Option<String> {
-        self.error.clone().filter(|_| self.status == "failed")
+        self.error
+            .clone()
+            .filter(|_| self.status == SyncStatus::Failed)
     }
 
     fn metrics(&self) -> Vec<Metric> {
@@ -81,6 +102,14 @@ impl Report for SyncReport {
         }
         out
     }
+
+    fn outcome(&self) -> RunOutcome {
+        RunOutcome {
+            detail: Some(describe(self)),
+            error: self.failure(),
+            ..RunOutcome::new(self.status.into())
+        }
+    }
 }
 
 pub fn run(ctx: &StepContext, args: &Args) -> Result<SyncReport, StepError> {
@@ -100,45 +129,31 @@ pub fn run(ctx: &StepContext, args: &Args) -> Result<SyncReport, StepError> {
         Cmd::Verify => "verify",
         Cmd::Restore { .. } => "restore",
     };
-    run_recorded(
-        ctx,
-        &ledger,
-        || {
-            let store = LandingStore::open(&ctx.config.landing_dir)?;
-            let removed = store.clean_temp(TEMP_PREFIX)?;
-            if !removed.is_empty() {
-                log::info!(
-                    "removed {} leftover(s) of an interrupted run",
-                    removed.len()
-                );
-            }
-            let config = store.create_temp(TEMP_PREFIX, ".rclone.conf")?;
-            let rclone = Rclone {
-                program: args.rclone.clone(),
-                remote,
-                timeout: Duration::from_secs(args.timeout_secs),
-                config: config.path().to_path_buf(),
-            };
-            let mut report = match &args.command {
-                Cmd::Push => push(&store, &ledger, &rclone),
-                Cmd::Verify => verify(&store, &rclone),
-                Cmd::Restore { to } => restore(&rclone, to),
-            }?;
-            report.command = Some(command);
-            report.remote = Some(rclone.remote.display());
-            Ok(report)
-        },
-        |report| Record {
-            status: if report.status == "ok" {
-                RunStatus::Success
-            } else {
-                RunStatus::Failed
-            },
-            detail: describe(report),
-            input_fingerprint: None,
-            error: report.failure(),
-        },
-    )
+    run_recorded(ctx, &ledger, || {
+        let store = LandingStore::open(&ctx.config.landing_dir)?;
+        let removed = store.clean_temp(TEMP_PREFIX)?;
+        if !removed.is_empty() {
+            log::info!(
+                "removed {} leftover(s) of an interrupted run",
+                removed.len()
+            );
+        }
+        let config = store.create_temp(TEMP_PREFIX, ".rclone.conf")?;
+        let rclone = Rclone {
+            program: args.rclone.clone(),
+            remote,
+            timeout: Duration::from_secs(args.timeout_secs),
+            config: config.path().to_path_buf(),
+        };
+        let mut report = match &args.command {
+            Cmd::Push => push(&store, &ledger, &rclone),
+            Cmd::Verify => verify(&store, &rclone),
+            Cmd::Restore { to } => restore(&rclone, to),
+        }?;
+        report.command = Some(command);
+        report.remote = Some(rclone.remote.display());
+        Ok(report)
+    })
 }
 
 fn describe(r: &SyncReport) -> String {
@@ -156,7 +171,7 @@ fn describe(r: &SyncReport) -> String {
 /// A report that fails because of `mismatches` (listed, then counted).
 fn with_mismatches(mut report: SyncReport, what: &str, mismatches: Vec<String>) -> SyncReport {
     if mismatches.is_empty() {
-        report.status = "ok";
+        report.status = SyncStatus::Ok;
         report.mismatches = Some(mismatches);
         return report;
     }
@@ -165,7 +180,7 @@ fn with_mismatches(mut report: SyncReport, what: &str, mismatches: Vec<String>) 
         .take(MISMATCHES_SHOWN_MAX)
         .map(String::as_str)
         .collect();
-    report.status = "failed";
+    report.status = SyncStatus::Failed;
     report.error = Some(format!(
         "{} {what}: {}{}",
         mismatches.len(),
@@ -354,8 +369,12 @@ fn check_by_download(
 }
 
 fn push(store: &LandingStore, ledger: &Ledger, rclone: &Rclone) -> anyhow::Result<SyncReport> {
-    let local = store.list(PSD)?;
-    let remote = list_remote(rclone, PSD)?;
+    let mut local = Vec::new();
+    let mut remote = BTreeMap::new();
+    for dataset in store.datasets()? {
+        local.extend(store.list(&dataset)?);
+        remote.extend(list_remote(rclone, &dataset)?);
+    }
     let mut missing = Vec::new();
     let mut existing = Vec::new();
     for file in &local {
@@ -428,12 +447,12 @@ fn push_state(store: &LandingStore, ledger: &Ledger, rclone: &Rclone) -> anyhow:
     // The backup API writes a database of its own at that path.
     fs::remove_file(temp.path()).context("cannot prepare the state snapshot")?;
     ledger.snapshot_to(temp.path())?;
-    let stamp = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+    let now = UtcDateTime::of(SystemTime::now());
     let name = format!(
-        "{STATE_DIR}/{}/{}/state-{}.sqlite",
-        &stamp[0..4],
-        &stamp[5..7],
-        stamp.replace(['-', ':'], "")
+        "{STATE_DIR}/{:04}/{:02}/state-{}.sqlite",
+        now.year,
+        now.month,
+        now.compact()
     );
     rclone.run_ok(&[
         "copyto",
@@ -445,7 +464,7 @@ fn push_state(store: &LandingStore, ledger: &Ledger, rclone: &Rclone) -> anyhow:
 }
 
 fn verify(store: &LandingStore, rclone: &Rclone) -> anyhow::Result<SyncReport> {
-    let local: Vec<String> = store.list(PSD)?.iter().map(relative).collect();
+    let local: Vec<String> = store.list_all()?.iter().map(relative).collect();
     let mismatches = if local.is_empty() {
         Vec::new()
     } else {
@@ -462,28 +481,15 @@ fn verify(store: &LandingStore, rclone: &Rclone) -> anyhow::Result<SyncReport> {
     ))
 }
 
-/// Checks a restored file: its path is `psd/YYYY/MM/<sha256>.csv.gzip` and the SHA-256 of its
-/// decompressed content is that name.
+/// Checks a restored file: its path is `<dataset>/YYYY/MM/<sha256>.csv.gzip` and the SHA-256
+/// of its decompressed content is that name.
 fn check_restored(root: &Path, path: &Path) -> Result<(), String> {
     let rel = path
         .strip_prefix(root)
         .unwrap_or(path)
         .to_string_lossy()
         .into_owned();
-    let parts: Vec<&str> = rel.split('/').collect();
-    let shape_ok = parts.len() == 4
-        && parts[0] == PSD
-        && parts[1].len() == 4
-        && parts[2].len() == 2
-        && parts[1]
-            .bytes()
-            .chain(parts[2].bytes())
-            .all(|b| b.is_ascii_digit());
-    let address = parts
-        .last()
-        .and_then(|n| n.strip_suffix(LANDING_SUFFIX))
-        .and_then(|s| ContentAddress::parse(s).ok());
-    let (true, Some(address)) = (shape_ok, address) else {
+    let Some(LandingPath { address, .. }) = LandingPath::parse(&rel) else {
         return Err(format!("{rel}: not a landing file name"));
     };
     let file = File::open(path).map_err(|e| format!("{rel}: {e}"))?;
@@ -509,21 +515,53 @@ fn files_under(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
     Ok(())
 }
 
+/// The datasets the remote holds: its top-level directories with dataset names.
+fn remote_datasets(rclone: &Rclone) -> anyhow::Result<Vec<String>> {
+    let root = rclone.remote.join("");
+    let out = rclone.run(&["lsjson", "--dirs-only", &root])?;
+    // 3: the directory does not exist (a local remote never pushed to).
+    if out.code == Some(3) {
+        return Ok(Vec::new());
+    }
+    if out.code != Some(0) {
+        bail!("cannot list {root}: {}", out.stderr.trim());
+    }
+    let listed: Vec<Listed> =
+        serde_json::from_slice(&out.stdout).context("rclone lsjson printed something else")?;
+    let mut names: Vec<String> = listed
+        .into_iter()
+        .map(|l| l.path)
+        .filter(|name| landing_store::is_dataset_name(name))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
 fn restore(rclone: &Rclone, to: &Path) -> anyhow::Result<SyncReport> {
     let to = std::path::absolute(to).context("cannot resolve --to")?;
-    fs::create_dir_all(to.join(PSD)).with_context(|| format!("cannot create {}", to.display()))?;
-    log::info!(
-        "restoring {} into {}",
-        rclone.remote.join(PSD),
-        to.display()
-    );
-    rclone.run_ok(&[
-        "copy",
-        &rclone.remote.join(PSD),
-        &to.join(PSD).display().to_string(),
-    ])?;
+    let datasets = remote_datasets(rclone)?;
+    if datasets.is_empty() {
+        bail!(
+            "{} holds no landing files: no dataset directory at its top",
+            rclone.remote.display()
+        );
+    }
     let mut files = Vec::new();
-    files_under(&to.join(PSD), &mut files).context("cannot list the restored files")?;
+    for dataset in &datasets {
+        let dir = to.join(dataset);
+        fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        log::info!(
+            "restoring {} into {}",
+            rclone.remote.join(dataset),
+            dir.display()
+        );
+        rclone.run_ok(&[
+            "copy",
+            &rclone.remote.join(dataset),
+            &dir.display().to_string(),
+        ])?;
+        files_under(&dir, &mut files).context("cannot list the restored files")?;
+    }
     files.sort();
     let mut mismatches = Vec::new();
     let mut bytes = 0;
@@ -552,4 +590,18 @@ fn restore(rclone: &Rclone, to: &Path) -> anyhow::Result<SyncReport> {
         "restored file(s) do not match their content address",
         mismatches,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_keep_their_strings_on_the_wire_and_in_the_ledger() {
+        let wire = |s: SyncStatus| serde_json::to_value(s).unwrap();
+        assert_eq!(wire(SyncStatus::Ok), "ok");
+        assert_eq!(wire(SyncStatus::Failed), "failed");
+        assert_eq!(RunStatus::from(SyncStatus::Ok), RunStatus::Success);
+        assert_eq!(RunStatus::from(SyncStatus::Failed), RunStatus::Failed);
+    }
 }

@@ -146,12 +146,7 @@ impl Site {
     fn run(&self, moto: Option<&Moto>, args: &[&str]) -> (Output, serde_json::Value) {
         let out = self.command(moto, args).output_within(LIMIT).unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        let json = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-            panic!(
-                "one JSON object expected ({e}): {stdout:?}\n{}",
-                stderr(&out)
-            )
-        });
+        let json = test_support::json_line(&out);
         assert_no_secret(&stdout);
         assert_no_secret(&stderr(&out));
         (out, json)

@@ -7,11 +7,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, anyhow};
-use run_ledger::{Ledger, RunStatus};
+use run_ledger::{Ledger, RunOutcome, RunStatus};
 use serde::Serialize;
-use step_runtime::{Record, Report, ResultExt, StepContext, StepError, iso8601, run_recorded};
+use step_runtime::{Report, ResultExt, StepContext, StepError, iso8601, run_recorded};
 
 use crate::Args;
+use crate::limits::{
+    BUILD_TIMEOUT, FETCH_TIMEOUT, GIT_TIMEOUT, HEALTH_TIMEOUT, RESTART_TIMEOUT, SOPS_TIMEOUT,
+};
 use crate::pending::{self, BUILD_ATTEMPTS_MAX, Pending, Phase};
 use crate::run::{self, shell};
 use crate::version::Version;
@@ -23,21 +26,49 @@ const BUILT_MARKER: &str = ".materia-built";
 /// The encrypted environment of a release, and where it is decrypted.
 const SECRETS: &str = ".env.prod.sops";
 const DECRYPTED: &str = ".env";
-/// Time bounds of a deploy's commands.
-const FETCH_TIMEOUT: Duration = Duration::from_secs(300);
-const GIT_TIMEOUT: Duration = Duration::from_secs(300);
-const BUILD_TIMEOUT: Duration = Duration::from_secs(2 * 3600);
-const SOPS_TIMEOUT: Duration = Duration::from_secs(60);
-const RESTART_TIMEOUT: Duration = Duration::from_secs(300);
-/// The default health check waits for a whole supervisor cycle, which rebuilds the lakehouse
-/// when the release changed a model (minutes per landing file).
-const HEALTH_TIMEOUT: Duration = Duration::from_secs(3600);
-// materia-deploy.service's TimeoutStartSec= is longer than all of these together (tested
-// below), so systemd never kills a poll that the code would still end itself.
+// materia-deploy.service's TimeoutStartSec= is longer than all of limits.rs's command
+// bounds together (tested below), so systemd never kills a poll that the code would still end
+// itself.
+
+/// How a poll ended (`status` of `--json`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeployStatus {
+    /// A newer tag is now current and healthy.
+    Deployed,
+    /// The current release is the newest good one (or no tag matches).
+    UpToDate,
+    /// The new release failed its restart or health check; the previous one is current again.
+    RolledBack,
+    #[default]
+    Failed,
+}
+
+impl DeployStatus {
+    /// As in `--json` and the ledger's detail.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeployStatus::Deployed => "deployed",
+            DeployStatus::UpToDate => "up-to-date",
+            DeployStatus::RolledBack => "rolled-back",
+            DeployStatus::Failed => "failed",
+        }
+    }
+}
+
+impl From<DeployStatus> for RunStatus {
+    fn from(status: DeployStatus) -> RunStatus {
+        match status {
+            DeployStatus::Deployed => RunStatus::Success,
+            DeployStatus::UpToDate => RunStatus::Unchanged,
+            DeployStatus::RolledBack | DeployStatus::Failed => RunStatus::Failed,
+        }
+    }
+}
+
 #[derive(Debug, Default, Serialize)]
 pub struct DeployReport {
-    /// `deployed`, `up-to-date`, `rolled-back` or `failed`.
-    pub status: &'static str,
+    pub status: DeployStatus,
     /// The tag deployed, current, or that failed.
     pub tag: Option<String>,
     /// The release current before this deploy.
@@ -48,15 +79,31 @@ pub struct DeployReport {
 impl Report for DeployReport {
     fn failed(error: String) -> Self {
         DeployReport {
-            status: "failed",
+            status: DeployStatus::Failed,
             error: Some(error),
             ..Default::default()
         }
     }
 
     fn failure(&self) -> Option<String> {
-        matches!(self.status, "failed" | "rolled-back")
-            .then(|| self.error.clone().unwrap_or_else(|| self.status.to_owned()))
+        matches!(self.status, DeployStatus::Failed | DeployStatus::RolledBack).then(|| {
+            self.error
+                .clone()
+                .unwrap_or_else(|| self.status.as_str().to_owned())
+        })
+    }
+
+    fn outcome(&self) -> RunOutcome {
+        RunOutcome {
+            detail: Some(format!(
+                "{} {} (previous {})",
+                self.status.as_str(),
+                self.tag.as_deref().unwrap_or("-"),
+                self.previous.as_deref().unwrap_or("-")
+            )),
+            error: self.failure(),
+            ..RunOutcome::new(self.status.into())
+        }
     }
 }
 
@@ -73,31 +120,12 @@ pub fn run(ctx: &StepContext, args: &Args) -> Result<DeployReport, StepError> {
     }
     let ledger = Ledger::open(&ctx.config.state_db)?;
     loop {
-        let result = run_recorded(
-            ctx,
-            &ledger,
-            || poll(args, &layout, &ledger),
-            |r| Record {
-                status: match r.status {
-                    "deployed" => RunStatus::Success,
-                    "up-to-date" => RunStatus::Unchanged,
-                    _ => RunStatus::Failed,
-                },
-                detail: format!(
-                    "{} {} (previous {})",
-                    r.status,
-                    r.tag.as_deref().unwrap_or("-"),
-                    r.previous.as_deref().unwrap_or("-")
-                ),
-                input_fingerprint: None,
-                error: r.failure(),
-            },
-        );
+        let result = run_recorded(ctx, &ledger, || poll(args, &layout, &ledger));
         let Some(secs) = args.interval_secs.filter(|_| !args.once) else {
             return result;
         };
         match &result {
-            Ok(r) => log::info!("{} {}", r.status, r.tag.as_deref().unwrap_or("")),
+            Ok(r) => log::info!("{} {}", r.status.as_str(), r.tag.as_deref().unwrap_or("")),
             Err(e) => log::error!("{}", e.message()),
         }
         std::thread::sleep(Duration::from_secs(secs));
@@ -135,19 +163,20 @@ impl Layout {
                 let _ = fs::remove_file(&next);
                 std::os::unix::fs::symlink(Path::new("releases").join(tag), &next)
                     .with_context(|| format!("cannot create {}", next.display()))?;
-                fs::rename(&next, &self.current)
-                    .with_context(|| format!("cannot switch {}", self.current.display()))?;
+                durable_fs::rename_durably(&next, &self.current)
+                    .with_context(|| format!("cannot switch {}", self.current.display()))
             }
-            None => match fs::remove_file(&self.current) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(e).context("cannot remove current");
+            None => {
+                match fs::remove_file(&self.current) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(e).context("cannot remove current");
+                    }
+                    _ => {}
                 }
-                _ => {}
-            },
+                durable_fs::sync_dir(&self.root)
+                    .with_context(|| format!("cannot fsync {}", self.root.display()))
+            }
         }
-        fs::File::open(&self.root)
-            .and_then(|d| d.sync_all())
-            .with_context(|| format!("cannot fsync {}", self.root.display()))
     }
 }
 
@@ -210,7 +239,7 @@ fn poll(args: &Args, layout: &Layout, ledger: &Ledger) -> Result<DeployReport, S
     let Some(newest) = newest else {
         log::info!("no release tag matches {:?}", args.tag_pattern);
         return Ok(DeployReport {
-            status: "up-to-date",
+            status: DeployStatus::UpToDate,
             tag: current,
             ..Default::default()
         });
@@ -224,7 +253,7 @@ fn poll(args: &Args, layout: &Layout, ledger: &Ledger) -> Result<DeployReport, S
             current.as_deref().unwrap_or("")
         );
         return Ok(DeployReport {
-            status: "up-to-date",
+            status: DeployStatus::UpToDate,
             tag: current,
             ..Default::default()
         });
@@ -255,7 +284,7 @@ fn poll(args: &Args, layout: &Layout, ledger: &Ledger) -> Result<DeployReport, S
     if let Err(e) = prepare(args, layout, &tag) {
         mark_bad(ledger, &tag, &e)?;
         pending::clear(&layout.root)?;
-        report.status = "failed";
+        report.status = DeployStatus::Failed;
         report.error = Some(format!("{e:#}"));
         return Ok(report);
     }
@@ -282,7 +311,7 @@ fn verify_or_roll_back(
     let Err(e) = started else {
         log::info!("{tag} deployed");
         pending::clear(&layout.root)?;
-        report.status = "deployed";
+        report.status = DeployStatus::Deployed;
         // Old releases (each with its own virtualenv) would fill the disk over the years.
         if let Err(e) = prune(layout, tag, record.previous.as_deref(), args.keep_releases) {
             log::warn!("cannot remove old releases: {e:#}");
@@ -299,7 +328,7 @@ fn verify_or_roll_back(
     };
     pending::write(&layout.root, &rolling_back)?;
     roll_back(args, layout, ledger, &rolling_back, &e)?;
-    report.status = "rolled-back";
+    report.status = DeployStatus::RolledBack;
     report.error = Some(format!("{e:#}"));
     Ok(report)
 }
@@ -359,7 +388,7 @@ fn settle_pending(
             mark_bad(ledger, &tag, &e)?;
             pending::clear(&layout.root)?;
             Ok(Some(DeployReport {
-                status: "failed",
+                status: DeployStatus::Failed,
                 error: Some(format!("{e:#}")),
                 ..report
             }))
@@ -390,7 +419,7 @@ fn settle_pending(
             log::warn!("{e}; finishing the rollback");
             roll_back(args, layout, ledger, &record, &e)?;
             Ok(Some(DeployReport {
-                status: "rolled-back",
+                status: DeployStatus::RolledBack,
                 error: Some(format!("{e:#}")),
                 ..report
             }))
@@ -559,10 +588,12 @@ mod tests {
     #[test]
     fn regression_the_deploy_unit_outlasts_every_bound_of_a_poll() {
         // systemd killing a poll the code would still end itself leaves its work half-done.
-        let unit = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../systemd/materia-deploy.service"),
-        )
-        .unwrap();
+        // The package directory as the test runner says at run time (CI runs this from an
+        // archive, in another checkout), else where it was compiled.
+        let package = std::env::var_os("CARGO_MANIFEST_DIR")
+            .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+        let unit =
+            std::fs::read_to_string(package.join("../../systemd/materia-deploy.service")).unwrap();
         let value = unit
             .lines()
             .find_map(|l| l.strip_prefix("TimeoutStartSec="))
@@ -576,5 +607,20 @@ mod tests {
             "TimeoutStartSec={value} is shorter than a poll may take ({}s)",
             POLL_TIMEOUT_MAX.as_secs()
         );
+    }
+
+    #[test]
+    fn statuses_keep_their_strings_on_the_wire_and_in_the_ledger() {
+        let all = [
+            (DeployStatus::Deployed, "deployed", "success"),
+            (DeployStatus::UpToDate, "up-to-date", "unchanged"),
+            (DeployStatus::RolledBack, "rolled-back", "failed"),
+            (DeployStatus::Failed, "failed", "failed"),
+        ];
+        for (status, wire, ledger) in all {
+            assert_eq!(serde_json::to_value(status).unwrap(), wire);
+            assert_eq!(status.as_str(), wire);
+            assert_eq!(RunStatus::from(status).as_str(), ledger);
+        }
     }
 }

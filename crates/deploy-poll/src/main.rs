@@ -3,6 +3,7 @@
 //! rollback and a memory of bad tags.
 
 mod deploy;
+mod limits;
 mod pending;
 mod run;
 mod version;
@@ -53,7 +54,7 @@ pub struct Args {
     pub once: bool,
 
     /// Poll forever, this many seconds apart
-    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(10..=86_400))]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(limits::INTERVAL_SECS_MIN..=limits::INTERVAL_SECS_MAX))]
     pub interval_secs: Option<u64>,
 
     /// Build command, run by `sh -c` in the new release directory
@@ -74,8 +75,8 @@ pub struct Args {
 
     /// Release directories kept after a deploy (the newest by version; the current and the
     /// previous one are always kept)
-    #[arg(long, value_name = "N", default_value_t = 3,
-          value_parser = clap::value_parser!(u32).range(2..=100))]
+    #[arg(long, value_name = "N", default_value_t = limits::KEEP_RELEASES_DEFAULT,
+          value_parser = clap::value_parser!(u32).range(limits::KEEP_RELEASES_MIN as i64..=limits::KEEP_RELEASES_MAX as i64))]
     pub keep_releases: u32,
 
     /// Deploy only tags whose signature `git verify-tag` accepts (SSH or GPG)

@@ -9,10 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use step_runtime::child::{self, Options, Stdout};
 
-/// Lines of stderr kept for an error message.
-const TAIL_LINES_MAX: usize = 20;
-/// Bound on a child's stdout (`git tag --list`, a decrypted .env).
-const STDOUT_MAX_BYTES: usize = 16 << 20;
+use crate::limits::{STDOUT_MAX_BYTES, TAIL_LINES_MAX};
 
 /// Variables a deploy's children may see, passed through when set: what git, a build
 /// (cargo, rustup, make, Python), sops and systemctl need, and the pipeline's own settings for

@@ -212,9 +212,7 @@ impl World {
     fn poll_with(&self, mut cmd: Command) -> (Output, serde_json::Value) {
         let out = cmd.output_within(CHILD_LIMIT).unwrap();
         let text = String::from_utf8_lossy(&out.stdout).to_string();
-        let json = serde_json::from_str(text.trim()).unwrap_or_else(|e| {
-            panic!("one JSON object expected ({e}): {text:?}\n{}", stderr(&out))
-        });
+        let json = test_support::json_line(&out);
         assert!(!text.contains("token-of-"), "a secret reached --json");
         assert!(
             !stderr(&out).contains("token-of-"),

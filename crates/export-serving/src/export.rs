@@ -1,37 +1,53 @@
 //! One run of export-serving: copy the serving schema into a new file, check it, publish it.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, anyhow};
 use lakehouse::OpenError;
 use lakehouse::duckdb::Connection;
-use run_ledger::{Ledger, RunStatus};
+use run_ledger::{Ledger, RunOutcome, RunStatus};
 use serde::Serialize;
+use serving_reader::EXPORT_TABLE;
 use step_runtime::{
-    FailureClass, Metric, Record, Report, ResultExt, StepContext, StepError, iso8601, run_recorded,
+    FailureClass, Metric, Report, ResultExt, StepContext, StepError, UtcDateTime, absolute,
+    iso8601, run_recorded,
 };
 
 use crate::Args;
 use crate::generations::{self, Paths};
+use crate::limits::PUBLISHED_LOCK_WAIT;
 use crate::schema::{self, literal, quote};
 
 /// The step's name in the ledger, locks and metrics.
 pub const STEP: &str = "export-serving";
-/// The table each generation carries about itself.
-pub const EXPORT_TABLE: &str = "_materia_export";
 /// Catalog names of the files attached next to the lakehouse.
 const OUT: &str = "materia_out";
 const PUBLISHED: &str = "materia_published";
-/// Bound on waiting for the published file when reading its schema (readers never block it;
-/// only a stray read-write open would).
-const PUBLISHED_LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// How a run of `export-serving` ended (`status` of `--json`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportStatus {
+    /// A new generation was published.
+    Exported,
+    #[default]
+    Failed,
+}
+
+impl From<ExportStatus> for RunStatus {
+    fn from(status: ExportStatus) -> RunStatus {
+        match status {
+            ExportStatus::Exported => RunStatus::Success,
+            ExportStatus::Failed => RunStatus::Failed,
+        }
+    }
+}
 
 #[derive(Debug, Default, Serialize)]
 pub struct ExportReport {
-    /// `exported` or `failed`.
-    pub status: &'static str,
+    pub status: ExportStatus,
     /// The serving path the generation was published as.
     pub path: Option<String>,
     /// Rows per published table.
@@ -47,7 +63,7 @@ pub struct ExportReport {
 impl Report for ExportReport {
     fn failed(error: String) -> Self {
         ExportReport {
-            status: "failed",
+            status: ExportStatus::Failed,
             error: Some(error),
             ..Default::default()
         }
@@ -76,6 +92,13 @@ impl Report for ExportReport {
         }
         out
     }
+
+    fn outcome(&self) -> RunOutcome {
+        RunOutcome {
+            detail: Some(describe(self)),
+            ..RunOutcome::new(self.status.into())
+        }
+    }
 }
 
 pub fn run(ctx: &StepContext, args: &Args) -> Result<ExportReport, StepError> {
@@ -83,17 +106,8 @@ pub fn run(ctx: &StepContext, args: &Args) -> Result<ExportReport, StepError> {
     // may not read.
     lakehouse::check_library().or_usage()?;
     let ledger = Ledger::open(&ctx.config.state_db)?;
-    run_recorded(
-        ctx,
-        &ledger,
-        || export(ctx, args),
-        |report| Record {
-            status: RunStatus::Success,
-            detail: describe(report),
-            input_fingerprint: None,
-            error: None,
-        },
-    )
+    let options = Options::of(args);
+    run_recorded(ctx, &ledger, || export(ctx, &options))
 }
 
 fn describe(report: &ExportReport) -> String {
@@ -112,17 +126,35 @@ fn describe(report: &ExportReport) -> String {
     )
 }
 
-fn absolute(path: &Path) -> Result<PathBuf, StepError> {
-    std::path::absolute(path)
-        .with_context(|| format!("cannot resolve {}", path.display()))
-        .or_usage()
-}
-
 fn sql_error(what: &str) -> impl FnOnce(lakehouse::duckdb::Error) -> anyhow::Error + '_ {
     move |e| anyhow::Error::new(e).context(what.to_owned())
 }
 
-fn export(ctx: &StepContext, args: &Args) -> Result<ExportReport, StepError> {
+/// How a run publishes: the flags, once parsed.
+struct Options<'a> {
+    /// The schema published (same name in the lakehouse and the serving file).
+    schema: &'a str,
+    /// Previous generations kept.
+    keep: u32,
+    allow_breaking: bool,
+    /// How long to wait while a writer holds the lakehouse.
+    lock_wait: Duration,
+}
+
+impl<'a> Options<'a> {
+    fn of(args: &'a Args) -> Options<'a> {
+        Options {
+            schema: &args.schema,
+            keep: args.keep,
+            allow_breaking: args.allow_breaking,
+            lock_wait: Duration::from_secs(args.lock_wait_secs),
+        }
+    }
+}
+
+/// One run, in order: the paths, the work directory, then [`publish_generation`]; a failed
+/// run removes what it built, a killed one leaves it to the next run.
+fn export(ctx: &StepContext, options: &Options<'_>) -> Result<ExportReport, StepError> {
     let lakehouse = absolute(&ctx.config.lakehouse)?;
     let serving = absolute(&ctx.config.serving)?;
     if lakehouse == serving {
@@ -138,7 +170,7 @@ fn export(ctx: &StepContext, args: &Args) -> Result<ExportReport, StepError> {
     if removed > 0 {
         log::info!("removed {removed} leftover(s) of an interrupted run");
     }
-    let result = export_into(&paths, &lakehouse, args);
+    let result = publish_generation(&paths, &lakehouse, options);
     if result.is_err()
         && let Err(e) = paths.remove_work()
     {
@@ -147,22 +179,43 @@ fn export(ctx: &StepContext, args: &Args) -> Result<ExportReport, StepError> {
     result
 }
 
-fn export_into(paths: &Paths, lakehouse: &Path, args: &Args) -> Result<ExportReport, StepError> {
+/// The sequence that makes a generation: read the source, refuse breaking changes, copy,
+/// seal, read back, publish by one rename.
+fn publish_generation(
+    paths: &Paths,
+    lakehouse: &Path,
+    options: &Options<'_>,
+) -> Result<ExportReport, StepError> {
+    let s = options.schema;
     let serving = &paths.serving;
     let next = paths.work.join(format!("{}.duckdb", std::process::id()));
     let exported_at = SystemTime::now();
 
-    let (tables, source) = build(lakehouse, serving, &next, args, exported_at, &paths.work)?;
+    // The lakehouse, attached read-only once no writer holds it, and what its schema holds.
+    let (conn, alias) = attach_source(lakehouse, &paths.work, options.lock_wait)?;
+    let source = schema::read(&conn, &alias, s, EXPORT_TABLE)
+        .map_err(sql_error("cannot read the lakehouse's catalog"))?;
+    if source.is_empty() {
+        return Err(anyhow!(
+            "schema {s} of {} has no tables or views; has the transform run?",
+            lakehouse.display()
+        )
+        .into());
+    }
+    // Nothing that readers of the published file use may vanish, before anything is written.
+    check_breaking(&conn, serving, &source, options)?;
+    // Every relation copied into the new file, with `_materia_export`; checkpointed, detached.
+    let tables = copy_into(&conn, &alias, &source, &next, s, lakehouse, exported_at)?;
+    drop(conn);
+    // The closed file stands alone, read-only, on disk, and reads back as written.
     generations::require_no_sidecars(&next)?;
     generations::seal(&next)?;
     generations::fsync_dir(&paths.work)?;
-    check_written(&next, &args.schema, &tables, &source)?;
-
-    let retired_at = humantime::format_rfc3339_millis(exported_at)
-        .to_string()
-        .replace(['-', ':'], "");
-    let kept = paths.publish(&next, args.keep, &retired_at)?;
+    check_written(&next, s, &tables, &source)?;
+    // One rename makes it the serving file; the previous one is kept, older ones pruned.
+    let kept = paths.publish(&next, options.keep, &UtcDateTime::of(exported_at).compact())?;
     paths.remove_work()?;
+
     let bytes = std::fs::metadata(serving).map(|m| m.len()).ok();
     log::info!(
         "published {} tables ({} rows) as {}",
@@ -171,7 +224,7 @@ fn export_into(paths: &Paths, lakehouse: &Path, args: &Args) -> Result<ExportRep
         serving.display()
     );
     Ok(ExportReport {
-        status: "exported",
+        status: ExportStatus::Exported,
         path: Some(serving.display().to_string()),
         tables: Some(tables),
         exported_at: Some(iso8601(exported_at)),
@@ -181,17 +234,13 @@ fn export_into(paths: &Paths, lakehouse: &Path, args: &Args) -> Result<ExportRep
     })
 }
 
-/// Copies every relation of the schema into `next` and returns the rows per table and the
-/// source's schema. Refuses breaking changes against the published file before writing.
-fn build(
+/// An in-memory DuckDB that spills into `work` and has the lakehouse attached read-only under
+/// its own catalog name (returned), waiting up to `lock_wait` while a writer holds it.
+fn attach_source(
     lakehouse: &Path,
-    serving: &Path,
-    next: &Path,
-    args: &Args,
-    exported_at: SystemTime,
     work: &Path,
-) -> Result<(BTreeMap<String, u64>, schema::Catalogue), StepError> {
-    let s = &args.schema;
+    lock_wait: Duration,
+) -> Result<(Connection, String), StepError> {
     let conn = Connection::open_in_memory().context("cannot start DuckDB")?;
     // Spill into the work directory: never `<file>.tmp/` beside a published path.
     conn.execute_batch(&format!(
@@ -211,30 +260,32 @@ fn build(
         literal(&lakehouse.display().to_string()),
         quote(&alias)
     );
-    lakehouse::retry_while_locked(lakehouse, Duration::from_secs(args.lock_wait_secs), || {
-        conn.execute_batch(&attach)
-    })
-    .map_err(|e| match e {
-        OpenError::Locked { .. } => StepError::new(FailureClass::Busy, e),
-        OpenError::Missing { path } => anyhow!(
-            "the lakehouse {} does not exist; run the transform first",
-            path.display()
-        )
-        .into(),
-        other => other.into(),
-    })?;
+    lakehouse::retry_while_locked(lakehouse, lock_wait, || conn.execute_batch(&attach)).map_err(
+        |e| match e {
+            OpenError::Locked { .. } => StepError::new(FailureClass::Busy, e),
+            OpenError::Missing { path } => anyhow!(
+                "the lakehouse {} does not exist; run the transform first",
+                path.display()
+            )
+            .into(),
+            other => other.into(),
+        },
+    )?;
+    Ok((conn, alias))
+}
 
-    let source = schema::read(&conn, &alias, s, EXPORT_TABLE)
-        .map_err(sql_error("cannot read the lakehouse's catalog"))?;
-    if source.is_empty() {
-        return Err(anyhow!(
-            "schema {s} of {} has no tables or views; has the transform run?",
-            lakehouse.display()
-        )
-        .into());
-    }
-    check_breaking(&conn, serving, &source, args)?;
-
+/// Copies every relation of `source` (schema `s` of the catalog `alias`) into a new file at
+/// `next`, as tables, checking each copy's rows against the source, then writes
+/// `_materia_export`, checkpoints and detaches. Returns the rows per table.
+fn copy_into(
+    conn: &Connection,
+    alias: &str,
+    source: &schema::Catalogue,
+    next: &Path,
+    s: &str,
+    lakehouse: &Path,
+    exported_at: SystemTime,
+) -> Result<BTreeMap<String, u64>, StepError> {
     conn.execute_batch(&format!(
         "ATTACH {} AS {OUT}; CREATE SCHEMA {OUT}.{};",
         literal(&next.display().to_string()),
@@ -242,8 +293,8 @@ fn build(
     ))
     .map_err(sql_error("cannot create the new serving file"))?;
     let mut tables = BTreeMap::new();
-    for (name, relation) in &source {
-        let from = format!("{}.{}.{}", quote(&alias), quote(s), quote(name));
+    for (name, relation) in source {
+        let from = format!("{}.{}.{}", quote(alias), quote(s), quote(name));
         // CREATE TABLE AS answers with the number of rows it inserted.
         let copied: i64 = conn
             .query_row(
@@ -271,7 +322,7 @@ fn build(
         tables.insert(name.clone(), copied);
     }
 
-    let at = iso8601(exported_at).replace('T', " ").replace('Z', "");
+    let at = UtcDateTime::of(exported_at).sql_timestamp();
     let values = tables
         .iter()
         .map(|(name, rows)| {
@@ -293,8 +344,7 @@ fn build(
         q = quote(s)
     ))
     .map_err(sql_error("cannot finish the new serving file"))?;
-    drop(conn);
-    Ok((tables, source))
+    Ok(tables)
 }
 
 /// Refuses (unless `--allow-breaking`) when a table or column of the published file is missing
@@ -303,12 +353,12 @@ fn check_breaking(
     conn: &Connection,
     serving: &Path,
     source: &schema::Catalogue,
-    args: &Args,
+    options: &Options<'_>,
 ) -> Result<(), StepError> {
     if !serving.exists() {
         return Ok(());
     }
-    let s = &args.schema;
+    let s = options.schema;
     let attach = format!(
         "ATTACH {} AS {PUBLISHED} (READ_ONLY)",
         literal(&serving.display().to_string())
@@ -325,7 +375,7 @@ fn check_breaking(
             });
     let published = match published {
         Ok(p) => p,
-        Err(e) if args.allow_breaking => {
+        Err(e) if options.allow_breaking => {
             log::warn!("cannot read the published file ({e:#}); replacing it (--allow-breaking)");
             return Ok(());
         }
@@ -342,7 +392,7 @@ fn check_breaking(
     if breaking.is_empty() {
         return Ok(());
     }
-    if args.allow_breaking {
+    if options.allow_breaking {
         for b in &breaking {
             log::warn!("{b} (--allow-breaking)");
         }
@@ -421,4 +471,18 @@ fn check_written(
     drop(stmt);
     drop(conn);
     generations::require_no_sidecars(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_keep_their_strings_on_the_wire_and_in_the_ledger() {
+        let wire = |s: ExportStatus| serde_json::to_value(s).unwrap();
+        assert_eq!(wire(ExportStatus::Exported), "exported");
+        assert_eq!(wire(ExportStatus::Failed), "failed");
+        assert_eq!(RunStatus::from(ExportStatus::Exported), RunStatus::Success);
+        assert_eq!(RunStatus::from(ExportStatus::Failed), RunStatus::Failed);
+    }
 }

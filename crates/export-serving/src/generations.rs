@@ -117,14 +117,13 @@ impl Paths {
         if keep > 0 && self.serving.exists() {
             self.retire_current(retired_at)?;
         }
-        fs::rename(next, &self.serving).with_context(|| {
+        durable_fs::rename_durably(next, &self.serving).with_context(|| {
             format!(
                 "cannot rename {} over {}",
                 next.display(),
                 self.serving.display()
             )
         })?;
-        fsync_dir(&self.dir)?;
         self.prune(keep)
     }
 
@@ -236,9 +235,7 @@ pub fn seal(file: &Path) -> anyhow::Result<()> {
 }
 
 pub fn fsync_dir(dir: &Path) -> anyhow::Result<()> {
-    File::open(dir)
-        .and_then(|f| f.sync_all())
-        .with_context(|| format!("cannot fsync directory {}", dir.display()))
+    durable_fs::sync_dir(dir).with_context(|| format!("cannot fsync directory {}", dir.display()))
 }
 
 #[cfg(test)]

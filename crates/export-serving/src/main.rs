@@ -3,6 +3,7 @@
 
 mod export;
 mod generations;
+mod limits;
 mod schema;
 
 use std::process::ExitCode;
@@ -28,8 +29,8 @@ pub struct Args {
     pub schema: String,
 
     /// Previous generations kept for rollback beside the serving file
-    #[arg(long, env = env_vars::SERVING_KEEP, value_name = "N", default_value_t = 1,
-          value_parser = clap::value_parser!(u32).range(0..=100))]
+    #[arg(long, env = env_vars::SERVING_KEEP, value_name = "N", default_value_t = limits::KEEP_DEFAULT,
+          value_parser = clap::value_parser!(u32).range(0..=limits::KEEP_MAX as i64))]
     pub keep: u32,
 
     /// Publish even when a table or column of the published file would vanish
@@ -37,8 +38,8 @@ pub struct Args {
     pub allow_breaking: bool,
 
     /// How long to wait for the lakehouse while a writer (SQLMesh) holds it, in seconds
-    #[arg(long, env = env_vars::EXPORT_LOCK_WAIT_SECS, value_name = "SECS", default_value_t = 300,
-          value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    #[arg(long, env = env_vars::EXPORT_LOCK_WAIT_SECS, value_name = "SECS", default_value_t = limits::LOCK_WAIT_SECS_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(0..=limits::LOCK_WAIT_SECS_MAX))]
     pub lock_wait_secs: u64,
 }
 

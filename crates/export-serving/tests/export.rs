@@ -107,13 +107,7 @@ impl Site {
 }
 
 fn json_of(out: Output) -> (Output, serde_json::Value) {
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let json = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "one JSON object expected ({e}): {stdout:?}\nstderr: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
+    let json = test_support::json_line(&out);
     (out, json)
 }
 

@@ -1,24 +1,52 @@
-//! One run of `extract-psd`: ledger bookkeeping around fetch, validate, publish.
+//! One run of `extract-psd`: fetch, validate, publish, inside the step's ledger row.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use landing_store::{LandingStore, PSD, Published};
-use run_ledger::{ExtractionOutcome, Ledger, RunStatus};
+use landing_store::{LandingStore, Published};
+use run_ledger::{Landed, LastGood, Ledger, RunOutcome, RunStatus};
 use serde::Serialize;
-use step_runtime::{Metric, Report, ResultExt, StepContext, StepError, iso8601};
+use step_runtime::{Metric, Report, ResultExt, StepContext, StepError, UtcDateTime, run_recorded};
 
 use crate::Args;
 use crate::fetch::{FetchLimits, Fetched, Source, Validators, fetch};
-use crate::ingest::TEMP_PREFIX;
+use crate::ingest::{Ingested, TEMP_PREFIX};
 
-/// The `extractor` value of this step's ledger rows.
-pub const EXTRACTOR: &str = "psd";
+/// The landing dataset this step writes: `LANDING_DIR/psd/YYYY/MM/<sha256>.csv.gzip`.
+pub const DATASET: &str = "psd";
+/// The step's name in the ledger, locks and metrics: `extract-<dataset>`, so its runs are rows
+/// of `extraction_runs` with `extractor = psd`.
+pub const STEP: &str = "extract-psd";
 
-/// The `--json` result (contract section 4), plus `landed_bytes` and `attempts`.
+/// How a run of `extract-psd` ended (`status` of `--json`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExtractStatus {
+    /// A new file landed.
+    New,
+    /// Upstream answered 304: the last good run's file is current.
+    Unchanged,
+    /// Downloaded, but that content is already in landing: nothing was written.
+    Duplicate,
+    #[default]
+    Failed,
+}
+
+impl From<ExtractStatus> for RunStatus {
+    fn from(status: ExtractStatus) -> RunStatus {
+        match status {
+            ExtractStatus::New => RunStatus::Success,
+            ExtractStatus::Unchanged | ExtractStatus::Duplicate => RunStatus::Unchanged,
+            ExtractStatus::Failed => RunStatus::Failed,
+        }
+    }
+}
+
+/// The `--json` result (docs/INTERFACES.md, `extract-psd`).
 #[derive(Debug, Default, Serialize)]
 pub struct ExtractReport {
-    pub status: &'static str,
+    pub status: ExtractStatus,
     pub path: Option<String>,
     pub sha256: Option<String>,
     pub rows: Option<u64>,
@@ -31,12 +59,18 @@ pub struct ExtractReport {
     pub landed_bytes: Option<u64>,
     /// HTTP attempts made (1 without retries).
     pub attempts: Option<u32>,
+    /// The landing path relative to `LANDING_DIR`, as the ledger records it.
+    #[serde(skip)]
+    pub relative: Option<String>,
+    /// The ledger row's `detail`.
+    #[serde(skip)]
+    pub detail: Option<String>,
 }
 
 impl Report for ExtractReport {
     fn failed(error: String) -> Self {
         ExtractReport {
-            status: "failed",
+            status: ExtractStatus::Failed,
             error: Some(error),
             ..Default::default()
         }
@@ -46,7 +80,7 @@ impl Report for ExtractReport {
         let mut out = vec![Metric::new(
             "new_file",
             "1 if the last run landed a new file",
-            f64::from(u8::from(self.status == "new")),
+            f64::from(u8::from(self.status == ExtractStatus::New)),
         )];
         if let Some(rows) = self.rows {
             out.push(Metric::new(
@@ -64,41 +98,27 @@ impl Report for ExtractReport {
         }
         out
     }
+
+    fn outcome(&self) -> RunOutcome {
+        RunOutcome {
+            detail: self.detail.clone(),
+            landed: Some(Landed {
+                etag: self.etag.clone(),
+                last_modified: self.last_modified.clone(),
+                sha256: self.sha256.clone(),
+                path: self.relative.clone(),
+                rows: self.rows,
+                bytes: self.bytes,
+            }),
+            ..RunOutcome::new(self.status.into())
+        }
+    }
 }
 
 pub fn run(ctx: &StepContext, args: &Args) -> Result<ExtractReport, StepError> {
     let source = Source::parse(&args.url).or_usage()?;
     let ledger = Ledger::open(&ctx.config.state_db)?;
-    let interrupted = ledger.interrupt_stale_extractions(EXTRACTOR, &iso8601(SystemTime::now()))?;
-    if interrupted > 0 {
-        log::warn!("marked {interrupted} earlier run(s) left 'running' as failed (interrupted)");
-    }
-    let run_id = ledger.begin_extraction(EXTRACTOR, &ctx.started_at())?;
-    let result = extract(ctx, args, &source, &ledger);
-    let finished_at = iso8601(SystemTime::now());
-    let recorded = match &result {
-        Ok((status, outcome, _)) => {
-            ledger.finish_extraction(run_id, *status, &finished_at, outcome)
-        }
-        Err(e) => ledger.finish_extraction(
-            run_id,
-            RunStatus::Failed,
-            &finished_at,
-            &ExtractionOutcome {
-                error: Some(e.message()),
-                ..Default::default()
-            },
-        ),
-    };
-    step_runtime::settle(result, recorded).map(|(_, _, report)| report)
-}
-
-/// UTC year and month of a point in time, for the landing path.
-fn utc_month(t: SystemTime) -> (u16, u8) {
-    let text = humantime::format_rfc3339_seconds(t).to_string();
-    let year = text[0..4].parse().expect("rfc3339 year");
-    let month = text[5..7].parse().expect("rfc3339 month");
-    (year, month)
+    run_recorded(ctx, &ledger, || extract(ctx, args, &source, &ledger))
 }
 
 fn extract(
@@ -106,7 +126,7 @@ fn extract(
     args: &Args,
     source: &Source,
     ledger: &Ledger,
-) -> Result<(RunStatus, ExtractionOutcome, ExtractReport), StepError> {
+) -> Result<ExtractReport, StepError> {
     let clock = Instant::now();
     let landing_dir = &ctx.config.landing_dir;
     let store = LandingStore::open(landing_dir)?;
@@ -118,7 +138,7 @@ fn extract(
         );
     }
 
-    let last = ledger.last_good_extraction(EXTRACTOR)?;
+    let last = ledger.last_good_extraction(DATASET)?;
     let sent = match &last {
         // Conditional requests only while the content they vouch for is still in landing:
         // a 304 for a file that is gone would leave the store without it.
@@ -147,9 +167,7 @@ fn extract(
         retries: args.retries,
     };
     log::info!("fetching {}", source.display());
-    let fetched = fetch(source, &store, &sent, limits)?;
-
-    match fetched {
+    match fetch(source, &store, &sent, limits)? {
         Fetched::NotModified {
             validators,
             attempts,
@@ -158,104 +176,126 @@ fn extract(
                 unreachable!("a 304 answers a conditional request, sent only after a good run")
             });
             log::info!("upstream unchanged (HTTP 304); nothing to do");
-            let outcome = ExtractionOutcome {
-                etag: validators.etag.clone(),
-                last_modified: validators.last_modified.clone(),
-                sha256: last.sha256.clone(),
-                path: last.path.clone(),
-                detail: Some("not modified (HTTP 304)".into()),
-                ..Default::default()
-            };
-            let report = ExtractReport {
-                status: "unchanged",
-                path: last.path.map(|p| landing_dir.join(p).display().to_string()),
-                sha256: last.sha256,
-                etag: validators.etag,
-                last_modified: validators.last_modified,
-                attempts: Some(attempts),
-                ..Default::default()
-            };
-            Ok((RunStatus::Unchanged, outcome, report))
+            Ok(not_modified(landing_dir, last, validators, attempts))
         }
         Fetched::Content {
             ingested,
             validators,
             attempts,
-        } => {
-            let address = ingested.address.clone();
-            let (rows, csv_bytes, gzip_bytes) =
-                (ingested.csv.rows, ingested.csv.bytes, ingested.gzip_bytes);
-            log::info!(
-                "downloaded {} zip bytes in {attempts} attempt(s); content sha256 {address}",
-                ingested.zip_bytes
-            );
-            let existing = store.find(PSD, &address)?;
-            let (published, is_new) = match existing {
-                Some(file) => (file, false),
-                None => {
-                    let (year, month) = utc_month(ctx.started);
-                    match store
-                        .publish(ingested.gzip, PSD, year, month, &address)
-                        .context("cannot publish")?
-                    {
-                        Published::New(file) => (file, true),
-                        Published::AlreadyPresent(file) => (file, false),
-                    }
-                }
-            };
-            let relative = published.relative.display().to_string();
-            let secs = clock.elapsed().as_secs_f64();
-            if is_new {
-                log::info!(
-                    "landed {relative}: {rows} rows, {csv_bytes} CSV bytes, {gzip_bytes} gzip bytes, in {secs:.1}s"
-                );
-            } else {
-                log::info!(
-                    "content already landed as {relative} ({rows} rows); nothing new written"
-                );
-            }
-            let outcome = ExtractionOutcome {
-                etag: validators.etag.clone(),
-                last_modified: validators.last_modified.clone(),
-                sha256: Some(address.to_string()),
-                path: Some(relative),
-                rows: Some(rows),
-                bytes: Some(csv_bytes),
-                detail: (!is_new)
-                    .then(|| "duplicate: this content is already in landing".to_string()),
-                error: None,
-            };
-            let report = ExtractReport {
-                status: if is_new { "new" } else { "duplicate" },
-                path: Some(published.path.display().to_string()),
-                sha256: Some(address.to_string()),
-                rows: Some(rows),
-                bytes: Some(csv_bytes),
-                etag: validators.etag,
-                last_modified: validators.last_modified,
-                error: None,
-                landed_bytes: is_new.then_some(gzip_bytes),
-                attempts: Some(attempts),
-            };
-            Ok((
-                if is_new {
-                    RunStatus::Success
-                } else {
-                    RunStatus::Unchanged
-                },
-                outcome,
-                report,
-            ))
-        }
+        } => land(ctx, &store, ingested, validators, attempts, clock),
     }
+}
+
+/// The report of a 304: the last good run's file is still the current one.
+fn not_modified(
+    landing_dir: &Path,
+    last: LastGood,
+    validators: Validators,
+    attempts: u32,
+) -> ExtractReport {
+    ExtractReport {
+        status: ExtractStatus::Unchanged,
+        path: last
+            .path
+            .as_ref()
+            .map(|p| landing_dir.join(p).display().to_string()),
+        sha256: last.sha256,
+        etag: validators.etag,
+        last_modified: validators.last_modified,
+        attempts: Some(attempts),
+        relative: last.path,
+        detail: Some("not modified (HTTP 304)".into()),
+        ..Default::default()
+    }
+}
+
+/// Publishes downloaded content under its address, unless that content is already in landing.
+fn land(
+    ctx: &StepContext,
+    store: &LandingStore,
+    ingested: Ingested,
+    validators: Validators,
+    attempts: u32,
+    clock: Instant,
+) -> Result<ExtractReport, StepError> {
+    let address = ingested.address.clone();
+    let (rows, csv_bytes, gzip_bytes) =
+        (ingested.csv.rows, ingested.csv.bytes, ingested.gzip_bytes);
+    log::info!(
+        "downloaded {} zip bytes in {attempts} attempt(s); content sha256 {address}",
+        ingested.zip_bytes
+    );
+    let existing = store.find(DATASET, &address)?;
+    let (published, is_new) = match existing {
+        Some(file) => (file, false),
+        None => {
+            // The landing month is the UTC month of the extraction.
+            let at = UtcDateTime::of(ctx.started);
+            match store
+                .publish(ingested.gzip, DATASET, at.year, at.month, &address)
+                .context("cannot publish")?
+            {
+                Published::New(file) => (file, true),
+                Published::AlreadyPresent(file) => (file, false),
+            }
+        }
+    };
+    let relative = published.relative.display().to_string();
+    let secs = clock.elapsed().as_secs_f64();
+    if is_new {
+        log::info!(
+            "landed {relative}: {rows} rows, {csv_bytes} CSV bytes, {gzip_bytes} gzip bytes, in {secs:.1}s"
+        );
+    } else {
+        log::info!("content already landed as {relative} ({rows} rows); nothing new written");
+    }
+    Ok(ExtractReport {
+        status: if is_new {
+            ExtractStatus::New
+        } else {
+            ExtractStatus::Duplicate
+        },
+        path: Some(published.path.display().to_string()),
+        sha256: Some(address.to_string()),
+        rows: Some(rows),
+        bytes: Some(csv_bytes),
+        etag: validators.etag,
+        last_modified: validators.last_modified,
+        error: None,
+        landed_bytes: is_new.then_some(gzip_bytes),
+        attempts: Some(attempts),
+        relative: Some(relative),
+        detail: (!is_new).then(|| "duplicate: this content is already in landing".to_string()),
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::SystemTime;
+
     use super::*;
 
     #[test]
+    fn statuses_keep_their_strings_on_the_wire_and_in_the_ledger() {
+        let wire = |s: ExtractStatus| serde_json::to_value(s).unwrap();
+        assert_eq!(wire(ExtractStatus::New), "new");
+        assert_eq!(wire(ExtractStatus::Unchanged), "unchanged");
+        assert_eq!(wire(ExtractStatus::Duplicate), "duplicate");
+        assert_eq!(wire(ExtractStatus::Failed), "failed");
+        let ledger = |s: ExtractStatus| RunStatus::from(s).as_str();
+        assert_eq!(ledger(ExtractStatus::New), "success");
+        assert_eq!(ledger(ExtractStatus::Unchanged), "unchanged");
+        assert_eq!(ledger(ExtractStatus::Duplicate), "unchanged");
+        assert_eq!(ledger(ExtractStatus::Failed), "failed");
+        assert_eq!(run_ledger::dataset_of_step(STEP), Some(DATASET));
+    }
+
+    #[test]
     fn utc_month_of_unix_times() {
+        let utc_month = |t| {
+            let at = UtcDateTime::of(t);
+            (at.year, at.month)
+        };
         assert_eq!(utc_month(SystemTime::UNIX_EPOCH), (1970, 1));
         // 2026-11-30T23:59:59Z and one second later.
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_083_199);

@@ -49,5 +49,5 @@ fn main() -> ExitCode {
         Ok(args) => args,
         Err(code) => return code,
     };
-    step_runtime::run_step("extract-psd", &args.common, |ctx| extract::run(ctx, &args))
+    step_runtime::run_step(extract::STEP, &args.common, |ctx| extract::run(ctx, &args))
 }

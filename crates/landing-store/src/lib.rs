@@ -1,7 +1,10 @@
 //! The landing store: immutable, content-addressed files under `LANDING_DIR`.
 //!
 //! Layout: `<dataset>/YYYY/MM/<sha256>.csv.gzip`, where the name is the SHA-256 of the
-//! decompressed content, so any file can be verified by itself. Files are born in
+//! decompressed content, so any file can be verified by itself. A dataset is a top-level
+//! directory with a dataset name ([`is_dataset_name`]); datasets are found by listing the root,
+//! never declared, so a new extractor's files are backed up, fingerprinted and shown by every
+//! step that iterates [`LandingStore::datasets`]. Files are born in
 //! `LANDING_DIR/.tmp/`, fsynced, then hard-linked into place (which fails instead of replacing an
 //! existing name), and the directories are fsynced: a file appears complete or not at all, and
 //! no file under a dataset is ever modified, renamed or deleted by the pipeline.
@@ -13,8 +16,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// The dataset directory of the PSD extractor.
-pub const PSD: &str = "psd";
+/// Longest dataset name, in bytes.
+pub const DATASET_NAME_BYTES_MAX: usize = 32;
+/// Names that look like datasets but are not: `state/` holds state DB snapshots beside the
+/// datasets on the backup remote.
+pub const RESERVED_NAMES: [&str; 1] = ["state"];
 /// The suffix of every landing file: a gzip of the CSV bytes.
 pub const SUFFIX: &str = ".csv.gzip";
 /// Where files are written before they are published.
@@ -37,6 +43,74 @@ fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) ->
         action,
         path: path.to_path_buf(),
         source,
+    }
+}
+
+/// True for a dataset name: 1 to [`DATASET_NAME_BYTES_MAX`] of `a-z`, `0-9` and `_`, starting
+/// with a letter, and not reserved. It also names the dataset's extractor step,
+/// `extract-<dataset>`, and its SQLMesh variable, `landing_files_<dataset>`. Hidden entries
+/// (`.tmp`, `.state.sqlite`, `.locks`) and names such as `lost+found` are never datasets.
+pub fn is_dataset_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= DATASET_NAME_BYTES_MAX
+        && bytes[0].is_ascii_lowercase()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
+        && !RESERVED_NAMES.contains(&name)
+}
+
+/// The datasets under the landing root `root`, by name. Creates nothing: a missing root has
+/// none (status tools call this without opening the store).
+pub fn datasets(root: &Path) -> Result<Vec<String>, LandingError> {
+    let entries = match fs::read_dir(root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err("cannot list", root)(e)),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_err("cannot list", root))?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        if is_dataset_name(&name) && entry.path().is_dir() {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// A landing path relative to the root, taken apart: `<dataset>/YYYY/MM/<sha256>.csv.gzip`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LandingPath {
+    pub dataset: String,
+    pub year: u16,
+    pub month: u8,
+    pub address: ContentAddress,
+}
+
+impl LandingPath {
+    /// The parts of `relative` (`/`-separated), or None unless it has the landing layout.
+    pub fn parse(relative: &str) -> Option<LandingPath> {
+        let parts: Vec<&str> = relative.split('/').collect();
+        let [dataset, year, month, name] = parts[..] else {
+            return None;
+        };
+        let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+        if !is_dataset_name(dataset) || !digits(year, 4) || !digits(month, 2) {
+            return None;
+        }
+        let month: u8 = month.parse().ok().filter(|m| (1..=12).contains(m))?;
+        let address = ContentAddress::parse(name.strip_suffix(SUFFIX)?).ok()?;
+        Some(LandingPath {
+            dataset: dataset.to_owned(),
+            year: year.parse().ok()?,
+            month,
+            address,
+        })
     }
 }
 
@@ -89,6 +163,17 @@ pub struct LandingFile {
     /// Relative to the landing root, e.g. `psd/2026/11/<sha>.csv.gzip`.
     pub relative: PathBuf,
     pub path: PathBuf,
+}
+
+impl LandingFile {
+    /// The dataset the file belongs to: the first component of its relative path.
+    pub fn dataset(&self) -> &str {
+        self.relative
+            .iter()
+            .next()
+            .and_then(|c| c.to_str())
+            .unwrap_or_default()
+    }
 }
 
 /// A file being written in `.tmp/`; removed on drop unless published.
@@ -197,6 +282,20 @@ impl LandingStore {
         Ok(removed)
     }
 
+    /// The datasets of this store, by name (see [`datasets`]).
+    pub fn datasets(&self) -> Result<Vec<String>, LandingError> {
+        datasets(&self.root)
+    }
+
+    /// Every file of every dataset: datasets by name, each as [`LandingStore::list`] gives it.
+    pub fn list_all(&self) -> Result<Vec<LandingFile>, LandingError> {
+        let mut out = Vec::new();
+        for dataset in self.datasets()? {
+            out.extend(self.list(&dataset)?);
+        }
+        Ok(out)
+    }
+
     /// Finds a file with this content address in any month of `dataset`.
     pub fn find(
         &self,
@@ -257,6 +356,10 @@ impl LandingStore {
         address: &ContentAddress,
     ) -> Result<Published, LandingError> {
         assert!((1..=12).contains(&month), "month {month} out of range");
+        assert!(
+            is_dataset_name(dataset),
+            "{dataset:?} is not a dataset name"
+        );
         let relative = Path::new(dataset)
             .join(format!("{year:04}"))
             .join(format!("{month:02}"))
@@ -317,9 +420,7 @@ fn sorted_children(dir: &Path, digits: usize) -> Result<Vec<String>, LandingErro
 
 /// fsync of a directory makes the entries created in it durable.
 pub fn sync_dir(dir: &Path) -> Result<(), LandingError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("cannot fsync directory", dir))
+    durable_fs::sync_dir(dir).map_err(io_err("cannot fsync directory", dir))
 }
 
 #[cfg(test)]
@@ -327,6 +428,8 @@ mod tests {
     use std::io::Write;
 
     use super::*;
+
+    const PSD: &str = "psd";
 
     fn addr(c: char) -> ContentAddress {
         ContentAddress::parse(&c.to_string().repeat(64)).unwrap()
@@ -402,6 +505,61 @@ mod tests {
         );
         assert!(store.find(PSD, &addr('d')).unwrap().is_none());
         assert!(store.list("other").unwrap().is_empty());
+    }
+
+    #[test]
+    fn datasets_are_the_top_directories_with_dataset_names() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(datasets(&dir.path().join("absent")).unwrap().is_empty());
+        assert!(
+            !dir.path().join("absent").exists(),
+            "listing creates nothing"
+        );
+        let store = LandingStore::open(dir.path()).unwrap();
+        for (dataset, c) in [(PSD, 'a'), ("toy_2", 'b')] {
+            let t = store.create_temp("x", "").unwrap();
+            store.publish(t, dataset, 2026, 1, &addr(c)).unwrap();
+        }
+        for other in ["lost+found", "state", "Caps", "_x", "9lives", ".locks"] {
+            fs::create_dir_all(dir.path().join(other)).unwrap();
+        }
+        fs::write(dir.path().join("notes"), "a file, not a dataset").unwrap();
+        fs::write(dir.path().join(".state.sqlite"), "").unwrap();
+        assert_eq!(store.datasets().unwrap(), [PSD, "toy_2"]);
+        let all: Vec<(String, ContentAddress)> = store
+            .list_all()
+            .unwrap()
+            .into_iter()
+            .map(|f| (f.dataset().to_owned(), f.address))
+            .collect();
+        assert_eq!(
+            all,
+            [(PSD.to_owned(), addr('a')), ("toy_2".to_owned(), addr('b'))]
+        );
+        assert!(is_dataset_name(&"a".repeat(DATASET_NAME_BYTES_MAX)));
+        assert!(!is_dataset_name(&"a".repeat(DATASET_NAME_BYTES_MAX + 1)));
+        assert!(!is_dataset_name(""));
+    }
+
+    #[test]
+    fn landing_paths_parse_only_with_the_landing_layout() {
+        let name = addr('c').file_name();
+        let ok = LandingPath::parse(&format!("psd/2026/03/{name}")).unwrap();
+        assert_eq!(
+            (ok.dataset.as_str(), ok.year, ok.month, ok.address),
+            (PSD, 2026, 3, addr('c'))
+        );
+        for bad in [
+            format!("psd/2026/13/{name}"),
+            format!("psd/26/03/{name}"),
+            format!("state/2026/03/{name}"),
+            format!("psd/2026/03/x/{name}"),
+            format!("psd/2026/03/{}", name.replace(".csv.gzip", ".csv")),
+            "psd/2026/03/stray.txt".to_owned(),
+            format!("../2026/03/{name}"),
+        ] {
+            assert_eq!(LandingPath::parse(&bad), None, "{bad}");
+        }
     }
 
     #[test]

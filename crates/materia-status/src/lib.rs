@@ -2,28 +2,23 @@
 //! status, duration, last success, age) and which steps are staler than their limit. The
 //! `materia-status` binary prints it; `materia-web` shows it on its `/status` page.
 
+pub mod limits;
+
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
-use run_ledger::{Ledger, StepSummary};
+use run_ledger::{Ledger, RunStatus, StepSummary, extractor_step};
 use serde::Serialize;
-
-/// The steps of the pipeline, listed even before their first run.
-pub const KNOWN_STEPS: [&str; 5] = [
-    "extract-psd",
-    "transform",
-    "export-serving",
-    "backup-sync",
-    "deploy-poll",
-];
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StepStatus {
     pub step: String,
     /// `success`, `unchanged`, `failed`, `running`, or `never` (no run recorded).
-    pub status: String,
+    #[serde(serialize_with = "status_or_never")]
+    pub status: Option<RunStatus>,
     pub last_run: Option<String>,
     pub duration_secs: Option<f64>,
     pub last_success: Option<String>,
@@ -34,10 +29,35 @@ pub struct StepStatus {
     pub error: Option<String>,
 }
 
+impl StepStatus {
+    /// The status as shown: the ledger's, or `never` (no run recorded).
+    pub fn status_str(&self) -> &'static str {
+        self.status.map_or("never", RunStatus::as_str)
+    }
+}
+
+fn status_or_never<S: serde::Serializer>(
+    status: &Option<RunStatus>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(status.map_or("never", RunStatus::as_str))
+}
+
+/// The health of the whole (`status` of `--json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// No step is older than its `--max-age`.
+    Ok,
+    /// A step named in `--max-age` is older, or never succeeded.
+    Stale,
+    /// The state DB cannot be read.
+    Failed,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusReport {
-    /// `ok`, `stale` or `failed`.
-    pub status: &'static str,
+    pub status: Health,
     pub state_db: String,
     pub steps: Vec<StepStatus>,
     pub stale: Vec<String>,
@@ -70,7 +90,7 @@ pub fn status_of(
     let stale = max_age.is_some_and(|max| age.is_none_or(|a| a > max));
     StepStatus {
         step: step.to_owned(),
-        status: summary.map_or_else(|| "never".to_owned(), |s| s.status.clone()),
+        status: summary.map(|s| s.status),
         last_run: summary.map(|s| s.started_at.clone()),
         duration_secs,
         last_success,
@@ -113,17 +133,17 @@ pub fn table(report: &StatusReport) -> String {
         out.push_str(&format!(
             "{:<16} {:<10} {:<25} {:>9} {:<25} {:>8}{flag}\n",
             s.step,
-            s.status,
+            s.status_str(),
             s.last_run.as_deref().unwrap_or("-"),
             s.duration_secs
                 .map_or_else(|| "-".to_owned(), |d| format!("{d:.1}s")),
             s.last_success.as_deref().unwrap_or("-"),
             age,
         ));
-        if s.status == "failed"
+        if s.status == Some(RunStatus::Failed)
             && let Some(e) = &s.error
         {
-            let line: String = e.chars().take(200).collect();
+            let line: String = e.chars().take(limits::ERROR_CHARS_SHOWN_MAX).collect();
             out.push_str(&format!("{:<16} error: {line}\n", ""));
         }
     }
@@ -131,8 +151,13 @@ pub fn table(report: &StatusReport) -> String {
 }
 
 /// Reads every step's runs from the state DB (read-only, never created) and builds the report,
-/// with `max_age` limits per step name.
-pub fn report(state_db: &Path, max_age: &[(String, Duration)]) -> anyhow::Result<StatusReport> {
+/// with `max_age` limits per step name. Every declared step, and the extractor of every dataset
+/// in `landing_dir`, is listed even before its first run.
+pub fn report(
+    state_db: &Path,
+    landing_dir: &Path,
+    max_age: &[(String, Duration)],
+) -> anyhow::Result<StatusReport> {
     let ledger = Ledger::open_read_only(state_db)?;
     let summaries = ledger
         .step_summaries()
@@ -141,9 +166,20 @@ pub fn report(state_db: &Path, max_age: &[(String, Duration)]) -> anyhow::Result
         summaries.iter().map(|s| (s.step.as_str(), s)).collect();
     let max_ages: BTreeMap<&str, Duration> =
         max_age.iter().map(|(s, d)| (s.as_str(), *d)).collect();
-    let mut names: Vec<&str> = KNOWN_STEPS.to_vec();
-    for s in by_step.keys().chain(max_ages.keys()) {
-        if !names.contains(s) {
+    let extractors: Vec<String> = match landing_store::datasets(landing_dir) {
+        Ok(datasets) => datasets.iter().map(|d| extractor_step(d)).collect(),
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "materia-status: warning: {e}");
+            Vec::new()
+        }
+    };
+    let mut names: Vec<&str> = step_runtime::binaries::steps().collect();
+    let found = extractors.iter().map(String::as_str);
+    for s in found
+        .chain(by_step.keys().copied())
+        .chain(max_ages.keys().copied())
+    {
+        if !names.contains(&s) {
             names.push(s);
         }
     }
@@ -165,7 +201,11 @@ pub fn report(state_db: &Path, max_age: &[(String, Duration)]) -> anyhow::Result
         .map(|s| s.step.clone())
         .collect();
     Ok(StatusReport {
-        status: if stale.is_empty() { "ok" } else { "stale" },
+        status: if stale.is_empty() {
+            Health::Ok
+        } else {
+            Health::Stale
+        },
         state_db: state_db.display().to_string(),
         steps,
         stale,
@@ -182,6 +222,17 @@ mod tests {
         let now = SystemTime::now();
         assert!(!status_of("x", None, None, now).stale);
         assert!(status_of("x", None, Some(Duration::from_secs(1)), now).stale);
+    }
+
+    #[test]
+    fn statuses_keep_their_strings_on_the_wire() {
+        let wire = |h: Health| serde_json::to_value(h).unwrap();
+        assert_eq!(wire(Health::Ok), "ok");
+        assert_eq!(wire(Health::Stale), "stale");
+        assert_eq!(wire(Health::Failed), "failed");
+        let now = SystemTime::now();
+        let never = serde_json::to_value(status_of("x", None, None, now)).unwrap();
+        assert_eq!(never["status"], "never");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use clap::Parser;
-use materia_status::{StatusReport, report, table};
+use materia_status::{Health, StatusReport, report, table};
 use step_runtime::env_vars;
 
 /// Show the last run and last success of every Materia step; exit 1 if one is too old
@@ -25,7 +25,7 @@ struct Args {
     #[arg(long, env = env_vars::STATE_DB, value_name = "PATH")]
     state_db: Option<PathBuf>,
 
-    /// Landing directory, only to find the default state DB
+    /// Landing directory: its datasets' extractors are listed, and it holds the default state DB
     #[arg(long, env = env_vars::LANDING_DIR, value_name = "DIR", default_value = "data/landing")]
     landing_dir: PathBuf,
 
@@ -59,7 +59,7 @@ fn main() -> ExitCode {
         .state_db
         .clone()
         .unwrap_or_else(|| args.landing_dir.join(".state.sqlite"));
-    let result = report(&state_db, &args.max_age);
+    let result = report(&state_db, &args.landing_dir, &args.max_age);
     let (report, code) = match result {
         Ok(r) => {
             let code = if r.stale.is_empty() { 0 } else { 1 };
@@ -69,7 +69,7 @@ fn main() -> ExitCode {
             let message = format!("{:#}", anyhow!(e));
             (
                 StatusReport {
-                    status: "failed",
+                    status: Health::Failed,
                     state_db: state_db.display().to_string(),
                     steps: Vec::new(),
                     stale: Vec::new(),

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, SystemTime};
 
-use run_ledger::{ExtractionOutcome, Ledger, RunStatus, StepOutcome};
+use run_ledger::{Ledger, RunOutcome, RunStatus};
 use test_support::CommandExt;
 
 /// The binary under test, where the test runner says it is.
@@ -49,36 +49,26 @@ fn state_db(dir: &Path) -> (std::path::PathBuf, Successes) {
         extract: now - 48 * hour + Duration::from_secs(30 * 60),
         transform: now - 2 * hour + Duration::from_secs(20),
     };
-    let x = ledger.begin_extraction("psd", &ago(48 * hour)).unwrap();
+    let x = ledger.begin("extract-psd", &ago(48 * hour)).unwrap();
     ledger
-        .finish_extraction(
+        .finish(
             x,
-            RunStatus::Success,
             &at(successes.extract),
-            &ExtractionOutcome::default(),
+            &RunOutcome::new(RunStatus::Success),
         )
         .unwrap();
-    let t = ledger.begin_step("transform", &ago(2 * hour)).unwrap();
+    let t = ledger.begin("transform", &ago(2 * hour)).unwrap();
     ledger
-        .finish_step(
+        .finish(
             t,
-            RunStatus::Success,
             &at(successes.transform),
-            &StepOutcome::default(),
+            &RunOutcome::new(RunStatus::Success),
         )
         .unwrap();
-    let f = ledger.begin_step("transform", &ago(hour)).unwrap();
-    let failed = StepOutcome {
-        error: Some("the lakehouse holds no rows of landing file psd/x"),
-        ..Default::default()
-    };
+    let f = ledger.begin("transform", &ago(hour)).unwrap();
+    let failed = RunOutcome::failed("the lakehouse holds no rows of landing file psd/x".to_owned());
     ledger
-        .finish_step(
-            f,
-            RunStatus::Failed,
-            &ago(hour - Duration::from_secs(5)),
-            &failed,
-        )
+        .finish(f, &ago(hour - Duration::from_secs(5)), &failed)
         .unwrap();
     (path, successes)
 }

@@ -24,6 +24,8 @@ pub type Generation = Arc<Prepared<Data>>;
 pub struct Config {
     pub serving: PathBuf,
     pub state_db: PathBuf,
+    /// The landing directory: `/status` lists the extractor of every dataset in it.
+    pub landing_dir: PathBuf,
     pub max_serving_age: Duration,
 }
 

@@ -108,6 +108,7 @@ fn main() -> ExitCode {
     let config = app::Config {
         serving: args.serving.clone(),
         state_db,
+        landing_dir: args.landing_dir.clone(),
         max_serving_age: args.max_serving_age,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()

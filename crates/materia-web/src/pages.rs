@@ -634,7 +634,7 @@ pub fn status(
                  <th scope=\"col\">Last success</th><th scope=\"col\">Age</th></tr></thead><tbody>",
             );
             for s in &report.steps {
-                let class = match s.status.as_str() {
+                let class = match s.status_str() {
                     "failed" => " class=\"bad\"",
                     "success" | "unchanged" => " class=\"ok\"",
                     _ => "",
@@ -644,7 +644,7 @@ pub fn status(
                     "<tr data-step=\"{}\"><th scope=\"row\">{}</th><td{class}>{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td><td class=\"num\">{}</td></tr>",
                     esc(&s.step),
                     esc(&s.step),
-                    esc(&s.status),
+                    esc(s.status_str()),
                     esc(s.last_run.as_deref().unwrap_or("–")),
                     s.duration_secs
                         .map_or_else(|| "–".to_owned(), |d| format!("{d:.1}s")),
@@ -654,7 +654,7 @@ pub fn status(
                         |a| materia_status::short(Duration::from_secs(a))
                     ),
                 );
-                if s.status == "failed"
+                if s.status_str() == "failed"
                     && let Some(e) = &s.error
                 {
                     let _ = write!(

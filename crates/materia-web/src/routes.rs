@@ -624,15 +624,17 @@ async fn status(app: &Arc<App>) -> Result<Reply, Problem> {
         .await
         .map_err(|_| Problem::unavailable("the server is shutting down", 1))?;
     let state_db = app.config.state_db.clone();
-    let report = tokio::task::spawn_blocking(move || materia_status::report(&state_db, &[]))
-        .await
-        .map_err(|e| {
-            Problem::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("reading the state DB failed: {e}"),
-            )
-        })?
-        .map_err(|e| format!("{e:#}"));
+    let landing_dir = app.config.landing_dir.clone();
+    let report =
+        tokio::task::spawn_blocking(move || materia_status::report(&state_db, &landing_dir, &[]))
+            .await
+            .map_err(|e| {
+                Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("reading the state DB failed: {e}"),
+                )
+            })?
+            .map_err(|e| format!("{e:#}"));
     let view = pages::ServingView {
         path: app.serving_path().display().to_string(),
         generation: generation.as_ref(),

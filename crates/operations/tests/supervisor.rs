@@ -94,8 +94,9 @@ fn once_runs_a_real_cycle_and_the_dr_drill_rebuilds_it_identically() {
         snapshot: 0,
     };
     psd_gen::write_zip(&spec, std::fs::File::create(&zip).unwrap(), 6).unwrap();
-    // Contract section 10: from the repository root, after `make test`, only the variables
-    // of section 1 and PSD_URL (the binaries and SQLMesh are found where `make` put them).
+    // docs/INTERFACES.md, `scripts/supervisor.sh`: from the repository root, after `make test`,
+    // only the variables of section 1 and PSD_URL (the binaries and SQLMesh are found where
+    // `make` put them).
     let mut contract = Command::new("dash");
     contract
         .arg("scripts/supervisor.sh")

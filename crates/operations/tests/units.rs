@@ -1,5 +1,5 @@
 //! The systemd units: `systemd-analyze verify` accepts them, `systemd-analyze security` rates
-//! them, and they keep the properties the contract asks for.
+//! them, and they keep the properties docs/INTERFACES.md (section 9) and the README ask for.
 
 #![allow(clippy::unwrap_used)]
 

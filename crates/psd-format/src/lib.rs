@@ -29,7 +29,7 @@ pub struct Measure {
     pub column: &'static str,
 }
 
-/// The eight measures of `serving.commodity_balance` (contract section 5).
+/// The eight measures of `serving.commodity_balance` (docs/INTERFACES.md section 5).
 pub const BALANCE_MEASURES: [Measure; 8] = [
     Measure {
         attribute_id: "020",

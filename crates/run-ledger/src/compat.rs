@@ -46,7 +46,7 @@ impl Ledger {
 
 #[cfg(test)]
 mod tests {
-    use crate::MIGRATIONS;
+    use crate::migrations::MIGRATIONS;
 
     #[test]
     fn migrations_after_the_compat_table_are_additive_or_raise_readable_by() {

@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use run_ledger::{Ledger, LedgerError, RunStatus, SCHEMA_VERSION, StepOutcome};
+use run_ledger::{Ledger, LedgerError, RunOutcome, RunStatus, SCHEMA_VERSION};
 
 /// What the next release's binary does to the DB at its first step: one more migration.
 fn migrate_like_the_next_release(path: &std::path::Path, sql: &str) {
@@ -22,7 +22,7 @@ fn regression_a_rolled_back_release_uses_a_db_migrated_additively_by_the_next() 
     let path = dir.path().join("state.sqlite");
     let ledger = Ledger::open(&path).unwrap();
     let before = ledger
-        .begin_step("transform", "2026-11-01T00:00:00.000Z")
+        .begin("transform", "2026-11-01T00:00:00.000Z")
         .unwrap();
     drop(ledger);
     migrate_like_the_next_release(
@@ -37,19 +37,18 @@ fn regression_a_rolled_back_release_uses_a_db_migrated_additively_by_the_next() 
         SCHEMA_VERSION + 1,
         "never downgraded"
     );
-    assert_eq!(ledger.interrupt_stale_steps("transform", "t").unwrap(), 1);
+    assert_eq!(ledger.interrupt_stale("transform", "t").unwrap(), 1);
     let id = ledger
-        .begin_step("transform", "2026-11-02T00:00:00.000Z")
+        .begin("transform", "2026-11-02T00:00:00.000Z")
         .unwrap();
     ledger
-        .finish_step(
+        .finish(
             id,
-            RunStatus::Success,
             "2026-11-02T00:00:01.000Z",
-            &StepOutcome::default(),
+            &RunOutcome::new(RunStatus::Success),
         )
         .unwrap();
-    assert!(id > before);
+    assert_ne!(id, before);
     ledger
         .mark_bad_tag("v2", "health check failed", "t")
         .unwrap();
@@ -57,7 +56,7 @@ fn regression_a_rolled_back_release_uses_a_db_migrated_additively_by_the_next() 
 
     let ro = Ledger::open_read_only(&path).unwrap();
     let summaries = ro.step_summaries().unwrap();
-    assert_eq!(summaries[0].status, "success");
+    assert_eq!(summaries[0].status, RunStatus::Success);
     assert_eq!(ro.bad_tags().unwrap(), ["v2"]);
 }
 

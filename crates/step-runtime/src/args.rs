@@ -1,4 +1,4 @@
-//! The flags every binary shares (contract section 1), one `#[derive(Args)]` group flattened
+//! The flags every binary shares (docs/INTERFACES.md section 1), one `#[derive(Args)]` group flattened
 //! into each binary's own arguments.
 
 use std::path::PathBuf;

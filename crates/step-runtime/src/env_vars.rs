@@ -34,6 +34,13 @@ pub const MATERIA_TRANSFORM_DIR: &str = "MATERIA_TRANSFORM_DIR";
 pub const MATERIA_SQLMESH: &str = "MATERIA_SQLMESH";
 /// Bound on each SQLMesh command the transform runs, in seconds. Default 3600.
 pub const TRANSFORM_TIMEOUT_SECS: &str = "TRANSFORM_TIMEOUT_SECS";
+/// Set by the transform for its SQLMesh project (read by `transform/config.py`): the landing
+/// manifest of this cycle, a JSON file `{"<dataset>": ["/abs/path", ...]}` in landing order.
+/// Unset (SQLMesh run by hand): `config.py` lists `LANDING_DIR` itself.
+pub const MATERIA_LANDING_MANIFEST: &str = "MATERIA_LANDING_MANIFEST";
+/// Set by the transform for its SQLMesh project: SQLMesh's cache directory
+/// (`<lakehouse dir>/.sqlmesh/cache`), so that a release directory can stay read-only.
+pub const MATERIA_SQLMESH_CACHE_DIR: &str = "MATERIA_SQLMESH_CACHE_DIR";
 
 /// Schema of the lakehouse that export-serving publishes. Default `serving`.
 pub const SERVING_SCHEMA: &str = "SERVING_SCHEMA";

@@ -1,4 +1,4 @@
-//! How a step's outcome maps onto the exit codes of the contract (0, 1, 2, 75).
+//! How a step's outcome maps onto the exit codes of docs/INTERFACES.md (0, 1, 2, 75).
 
 use std::fmt;
 

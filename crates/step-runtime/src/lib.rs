@@ -2,9 +2,11 @@
 //!
 //! A binary parses its arguments, then hands its body to [`run_step`], which sets up logging,
 //! takes the step's lock, runs the body, writes metrics, prints the `--json` result and returns
-//! the contract's exit code. The body never prints to stdout and never calls `exit`.
+//! the exit code docs/INTERFACES.md gives it. The body never prints to stdout and never calls
+//! `exit`.
 
 pub mod args;
+pub mod binaries;
 pub mod child;
 pub mod env_vars;
 pub mod exit;
@@ -12,6 +14,7 @@ pub mod lock;
 pub mod logging;
 pub mod metrics;
 pub mod recorded;
+pub mod time;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -23,12 +26,19 @@ pub use args::{CommonArgs, Config};
 pub use exit::{FailureClass, ResultExt, StepError};
 pub use lock::StepLock;
 pub use metrics::Metric;
-pub use recorded::{Record, run_recorded, settle};
+pub use recorded::{run_recorded, settle};
+pub use run_ledger::{Landed, RunOutcome, RunStatus};
+pub use time::{UtcDateTime, iso8601};
 
-/// What a step prints with `--json`, and what it adds to its metrics.
+/// What a step prints with `--json`, what it adds to its metrics, and what it writes into its
+/// ledger row.
 pub trait Report: Serialize {
     /// The report of a run that failed with `error` (fields that do not apply are null).
     fn failed(error: String) -> Self;
+
+    /// How the run is recorded in the ledger ([`run_recorded`]): its status and detail, and
+    /// `error` when the run failed with a full report.
+    fn outcome(&self) -> RunOutcome;
 
     /// Why a run that produced a full report still failed (a verification that found
     /// mismatches: the report lists them). `Some` makes the exit code 1.
@@ -56,9 +66,14 @@ impl StepContext {
     }
 }
 
-/// ISO-8601 UTC text with milliseconds, e.g. `2026-11-21T12:00:00.123Z`.
-pub fn iso8601(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
+/// An absolute path for `path` (made so against the working directory, without touching the
+/// filesystem): what a step hands to a child or compares, whatever directory it runs in.
+pub fn absolute(path: &std::path::Path) -> Result<std::path::PathBuf, StepError> {
+    std::path::absolute(path).map_err(|e| {
+        StepError::usage(
+            anyhow::Error::new(e).context(format!("cannot resolve {}", path.display())),
+        )
+    })
 }
 
 /// Runs one step end to end and returns its exit code. See the crate docs.

@@ -4,6 +4,7 @@
 //! files): one plain line per event, `2026-11-21T12:00:00Z INFO extract-psd: message`.
 
 use std::io::{IsTerminal, Write};
+use std::path::Path;
 use std::sync::OnceLock;
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
@@ -60,7 +61,7 @@ impl Log for StderrLogger {
             return;
         }
         // Only our own crates log at info and below; dependencies are heard at warn and up.
-        if record.level() > Level::Warn && !is_own_target(record.target(), self.step) {
+        if record.level() > Level::Warn && !record.file().is_some_and(is_workspace_source) {
             return;
         }
         let line = if self.terminal {
@@ -92,22 +93,12 @@ impl Log for StderrLogger {
     fn flush(&self) {}
 }
 
-/// The workspace's libraries; a step's own crate is recognised by its name.
-const WORKSPACE_LIBRARIES: [&str; 7] = [
-    "step_runtime",
-    "run_ledger",
-    "landing_store",
-    "psd_format",
-    "psd_gen",
-    "lakehouse",
-    "serving_reader",
-];
-
-/// True for log records of the step's own crate (`transform` for the step `transform`,
-/// `extract_psd` for `extract-psd`) and of the workspace's libraries.
-fn is_own_target(target: &str, step: &str) -> bool {
-    let root = target.split("::").next().unwrap_or(target);
-    root == step.replace('-', "_") || WORKSPACE_LIBRARIES.contains(&root)
+/// True for the source files of this workspace's own crates, whichever they are: cargo passes
+/// workspace members' sources to rustc relative to the workspace root (`crates/<name>/...`, the
+/// layout of this workspace), every other crate's by an absolute path or under its registry.
+/// So a new library or binary crate is heard at info without being listed anywhere.
+fn is_workspace_source(file: &str) -> bool {
+    Path::new(file).starts_with("crates")
 }
 
 #[cfg(test)]
@@ -115,11 +106,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_step_hears_its_own_crate_and_the_libraries_but_not_dependencies() {
-        assert!(is_own_target("transform::step", "transform"));
-        assert!(is_own_target("extract_psd", "extract-psd"));
-        assert!(is_own_target("run_ledger::migrate", "export-serving"));
-        assert!(!is_own_target("transform::step", "extract-psd"));
-        assert!(!is_own_target("reqwest::connect", "extract-psd"));
+    fn the_workspace_crates_are_heard_and_dependencies_are_not() {
+        // This very file, as cargo compiled it: a workspace member's path.
+        assert!(is_workspace_source(file!()), "{}", file!());
+        assert!(is_workspace_source("crates/materia-web/src/main.rs"));
+        assert!(is_workspace_source("crates/run-ledger/src/runs.rs"));
+        for dependency in [
+            "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/reqwest-0.13.1/src/connect.rs",
+            "/root/.cargo/git/checkouts/some-crate-0123/abcdef0/src/lib.rs",
+            ".cargo/registry/src/index.crates.io-1949cf8c6b5b557f/rustls-0.23.1/src/conn.rs",
+            "rustls-0.23.1/src/conn.rs",
+            "/rustc/0123456789abcdef/library/std/src/io/mod.rs",
+        ] {
+            assert!(!is_workspace_source(dependency), "{dependency}");
+        }
     }
 }

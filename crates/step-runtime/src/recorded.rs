@@ -3,55 +3,32 @@
 
 use std::time::SystemTime;
 
-use run_ledger::{Ledger, RunStatus, StepOutcome};
+use run_ledger::{Ledger, RunOutcome};
 
-use crate::{StepContext, StepError, iso8601};
+use crate::{Report, StepContext, StepError, iso8601};
 
-/// What a run that ended well writes into its `step_runs` row.
-#[derive(Debug, Clone)]
-pub struct Record {
-    /// `Success`, `Unchanged`, or `Failed` for a run whose report says what failed.
-    pub status: RunStatus,
-    pub detail: String,
-    pub input_fingerprint: Option<String>,
-    pub error: Option<String>,
-}
-
-/// Runs `work` inside a `step_runs` row of `ctx.step`: earlier rows left `running` by a run that
-/// died are marked failed ("interrupted") first (the caller holds the step lock, so none of them
-/// is alive), then the row is opened and finally closed with `describe(report)` or the error.
-pub fn run_recorded<R>(
+/// Runs `work` inside a ledger row of `ctx.step` (a row of `extraction_runs` for an
+/// `extract-<dataset>` step, of `step_runs` for any other): earlier rows left `running` by a run
+/// that died are marked failed ("interrupted") first (the caller holds the step lock, so none
+/// of them is alive), then the row is opened and finally closed with the report's
+/// [`Report::outcome`] or the error.
+pub fn run_recorded<R: Report>(
     ctx: &StepContext,
     ledger: &Ledger,
     work: impl FnOnce() -> Result<R, StepError>,
-    describe: impl FnOnce(&R) -> Record,
 ) -> Result<R, StepError> {
-    let interrupted = ledger.interrupt_stale_steps(ctx.step, &iso8601(SystemTime::now()))?;
+    let interrupted = ledger.interrupt_stale(ctx.step, &iso8601(SystemTime::now()))?;
     if interrupted > 0 {
         log::warn!("marked {interrupted} earlier run(s) left 'running' as failed (interrupted)");
     }
-    let run_id = ledger.begin_step(ctx.step, &ctx.started_at())?;
+    let run = ledger.begin(ctx.step, &ctx.started_at())?;
     let result = work();
     let finished_at = iso8601(SystemTime::now());
-    let recorded = match &result {
-        Ok(report) => {
-            let record = describe(report);
-            let outcome = StepOutcome {
-                detail: Some(&record.detail),
-                input_fingerprint: record.input_fingerprint.as_deref(),
-                error: record.error.as_deref(),
-            };
-            ledger.finish_step(run_id, record.status, &finished_at, &outcome)
-        }
-        Err(e) => {
-            let message = e.message();
-            let outcome = StepOutcome {
-                error: Some(&message),
-                ..Default::default()
-            };
-            ledger.finish_step(run_id, RunStatus::Failed, &finished_at, &outcome)
-        }
+    let outcome = match &result {
+        Ok(report) => report.outcome(),
+        Err(e) => RunOutcome::failed(e.message()),
     };
+    let recorded = ledger.finish(run, &finished_at, &outcome);
     settle(result, recorded)
 }
 

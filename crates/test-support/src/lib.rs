@@ -82,6 +82,24 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     path
 }
 
+/// The one JSON object a `--json` run printed: stdout must be exactly one line holding one JSON
+/// value, else the test fails showing stdout and stderr.
+pub fn json_line(out: &Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "exactly one JSON line on stdout expected, got {stdout:?}\nstderr: {}",
+        stderr(out)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "one JSON object expected ({e}): {stdout:?}\nstderr: {}",
+            stderr(out)
+        )
+    })
+}
+
 /// A child's stderr, for assertion messages.
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()

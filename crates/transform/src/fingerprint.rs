@@ -8,11 +8,10 @@ use anyhow::Context;
 use landing_store::LandingFile;
 use sha2::{Digest, Sha256};
 
+use crate::limits::PROJECT_FILES_MAX;
+
 /// Project entries that do not change what the transform builds.
 const IGNORED: [&str; 5] = ["tests", ".cache", "logs", "__pycache__", ".venv"];
-/// Bound on the project files hashed: a project directory pointed at the wrong place (a home
-/// directory) fails instead of hashing the disk.
-const PROJECT_FILES_MAX: usize = 2_000;
 
 pub fn fingerprint(
     landing: &[LandingFile],

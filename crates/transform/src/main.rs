@@ -1,6 +1,9 @@
 //! `transform`: builds the lakehouse from every landing file by running the SQLMesh project.
 
+mod audit;
 mod fingerprint;
+mod limits;
+mod manifest;
 mod sqlmesh;
 mod step;
 
@@ -30,8 +33,8 @@ pub struct Args {
     pub sqlmesh: PathBuf,
 
     /// Bound on each SQLMesh command, in seconds
-    #[arg(long, env = env_vars::TRANSFORM_TIMEOUT_SECS, value_name = "SECS", default_value_t = 3600,
-          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    #[arg(long, env = env_vars::TRANSFORM_TIMEOUT_SECS, value_name = "SECS", default_value_t = limits::SQLMESH_TIMEOUT_SECS_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(1..=limits::SQLMESH_TIMEOUT_SECS_MAX))]
     pub timeout_secs: u64,
 
     /// Run SQLMesh even when no landing file and no project file changed

@@ -9,16 +9,17 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use step_runtime::child::{self, Options, Stdout};
+use step_runtime::env_vars;
 
-/// Lines of SQLMesh output kept for an error message.
-const TAIL_LINES_MAX: usize = 25;
+use crate::limits::TAIL_LINES_MAX;
 
 /// Paths SQLMesh is run with; all absolute.
 pub struct Invocation<'a> {
     pub sqlmesh: &'a Path,
     pub project: &'a Path,
     pub landing_dir: &'a Path,
-    pub state_db: &'a Path,
+    /// The landing manifest this cycle builds from (see `manifest.rs`).
+    pub manifest: &'a Path,
     pub lakehouse: &'a Path,
     /// SQLMesh's cache and log files, kept out of the (possibly read-only) project directory.
     pub work_dir: &'a Path,
@@ -52,11 +53,11 @@ impl Invocation<'_> {
             ("COLUMNS", "120".into()),
             ("PYTHONDONTWRITEBYTECODE", "1".into()),
             ("PYTHONUNBUFFERED", "1".into()),
-            ("LANDING_DIR", self.landing_dir.into()),
-            ("STATE_DB", self.state_db.into()),
-            ("DUCKDB_PATH", self.lakehouse.into()),
+            (env_vars::LANDING_DIR, self.landing_dir.into()),
+            (env_vars::MATERIA_LANDING_MANIFEST, self.manifest.into()),
+            (env_vars::DUCKDB_PATH, self.lakehouse.into()),
             (
-                "MATERIA_SQLMESH_CACHE_DIR",
+                env_vars::MATERIA_SQLMESH_CACHE_DIR,
                 self.work_dir.join("cache").into(),
             ),
         ];

@@ -6,33 +6,58 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use lakehouse::duckdb::Connection;
-use landing_store::{LandingStore, PSD};
-use run_ledger::{Ledger, RunStatus};
+use landing_store::{LandingFile, LandingStore};
+use run_ledger::{Ledger, RunOutcome, RunStatus};
 use serde::Serialize;
 use step_runtime::{
-    FailureClass, Metric, Record, Report, ResultExt, StepContext, StepError, run_recorded,
+    FailureClass, Metric, Report, ResultExt, StepContext, StepError, absolute, run_recorded,
 };
 
-use crate::Args;
 use crate::fingerprint::fingerprint;
 use crate::sqlmesh::{Failure, Invocation};
+use crate::{Args, audit, limits, manifest};
 
 /// The step's name in the ledger, locks and metrics.
 pub const STEP: &str = "transform";
-/// The extractor whose landing files the transform reads.
-const EXTRACTOR: &str = "psd";
+/// The datasets the SQLMesh project builds, each with the model that holds one row per landed
+/// row, keyed by `landing_sha256`: after a build each of their files must be there whole. Other
+/// datasets are fingerprinted (their files are in the manifest) but nothing reads them yet.
+const MODELLED: [(&str, &str); 1] = [("psd", "cleaned.psd_values")];
+/// Where the landing manifest is written for SQLMesh, in the work directory.
+const MANIFEST_FILE: &str = "landing-manifest.json";
 /// The serving tables the web app reads; each must exist and have rows after a build.
 const SERVING_TABLES: [&str; 3] = ["commodity_balance", "global_balance", "estimate_revisions"];
-/// Same predicate as the `balance_identity` audit (transform/audits/balance_identity.sql).
-const IDENTITY_VIOLATIONS_SQL: &str = "SELECT count(*) FROM serving.commodity_balance
-    WHERE total_supply IS NOT NULL AND beginning_stocks IS NOT NULL AND production IS NOT NULL
-      AND abs(total_supply - (beginning_stocks + production + coalesce(imports, 0))) > 0.5";
+/// The audit whose flagged rows are counted (reported, not fatal), and the model it audits.
+const IDENTITY_AUDIT: (&str, &str) = ("balance_identity", "serving.commodity_balance");
+
+/// How a run of `transform` ended (`status` of `--json`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransformStatus {
+    /// SQLMesh ran and the result checked out.
+    Transformed,
+    /// Nothing new since the last success: SQLMesh was not started.
+    Unchanged,
+    #[default]
+    Failed,
+}
+
+impl From<TransformStatus> for RunStatus {
+    fn from(status: TransformStatus) -> RunStatus {
+        match status {
+            TransformStatus::Transformed => RunStatus::Success,
+            TransformStatus::Unchanged => RunStatus::Unchanged,
+            TransformStatus::Failed => RunStatus::Failed,
+        }
+    }
+}
 
 #[derive(Debug, Default, Serialize)]
 pub struct TransformReport {
-    /// `transformed`, `unchanged` (nothing new since the last success) or `failed`.
-    pub status: &'static str,
+    pub status: TransformStatus,
     pub landing_files: Option<usize>,
+    /// Landing files per dataset.
+    pub datasets: Option<BTreeMap<String, usize>>,
     /// Rows per serving table after the run.
     pub tables: Option<BTreeMap<String, u64>>,
     /// Rows of `serving.commodity_balance` where supply != stocks + production + imports.
@@ -44,7 +69,7 @@ pub struct TransformReport {
 impl Report for TransformReport {
     fn failed(error: String) -> Self {
         TransformReport {
-            status: "failed",
+            status: TransformStatus::Failed,
             error: Some(error),
             ..Default::default()
         }
@@ -68,33 +93,27 @@ impl Report for TransformReport {
         }
         out
     }
+
+    fn outcome(&self) -> RunOutcome {
+        RunOutcome {
+            detail: Some(describe(self)),
+            input_fingerprint: self.fingerprint.clone(),
+            ..RunOutcome::new(self.status.into())
+        }
+    }
 }
 
 pub fn run(ctx: &StepContext, args: &Args) -> Result<TransformReport, StepError> {
     // Another DuckDB release than SQLMesh's would write files one side cannot read.
     lakehouse::check_library().or_usage()?;
     let ledger = Ledger::open(&ctx.config.state_db)?;
-    run_recorded(
-        ctx,
-        &ledger,
-        || transform(ctx, args, &ledger),
-        |report| Record {
-            status: if report.status == "unchanged" {
-                RunStatus::Unchanged
-            } else {
-                RunStatus::Success
-            },
-            detail: describe(report),
-            input_fingerprint: report.fingerprint.clone(),
-            error: None,
-        },
-    )
+    run_recorded(ctx, &ledger, || transform(ctx, args, &ledger))
 }
 
 fn describe(report: &TransformReport) -> String {
     let files = report.landing_files.unwrap_or(0);
     match report.status {
-        "unchanged" => format!(
+        TransformStatus::Unchanged => format!(
             "nothing new: {files} landing files and the project unchanged since the last success"
         ),
         _ => {
@@ -114,12 +133,6 @@ fn describe(report: &TransformReport) -> String {
             )
         }
     }
-}
-
-fn absolute(path: &Path) -> Result<PathBuf, StepError> {
-    std::path::absolute(path)
-        .with_context(|| format!("cannot resolve {}", path.display()))
-        .or_usage()
 }
 
 fn transform(
@@ -148,17 +161,30 @@ fn transform(
         )));
     }
     let landing_dir = absolute(&ctx.config.landing_dir)?;
-    let state_db = absolute(&ctx.config.state_db)?;
     let lakehouse = absolute(&ctx.config.lakehouse)?;
 
     let store = LandingStore::open(&landing_dir)?;
-    let landing = store.list(PSD)?;
-    if landing.is_empty() {
-        return Err(anyhow!(
-            "no landing files under {}; run extract-psd first",
-            landing_dir.join(PSD).display()
-        )
-        .into());
+    let landing = store.list_all()?;
+    let mut per_dataset: BTreeMap<String, usize> = BTreeMap::new();
+    for file in &landing {
+        *per_dataset.entry(file.dataset().to_owned()).or_default() += 1;
+    }
+    for (dataset, _) in MODELLED {
+        if !per_dataset.contains_key(dataset) {
+            return Err(anyhow!(
+                "no landing files under {}; run {} first",
+                landing_dir.join(dataset).display(),
+                run_ledger::extractor_step(dataset)
+            )
+            .into());
+        }
+    }
+    for (dataset, files) in &per_dataset {
+        if !MODELLED.iter().any(|(d, _)| d == dataset) {
+            log::warn!(
+                "dataset {dataset}: {files} landing file(s) that no model of the SQLMesh project reads yet"
+            );
+        }
     }
     let fingerprint = fingerprint(&landing, &project, &lakehouse)?;
     let previous = ledger.last_good_fingerprint(STEP)?;
@@ -168,8 +194,9 @@ fn transform(
             landing.len()
         );
         return Ok(TransformReport {
-            status: "unchanged",
+            status: TransformStatus::Unchanged,
             landing_files: Some(landing.len()),
+            datasets: Some(per_dataset),
             fingerprint: Some(fingerprint),
             ..Default::default()
         });
@@ -178,11 +205,17 @@ fn transform(
     let work_dir = lakehouse
         .parent()
         .map_or_else(|| PathBuf::from(".sqlmesh"), |p| p.join(".sqlmesh"));
+    // SQLMesh reads exactly the files fingerprinted here, in landing order.
+    let manifest_path = work_dir.join(MANIFEST_FILE);
+    manifest::write(
+        &manifest_path,
+        &manifest::build(&landing_dir, &landing, ledger)?,
+    )?;
     let invocation = Invocation {
         sqlmesh: &sqlmesh,
         project: &project,
         landing_dir: &landing_dir,
-        state_db: &state_db,
+        manifest: &manifest_path,
         lakehouse: &lakehouse,
         work_dir: &work_dir,
         timeout: Duration::from_secs(args.timeout_secs),
@@ -194,15 +227,16 @@ fn transform(
         Failure::Other(e) => StepError::from(e),
     })?;
 
-    let (tables, violations) = verify(&lakehouse, ledger, &landing)?;
+    let (tables, violations) = verify(&lakehouse, &project, ledger, &landing)?;
     if violations > 0 {
         log::warn!(
             "{violations} balance rows break total_supply = beginning_stocks + production + imports"
         );
     }
     Ok(TransformReport {
-        status: "transformed",
+        status: TransformStatus::Transformed,
         landing_files: Some(landing.len()),
+        datasets: Some(per_dataset),
         tables: Some(tables),
         balance_identity_violations: Some(violations),
         fingerprint: Some(fingerprint),
@@ -217,30 +251,57 @@ fn count(conn: &Connection, sql: &str) -> anyhow::Result<u64> {
     Ok(n as u64)
 }
 
-/// Checks what SQLMesh built: every landing file's rows are all there (as the ledger recorded
-/// them when they landed), every serving table has rows. Returns serving row counts and the
-/// number of balance identity violations.
+/// Checks what SQLMesh built: every landing file of a modelled dataset has all its rows there
+/// (as the ledger recorded them when they landed), every serving table has rows. Returns
+/// serving row counts and the number of balance identity violations.
 fn verify(
     lakehouse: &Path,
+    project: &Path,
     ledger: &Ledger,
-    landing: &[landing_store::LandingFile],
+    landing: &[LandingFile],
 ) -> Result<(BTreeMap<String, u64>, u64), StepError> {
     let conn =
-        lakehouse::open_read_only(lakehouse, Duration::from_secs(30)).map_err(|e| match e {
+        lakehouse::open_read_only(lakehouse, limits::VERIFY_LOCK_WAIT).map_err(|e| match e {
             lakehouse::OpenError::Locked { .. } => StepError::new(FailureClass::Busy, e),
             other => StepError::from(other),
         })?;
+    for (dataset, model) in MODELLED {
+        let files: Vec<&LandingFile> = landing.iter().filter(|f| f.dataset() == dataset).collect();
+        verify_rows(&conn, ledger, dataset, model, &files)?;
+    }
+    let mut tables = BTreeMap::new();
+    for table in SERVING_TABLES {
+        tables.insert(
+            table.to_owned(),
+            count(&conn, &format!("SELECT count(*) FROM serving.{table}"))?,
+        );
+    }
+    let (audit, model) = IDENTITY_AUDIT;
+    let violations = count(&conn, &audit::count_sql(project, audit, model)?)?;
+    Ok((tables, violations))
+}
+
+/// Every file of `dataset` has rows in `model`, as many as the ledger recorded when it landed.
+fn verify_rows(
+    conn: &Connection,
+    ledger: &Ledger,
+    dataset: &str,
+    model: &str,
+    files: &[&LandingFile],
+) -> Result<(), StepError> {
     let mut built: BTreeMap<String, u64> = BTreeMap::new();
     let mut stmt = conn
-        .prepare("SELECT landing_sha256, count(*) FROM cleaned.psd_values GROUP BY landing_sha256")
-        .context("cannot read cleaned.psd_values")?;
+        .prepare(&format!(
+            "SELECT landing_sha256, count(*) FROM {model} GROUP BY landing_sha256"
+        ))
+        .with_context(|| format!("cannot read {model}"))?;
     let rows = stmt
         .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
         .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-        .context("cannot read cleaned.psd_values")?;
+        .with_context(|| format!("cannot read {model}"))?;
     built.extend(rows.into_iter().map(|(sha, n)| (sha, n as u64)));
-    let landed: BTreeMap<String, u64> = ledger.landed_rows(EXTRACTOR)?.into_iter().collect();
-    for file in landing {
+    let landed: BTreeMap<String, u64> = ledger.landed_rows(dataset)?.into_iter().collect();
+    for file in files {
         let sha = file.address.as_str();
         let have = built.get(sha).copied().unwrap_or(0);
         if let Some(&want) = landed.get(sha)
@@ -260,13 +321,22 @@ fn verify(
             .into());
         }
     }
-    let mut tables = BTreeMap::new();
-    for table in SERVING_TABLES {
-        tables.insert(
-            table.to_owned(),
-            count(&conn, &format!("SELECT count(*) FROM serving.{table}"))?,
-        );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_keep_their_strings_on_the_wire_and_in_the_ledger() {
+        let wire = |s: TransformStatus| serde_json::to_value(s).unwrap();
+        assert_eq!(wire(TransformStatus::Transformed), "transformed");
+        assert_eq!(wire(TransformStatus::Unchanged), "unchanged");
+        assert_eq!(wire(TransformStatus::Failed), "failed");
+        let ledger = |s: TransformStatus| RunStatus::from(s).as_str();
+        assert_eq!(ledger(TransformStatus::Transformed), "success");
+        assert_eq!(ledger(TransformStatus::Unchanged), "unchanged");
+        assert_eq!(ledger(TransformStatus::Failed), "failed");
     }
-    let violations = count(&conn, IDENTITY_VIOLATIONS_SQL)?;
-    Ok((tables, violations))
 }

@@ -45,13 +45,7 @@ impl Site {
 
     fn run(&self, program: &Path, args: &[&str]) -> (Output, serde_json::Value) {
         let out = self.command(program, args).output_within(LIMIT).unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        let json = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-            panic!(
-                "one JSON object expected ({e}): {stdout:?}\nstderr: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
+        let json = test_support::json_line(&out);
         (out, json)
     }
 

@@ -22,10 +22,10 @@ SELECT
   Unit_ID,
   Unit_Description,
   Value,
-  list_position(@landing_file_list(), filename) AS landing_seq,
+  list_position(@landing_file_list(@VAR('landing_files_psd')), filename) AS landing_seq,
   regexp_extract(filename, '([0-9a-f]{64})\.csv\.gzip$', 1) AS landing_sha256
 FROM read_csv(
-  @landing_file_list(),
+  @landing_file_list(@VAR('landing_files_psd')),
   header = TRUE,
   auto_detect = FALSE,
   delim = ',',

@@ -1,4 +1,4 @@
--- The balance sheet of each commodity, country and market year (contract section 5).
+-- The balance sheet of each commodity, country and market year (docs/INTERFACES.md section 5).
 MODEL (
   name serving.commodity_balance,
   kind FULL,

@@ -364,14 +364,8 @@ impl Sandbox {
         let mut all = vec!["--json"];
         all.extend_from_slice(args);
         let out = self.run(&all);
-        let stdout = String::from_utf8(out.stdout).unwrap();
+        let json = test_support::json_line(&out);
         let stderr = String::from_utf8(out.stderr).unwrap();
-        assert_eq!(
-            stdout.lines().count(),
-            1,
-            "exactly one JSON line on stdout, got {stdout:?}; stderr: {stderr}"
-        );
-        let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
         (out.status.code().unwrap_or(-1), json, stderr)
     }
 

@@ -135,7 +135,7 @@ SKIPPED_FILE := $(CARGO_TARGET_DIR)/materia-skipped-tests.txt
 test-rust: build venv tools ci-tools
 	@rm -f "$(SKIPPED_FILE)"
 	@MATERIA_SKIPPED_FILE="$(SKIPPED_FILE)" MATERIA_VENV="$(abspath $(VENV))" MATERIA_TOOLS_VENV="$(abspath $(TOOLS_VENV))" \
-	    $(CARGO) test $(CARGO_FLAGS) --workspace; status=$$?; \
+	    $(CARGO) test $(CARGO_FLAGS) --workspace --no-fail-fast; status=$$?; \
 	    if [ -s "$(SKIPPED_FILE)" ]; then \
 	        echo "make test: $$(wc -l <"$(SKIPPED_FILE)") test(s) SKIPPED, they did not run here:"; sed 's/^/  /' "$(SKIPPED_FILE)"; \
 	    else echo "make test: no test skipped"; fi; \

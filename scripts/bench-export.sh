@@ -4,7 +4,9 @@
 # the same copy done by DuckDB itself in one process (in-memory DuckDB, ATTACH both files,
 # CREATE TABLE AS SELECT per table, CHECKPOINT), timed inside that process after `import
 # duckdb` (the step is timed whole: its start-up is its own cost). Runs alternate; medians;
-# peak RSS (the floor's includes the Python interpreter).
+# peak RSS (the floor's includes the Python interpreter). Also the unchanged path: a run whose
+# lakehouse holds what the published file holds (fingerprint of every serving table, compared,
+# nothing written), against the export it saves.
 # Usage: BIN_DIR=... VENV=... scripts/bench-export.sh
 set -eu
 
@@ -51,7 +53,10 @@ i=0
 while [ "$i" -lt "$runs" ]; do
     i=$((i + 1))
     echo "run $i/$runs" >&2
+    # The published file removed: this run exports (unchanged content is not published again).
+    rm -f "$work/analytics.duckdb"
     SERVING_DUCKDB_PATH="$work/analytics.duckdb" timed export "$bin/export-serving"
+    SERVING_DUCKDB_PATH="$work/analytics.duckdb" timed unchanged "$bin/export-serving"
     rm -f "$work/floor.duckdb"
     timed floor "$venv/bin/python" "$floor_py" "$DUCKDB_PATH" "$work/floor.duckdb" "$work/floor.secs"
 done
@@ -63,3 +68,11 @@ printf '\nexport-serving benchmark: serving tables of %s rows, %s runs each, med
 printf '  %-52s %8.2f s, peak RSS %s KiB\n' "export-serving (copy, checks, fsync, rename)" "$e" "$(median "$work/export" 2)"
 printf '  %-52s %8.2f s, peak RSS %s KiB\n' "DuckDB ATTACH + CREATE TABLE AS (floor)" "$f" "$(median "$work/floor" 2)"
 awk -v e="$e" -v f="$f" 'BEGIN {printf "  export-serving %.2fx the floor (goal <= 1.2x)\n", e/f}'
+u=$(median "$work/unchanged" 1)
+printf '  %-52s %8.2f s, peak RSS %s KiB\n' "export-serving, content unchanged (fingerprint only)" "$u" "$(median "$work/unchanged" 2)"
+awk -v e="$e" -v u="$u" 'BEGIN {printf "  unchanged run %.2fx an export\n", u/e}'
+status=$(SERVING_DUCKDB_PATH="$work/analytics.duckdb" "$bin/export-serving" --json 2>/dev/null)
+case $status in
+*'"status":"unchanged"'*) ;;
+*) echo "bench: the unchanged run did not report unchanged: $status" >&2; exit 1 ;;
+esac

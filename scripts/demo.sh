@@ -1,6 +1,7 @@
 #!/bin/sh
 # The demo: a generated PSD bulk zip served on loopback, then two supervisor cycles
-# (extract-psd -> transform -> export-serving; the second finds upstream unchanged), the
+# (extract-psd -> transform -> export-serving; the second finds upstream unchanged and keeps the
+# published file as it is: export-serving `unchanged`), the
 # materia-status table, a few rows of serving.global_balance read from the published
 # serving file, and materia-web started on it: the overview page and the coffee API fetched.
 # Runs from the repository root with the development defaults (data/...).
@@ -31,7 +32,7 @@ export PSD_URL="http://127.0.0.1:$port/psd_alldata_csv.zip"
 
 echo "== supervisor --once: extract-psd -> transform -> export-serving"
 MATERIA_BIN_DIR="$bin" sh scripts/supervisor.sh --once
-echo "== supervisor --once again: upstream unchanged (HTTP 304), nothing to transform"
+echo "== supervisor --once again: upstream unchanged (HTTP 304), nothing to transform or export"
 MATERIA_BIN_DIR="$bin" sh scripts/supervisor.sh --once
 
 echo "== materia-status --max-age extract-psd=35d --max-age export-serving=2h"

@@ -16,6 +16,7 @@ use step_runtime::{
 };
 
 use crate::Args;
+use crate::fingerprint;
 use crate::generations::{self, Paths};
 use crate::limits::PUBLISHED_LOCK_WAIT;
 use crate::schema::{self, literal, quote};
@@ -32,6 +33,8 @@ const PUBLISHED: &str = "materia_published";
 pub enum ExportStatus {
     /// A new generation was published.
     Exported,
+    /// The serving content is the published file's: it was kept as it is.
+    Unchanged,
     #[default]
     Failed,
 }
@@ -40,6 +43,7 @@ impl From<ExportStatus> for RunStatus {
     fn from(status: ExportStatus) -> RunStatus {
         match status {
             ExportStatus::Exported => RunStatus::Success,
+            ExportStatus::Unchanged => RunStatus::Unchanged,
             ExportStatus::Failed => RunStatus::Failed,
         }
     }
@@ -57,6 +61,8 @@ pub struct ExportReport {
     pub bytes: Option<u64>,
     /// Previous generations kept for rollback.
     pub kept: Option<Vec<String>>,
+    /// The serving content's fingerprint (`_materia_export.content_fingerprint`).
+    pub fingerprint: Option<String>,
     pub error: Option<String>,
 }
 
@@ -96,6 +102,7 @@ impl Report for ExportReport {
     fn outcome(&self) -> RunOutcome {
         RunOutcome {
             detail: Some(describe(self)),
+            input_fingerprint: self.fingerprint.clone(),
             ..RunOutcome::new(self.status.into())
         }
     }
@@ -118,8 +125,12 @@ fn describe(report: &ExportReport) -> String {
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(" ");
+    let what = match report.status {
+        ExportStatus::Unchanged => "unchanged: kept the published",
+        _ => "published",
+    };
     format!(
-        "published {} as {}; kept {} previous",
+        "{what} {} as {}; kept {} previous",
         tables,
         report.path.as_deref().unwrap_or("?"),
         report.kept.as_ref().map_or(0, Vec::len)
@@ -202,10 +213,27 @@ fn publish_generation(
         )
         .into());
     }
+    // The content a new generation would hold; when the published file holds just that, it
+    // stays as it is (same inode: readers do not reopen), and no generation is made.
+    let fingerprint = fingerprint::of_source(&conn, &alias, s, &source, lakehouse).map_err(
+        sql_error("cannot fingerprint the lakehouse's serving content"),
+    )?;
+    if let Some(report) = keep_unchanged(&conn, paths, &source, &fingerprint, s)? {
+        return Ok(report);
+    }
     // Nothing that readers of the published file use may vanish, before anything is written.
     check_breaking(&conn, serving, &source, options)?;
     // Every relation copied into the new file, with `_materia_export`; checkpointed, detached.
-    let tables = copy_into(&conn, &alias, &source, &next, s, lakehouse, exported_at)?;
+    let tables = copy_into(
+        &conn,
+        &alias,
+        &source,
+        &next,
+        s,
+        lakehouse,
+        exported_at,
+        &fingerprint,
+    )?;
     drop(conn);
     // The closed file stands alone, read-only, on disk, and reads back as written.
     generations::require_no_sidecars(&next)?;
@@ -230,8 +258,74 @@ fn publish_generation(
         exported_at: Some(iso8601(exported_at)),
         bytes,
         kept: Some(kept.iter().map(|p| p.display().to_string()).collect()),
+        fingerprint: Some(fingerprint),
         error: None,
     })
+}
+
+/// The report of a run that keeps the published file, when that file holds exactly the content
+/// `fingerprint` stands for; `None` (export) when it is missing, unreadable, of an older layout,
+/// damaged or of other content.
+fn keep_unchanged(
+    conn: &Connection,
+    paths: &Paths,
+    source: &schema::Catalogue,
+    fingerprint: &str,
+    s: &str,
+) -> Result<Option<ExportReport>, StepError> {
+    let serving = &paths.serving;
+    if !serving.is_file() {
+        return Ok(None);
+    }
+    let attach = format!(
+        "ATTACH {} AS {PUBLISHED} (READ_ONLY)",
+        literal(&serving.display().to_string())
+    );
+    let published =
+        lakehouse::retry_while_locked(serving, PUBLISHED_LOCK_WAIT, || conn.execute_batch(&attach))
+            .map_err(anyhow::Error::new)
+            .and_then(|()| {
+                let read = fingerprint::published(conn, PUBLISHED, s);
+                conn.execute_batch(&format!("DETACH {PUBLISHED}"))
+                    .map_err(sql_error("cannot detach the published file"))?;
+                read
+            });
+    let published = match published {
+        Ok(p) => p,
+        Err(e) => {
+            log::info!("exporting: the published file stands for no known content ({e:#})");
+            return Ok(None);
+        }
+    };
+    let same_relations = published.catalogue.len() == source.len()
+        && source.iter().all(|(name, relation)| {
+            published
+                .catalogue
+                .get(name)
+                .is_some_and(|p| p.columns == relation.columns)
+        });
+    if published.fingerprint != fingerprint || !same_relations {
+        log::info!("exporting: the serving content differs from the published file's");
+        return Ok(None);
+    }
+    paths.remove_work()?;
+    let kept = paths.kept()?;
+    log::info!(
+        "unchanged: {} already holds this content ({} tables, {} rows); kept as it is",
+        serving.display(),
+        published.tables.len(),
+        published.tables.values().sum::<u64>()
+    );
+    Ok(Some(ExportReport {
+        status: ExportStatus::Unchanged,
+        path: Some(serving.display().to_string()),
+        tables: Some(published.tables),
+        exported_at: Some(published.exported_at),
+        bytes: std::fs::metadata(serving).map(|m| m.len()).ok(),
+        kept: Some(kept.iter().map(|p| p.display().to_string()).collect()),
+        fingerprint: Some(fingerprint.to_owned()),
+        error: None,
+    }))
 }
 
 /// An in-memory DuckDB that spills into `work` and has the lakehouse attached read-only under
@@ -277,6 +371,7 @@ fn attach_source(
 /// Copies every relation of `source` (schema `s` of the catalog `alias`) into a new file at
 /// `next`, as tables, checking each copy's rows against the source, then writes
 /// `_materia_export`, checkpoints and detaches. Returns the rows per table.
+#[allow(clippy::too_many_arguments)]
 fn copy_into(
     conn: &Connection,
     alias: &str,
@@ -285,6 +380,7 @@ fn copy_into(
     s: &str,
     lakehouse: &Path,
     exported_at: SystemTime,
+    fingerprint: &str,
 ) -> Result<BTreeMap<String, u64>, StepError> {
     conn.execute_batch(&format!(
         "ATTACH {} AS {OUT}; CREATE SCHEMA {OUT}.{};",
@@ -327,20 +423,22 @@ fn copy_into(
         .iter()
         .map(|(name, rows)| {
             format!(
-                "(TIMESTAMP {}, {}, {}, {rows})",
+                "(TIMESTAMP {}, {}, {}, {rows}, {})",
                 literal(&at),
                 literal(&lakehouse.display().to_string()),
-                literal(name)
+                literal(name),
+                literal(fingerprint)
             )
         })
         .collect::<Vec<_>>()
         .join(", ");
     conn.execute_batch(&format!(
         "CREATE TABLE {OUT}.{q}.{EXPORT_TABLE} (exported_at TIMESTAMP NOT NULL, source_path VARCHAR NOT NULL,
-             table_name VARCHAR NOT NULL, row_count BIGINT NOT NULL);
+             table_name VARCHAR NOT NULL, row_count BIGINT NOT NULL, {} VARCHAR NOT NULL);
          INSERT INTO {OUT}.{q}.{EXPORT_TABLE} VALUES {values};
          CHECKPOINT {OUT};
          DETACH {OUT};",
+        fingerprint::COLUMN,
         q = quote(s)
     ))
     .map_err(sql_error("cannot finish the new serving file"))?;
@@ -481,7 +579,12 @@ mod tests {
     fn statuses_keep_their_strings_on_the_wire_and_in_the_ledger() {
         let wire = |s: ExportStatus| serde_json::to_value(s).unwrap();
         assert_eq!(wire(ExportStatus::Exported), "exported");
+        assert_eq!(wire(ExportStatus::Unchanged), "unchanged");
         assert_eq!(wire(ExportStatus::Failed), "failed");
+        assert_eq!(
+            RunStatus::from(ExportStatus::Unchanged),
+            RunStatus::Unchanged
+        );
         assert_eq!(RunStatus::from(ExportStatus::Exported), RunStatus::Success);
         assert_eq!(RunStatus::from(ExportStatus::Failed), RunStatus::Failed);
     }

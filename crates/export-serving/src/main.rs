@@ -2,6 +2,7 @@
 //! it over `SERVING_DUCKDB_PATH` by one rename, so readers never see a torn or locked file.
 
 mod export;
+mod fingerprint;
 mod generations;
 mod limits;
 mod schema;
@@ -15,8 +16,10 @@ use step_runtime::{CommonArgs, env_vars};
 ///
 /// Copies every table and view of the schema into a new file beside the serving path (views
 /// become tables), adds `<schema>._materia_export`, checkpoints, fsyncs, reopens it read-only to
-/// check row counts, then renames it over the serving path. Exit codes: 0 exported; 1 failed
-/// (nothing published); 2 usage; 75 the step or the lakehouse stayed locked.
+/// check row counts, then renames it over the serving path. When the published file already
+/// holds the same content (fingerprint in `_materia_export`), it is kept as it is. Exit codes: 0
+/// exported or unchanged; 1 failed (nothing published); 2 usage; 75 the step or the lakehouse
+/// stayed locked.
 #[derive(Debug, Parser)]
 #[command(version)]
 pub struct Args {

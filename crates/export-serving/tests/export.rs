@@ -200,7 +200,8 @@ fn views_become_tables_with_an_export_record_and_generations_rotate() {
     };
     assert_eq!(kept, exported[1..3]);
 
-    // --keep 0 removes them all.
+    // --keep 0 removes them all (with new content: unchanged content keeps the file as it is).
+    site.write_lakehouse(5, 1_000);
     let (out, json) = site.run(&["--keep", "0"]);
     assert_exported(&out, &json);
     assert_eq!(json["kept"], serde_json::json!([]));
@@ -347,7 +348,12 @@ fn kill_9_at_any_moment_leaves_the_published_file_complete() {
 
     let mut rng = Lcg(0x5eed);
     let mut finished = 0;
-    for _ in 0..12 {
+    for i in 0..12 {
+        // Every other run has new content to export; the others find it unchanged (unless the
+        // kill before stopped that export) and must leave the published file as it is.
+        if i % 2 == 0 {
+            site.write_lakehouse(2 + i, 400_000);
+        }
         let mut child = site
             .command(&["--keep", "2"])
             .stderr(Stdio::null())
@@ -364,6 +370,7 @@ fn kill_9_at_any_moment_leaves_the_published_file_complete() {
     }
     assert!(finished < 12, "no kill landed mid-run (span {span_ms} ms)");
 
+    site.write_lakehouse(20, 400_000);
     let (out, json) = site.run(&["--keep", "2"]);
     assert_exported(&out, &json);
     let last = check_generation(&site.serving());
@@ -647,6 +654,7 @@ fn the_serving_file_does_not_depend_on_the_time_zone_of_writer_or_reader() {
             "_materia_export source_path VARCHAR",
             "_materia_export table_name VARCHAR",
             "_materia_export row_count BIGINT",
+            "_materia_export content_fingerprint VARCHAR",
             "balance id BIGINT",
             "balance code VARCHAR",
             "balance value DOUBLE",
@@ -706,4 +714,194 @@ fn a_release_layout_finds_its_library_beside_bin_and_fails_clearly_without_it() 
         .unwrap();
     let (out, json) = json_of(out);
     assert_exported(&out, &json);
+}
+
+/// (device, inode) of the published file and of each kept generation, by name.
+fn inodes(site: &Site) -> ((u64, u64), Vec<(String, u64)>) {
+    let kept = site.path("data/analytics.duckdb.previous");
+    let mut generations: Vec<(String, u64)> = std::fs::read_dir(kept)
+        .map(|d| {
+            d.map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    e.metadata().unwrap().ino(),
+                )
+            })
+            .collect()
+        })
+        .unwrap_or_default();
+    generations.sort();
+    (snapshot(&site.serving()).0, generations)
+}
+
+fn assert_unchanged(out: &Output, json: &serde_json::Value) {
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(out));
+    assert_eq!(json["status"], "unchanged", "{json}");
+}
+
+#[test]
+fn an_unchanged_lakehouse_keeps_the_published_file_its_inode_and_its_generations() {
+    let site = Site::new();
+    site.write_lakehouse(1, 1_000);
+    let (out, json) = site.run(&["--keep", "2"]);
+    assert_exported(&out, &json);
+    site.write_lakehouse(2, 1_000);
+    let (out, exported) = site.run(&["--keep", "2"]);
+    assert_exported(&out, &exported);
+    let before = inodes(&site);
+    let bytes = snapshot(&site.serving()).1;
+    assert_eq!(before.1.len(), 1, "one kept generation: {before:?}");
+    // A reader with the file open before the run.
+    let mut reader = ServingReader::new(site.serving());
+    let at_first = reader
+        .with(|c| serving_reader::read_generation(c, "serving").map(|g| g.exported_at))
+        .unwrap();
+
+    for _ in 0..2 {
+        let (out, json) = site.run(&["--keep", "2"]);
+        assert_unchanged(&out, &json);
+        assert_eq!(json["path"], site.serving().display().to_string());
+        assert_eq!(json["tables"], exported["tables"]);
+        assert_eq!(json["fingerprint"], exported["fingerprint"]);
+        assert_eq!(
+            json["exported_at"], exported["exported_at"],
+            "the kept generation's"
+        );
+        assert_eq!(json["kept"], exported["kept"]);
+        assert!(json["error"].is_null());
+        // Same inode, same bytes, no new generation, nothing left in the work directory.
+        assert_eq!(inodes(&site), before);
+        assert_eq!(snapshot(&site.serving()).1, bytes);
+        assert!(!site.work_dir().exists());
+    }
+    // The reader did not reopen: the file it has open is still the published one.
+    let at_last = reader
+        .with(|c| serving_reader::read_generation(c, "serving").map(|g| g.exported_at))
+        .unwrap();
+    assert_eq!((at_last, reader.opens()), (at_first, 1));
+
+    let ledger = site.ledger();
+    let statuses: Vec<&str> = ledger.iter().map(|(s, _, _)| s.as_str()).collect();
+    assert_eq!(statuses, ["success", "success", "unchanged", "unchanged"]);
+    let detail = ledger[3].1.as_deref().unwrap();
+    assert!(
+        detail.starts_with("unchanged: kept the published"),
+        "{detail}"
+    );
+    // The fingerprint is recorded with each run, as transform's is.
+    let db = rusqlite::Connection::open(site.path("landing/.state.sqlite")).unwrap();
+    let recorded: Vec<String> = db
+        .prepare("SELECT input_fingerprint FROM step_runs WHERE step = 'export-serving' ORDER BY run_id DESC LIMIT 2")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(recorded, [exported["fingerprint"].as_str().unwrap(); 2]);
+    let metrics =
+        std::fs::read_to_string(site.path("metrics/materia_export_serving.prom")).unwrap();
+    assert!(
+        metrics.contains("materia_export_serving_exit_code 0\n"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn any_change_after_unchanged_is_exported() {
+    let site = Site::new();
+    site.write_lakehouse(1, 1_000);
+    let (out, json) = site.run(&[]);
+    assert_exported(&out, &json);
+    let (out, json) = site.run(&[]);
+    assert_unchanged(&out, &json);
+
+    let cases = [
+        // One value, same row counts, same columns: only the content tells.
+        "UPDATE sqlmesh__serving.serving__balance__1 SET label = 'x' WHERE id = 500;",
+        // A NULL where there was a value.
+        "UPDATE sqlmesh__serving.serving__balance__1 SET value = NULL WHERE id = 7;",
+        // Two rows swapping a value: every column's multiset is the same, the rows are not.
+        "UPDATE sqlmesh__serving.serving__balance__1 SET code = CASE id WHEN 1 THEN 'c002' ELSE 'c001' END WHERE id IN (1, 2);",
+        // A model change: a new column.
+        "ALTER TABLE serving.notes ADD COLUMN extra INTEGER DEFAULT 1;",
+        // A renamed column with the same values (published with --allow-breaking below).
+        "ALTER TABLE serving.notes RENAME COLUMN extra TO renamed;",
+    ];
+    for sql in cases {
+        let conn = Connection::open(site.lakehouse()).unwrap();
+        conn.execute_batch(&format!("{sql} CHECKPOINT;")).unwrap();
+        drop(conn);
+        let before = snapshot(&site.serving()).0;
+        let (out, json) = site.run(&["--allow-breaking"]);
+        assert_exported(&out, &json);
+        assert_ne!(snapshot(&site.serving()).0, before, "{sql}");
+        check_generation(&site.serving());
+        let (out, json) = site.run(&[]);
+        assert_unchanged(&out, &json);
+    }
+}
+
+#[test]
+fn a_deleted_replaced_or_older_published_file_is_exported_again() {
+    let site = Site::new();
+    site.write_lakehouse(1, 1_000);
+    let (out, json) = site.run(&["--keep", "3"]);
+    assert_exported(&out, &json);
+    site.write_lakehouse(2, 1_000);
+    let (out, json) = site.run(&["--keep", "3"]);
+    assert_exported(&out, &json);
+    let (out, json) = site.run(&["--keep", "3"]);
+    assert_unchanged(&out, &json);
+
+    // Deleted: exported again.
+    std::fs::remove_file(site.serving()).unwrap();
+    let (out, json) = site.run(&["--keep", "3"]);
+    assert_exported(&out, &json);
+    check_generation(&site.serving());
+
+    // Replaced by an older generation (a rollback by hand): exported again.
+    let kept = json["kept"].as_array().unwrap();
+    let older = PathBuf::from(kept[0].as_str().unwrap());
+    std::fs::remove_file(site.serving()).unwrap();
+    std::fs::copy(&older, site.serving()).unwrap();
+    let (out, json) = site.run(&["--keep", "3"]);
+    assert_exported(&out, &json);
+    assert_eq!(json["tables"]["balance"], 1_000 + 2 * 37);
+
+    // Replaced by a file of the same tables but without a fingerprint (an older release's
+    // layout): exported again, never trusted as unchanged.
+    let published = snapshot(&site.serving()).0;
+    std::fs::remove_file(site.serving()).unwrap();
+    std::fs::copy(kept[0].as_str().unwrap(), site.path("data/old.duckdb")).unwrap();
+    let mut mode = std::fs::metadata(site.path("data/old.duckdb"))
+        .unwrap()
+        .permissions();
+    mode.set_mode(0o644);
+    std::fs::set_permissions(site.path("data/old.duckdb"), mode).unwrap();
+    let conn = Connection::open(site.path("data/old.duckdb")).unwrap();
+    conn.execute_batch(
+        "ALTER TABLE serving._materia_export DROP COLUMN content_fingerprint; CHECKPOINT;",
+    )
+    .unwrap();
+    drop(conn);
+    std::fs::rename(site.path("data/old.duckdb"), site.serving()).unwrap();
+    let (out, json) = site.run(&["--keep", "3"]);
+    assert_exported(&out, &json);
+    assert_ne!(snapshot(&site.serving()).0, published);
+    let (out, json) = site.run(&["--keep", "3"]);
+    assert_unchanged(&out, &json);
+    let statuses: Vec<String> = site.ledger().into_iter().map(|(s, _, _)| s).collect();
+    assert_eq!(
+        statuses,
+        [
+            "success",
+            "success",
+            "unchanged",
+            "success",
+            "success",
+            "success",
+            "unchanged"
+        ]
+    );
 }

@@ -3,14 +3,14 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{Context, anyhow};
 use landing_store::{LandingStore, Published};
 use run_ledger::{Landed, LastGood, Ledger, RunOutcome, RunStatus};
 use serde::Serialize;
 use step_runtime::{Metric, Report, ResultExt, StepContext, StepError, UtcDateTime, run_recorded};
 
 use crate::Args;
-use crate::fetch::{FetchLimits, Fetched, Source, Validators, fetch};
+use crate::fetch::{FetchLimits, Fetched, NOT_MODIFIED_UNASKED, Source, Validators, fetch};
 use crate::ingest::{Ingested, TEMP_PREFIX};
 
 /// The landing dataset this step writes: `LANDING_DIR/psd/YYYY/MM/<sha256>.csv.gzip`.
@@ -172,9 +172,13 @@ fn extract(
             validators,
             attempts,
         } => {
-            let last = last.unwrap_or_else(|| {
-                unreachable!("a 304 answers a conditional request, sent only after a good run")
-            });
+            // fetch refuses a 304 to a request without validators, and validators are sent
+            // only while the last good run's file is in landing; should that ever not hold, a
+            // failed run, never a panic nor an `unchanged` naming a file that is gone.
+            let last = match last {
+                Some(good) if !sent.is_empty() => good,
+                _ => return Err(anyhow!(NOT_MODIFIED_UNASKED).into()),
+            };
             log::info!("upstream unchanged (HTTP 304); nothing to do");
             Ok(not_modified(landing_dir, last, validators, attempts))
         }

@@ -82,6 +82,13 @@ pub struct Validators {
     pub last_modified: Option<String>,
 }
 
+impl Validators {
+    /// True when there is nothing to send: the request is unconditional.
+    pub fn is_empty(&self) -> bool {
+        self.etag.is_none() && self.last_modified.is_none()
+    }
+}
+
 /// The bounds of one fetch.
 #[derive(Debug, Clone, Copy)]
 pub struct FetchLimits {
@@ -159,6 +166,9 @@ fn fetch_file(path: &Path, store: &LandingStore, limits: FetchLimits) -> anyhow:
         attempts: 1,
     })
 }
+
+/// The error of a 304 to a request without validators (upstream protocol error).
+pub const NOT_MODIFIED_UNASKED: &str = "upstream answered HTTP 304 Not Modified to an unconditional request (no If-None-Match or If-Modified-Since was sent)";
 
 /// How one HTTP attempt ended, when it did not succeed.
 enum AttemptError {
@@ -340,6 +350,14 @@ async fn attempt_once(
         last_modified: header_text(&headers, header::LAST_MODIFIED),
     };
     if status == StatusCode::NOT_MODIFIED {
+        // A 304 answers only a conditional request (RFC 9110, 15.4.5). To one that carried no
+        // validators it vouches for no content at all: a protocol error, not "unchanged".
+        if sent.is_empty() {
+            return Err(AttemptError::Fatal(anyhow!(
+                "{NOT_MODIFIED_UNASKED} for {}",
+                redact(url)
+            )));
+        }
         // A 304 may omit the validators; the ones sent still describe the content.
         return Ok(Fetched::NotModified {
             validators: Validators {

@@ -1141,3 +1141,77 @@ fn a_file_size_limit_is_reported_as_such_and_nothing_lands() {
     assert_eq!(sb.ledger().pop().unwrap().status, "failed");
     assert_eq!(server.requests().len(), 1, "a local fault is not retried");
 }
+
+/// What a 304 to a request without validators must end in: an upstream protocol error.
+const UNASKED_304: &str = "upstream answered HTTP 304 Not Modified to an unconditional request";
+
+#[test]
+fn a_304_to_the_first_unconditional_request_is_a_protocol_error() {
+    let server = Server::start(|_| Reply::status(304, &[("ETag", "\"v1\"")], ""));
+    let sb = Sandbox::new();
+    let out = sb.run_json(&["--url", &server.url("/psd.zip")]);
+    // Exit 1 with the --json line, a `failed` ledger row naming it, nothing landed.
+    sb.assert_failed_cleanly(&out, UNASKED_304);
+    let (_, json, _) = &out;
+    assert!(json["path"].is_null() && json["sha256"].is_null(), "{json}");
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1, "a protocol error is not retried");
+    assert_eq!(requests[0].header("If-None-Match"), None);
+    assert_eq!(requests[0].header("If-Modified-Since"), None);
+    let ledger = sb.ledger();
+    assert_eq!(ledger.len(), 1);
+    assert!(ledger[0].sha256.is_none() && ledger[0].path.is_none());
+    let metrics = std::fs::read_to_string(sb.metrics.join("materia_extract_psd.prom")).unwrap();
+    assert!(
+        metrics.contains("materia_extract_psd_exit_code 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("last_success_timestamp_seconds 1"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_304_after_the_landing_file_was_lost_is_a_protocol_error_not_unchanged() {
+    let zip = psd_zip(ROWS, 0);
+    let n = Arc::new(AtomicUsize::new(0));
+    // The first request gets the file; every later one a 304, asked for or not.
+    let server = Server::start(move |_| {
+        if n.fetch_add(1, Ordering::SeqCst) == 0 {
+            Reply::with_headers(zip.clone(), &[("ETag", "\"v1\"")])
+        } else {
+            Reply::status(304, &[("ETag", "\"v1\"")], "")
+        }
+    });
+    let sb = Sandbox::new();
+    let url = server.url("/psd.zip");
+    let (code, first, _) = sb.run_json(&["--url", &url]);
+    assert_eq!((code, first["status"].as_str()), (0, Some("new")));
+    std::fs::remove_file(sb.landing.join(&sb.landed()[0])).unwrap();
+
+    let out = sb.run_json(&["--url", &url]);
+    sb.assert_failed_cleanly(&out, UNASKED_304);
+    // The request went unconditional because the file is gone, and the 304 is not `unchanged`.
+    let second = &server.requests()[1];
+    assert_eq!(second.header("If-None-Match"), None);
+    assert_eq!(second.header("If-Modified-Since"), None);
+    assert!(
+        out.1["path"].is_null(),
+        "no path to a missing file: {}",
+        out.1
+    );
+    let ledger = sb.ledger();
+    assert_eq!(ledger.len(), 2);
+    assert_eq!(ledger[0].status, "success");
+    assert!(
+        ledger[1].path.is_none() && ledger[1].sha256.is_none(),
+        "{:?}",
+        ledger[1]
+    );
+    let metrics = std::fs::read_to_string(sb.metrics.join("materia_extract_psd.prom")).unwrap();
+    assert!(
+        metrics.contains("materia_extract_psd_exit_code 1\n"),
+        "{metrics}"
+    );
+}

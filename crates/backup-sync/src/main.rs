@@ -45,9 +45,9 @@ pub enum Cmd {
     Push,
     /// Check that every local landing file is remote with identical content (downloads them)
     Verify,
-    /// Download every landing file into DIR, same layout, each checked against its name
+    /// Download every landing file, and link into DIR (same layout) each that matches its name
     Restore {
-        /// An empty directory, or one holding an earlier partial restore
+        /// The landing directory to fill: empty, an earlier partial restore, or a live one
         #[arg(long, value_name = "DIR")]
         to: PathBuf,
     },

@@ -4,13 +4,12 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{self, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::io::{self, BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, anyhow, bail};
-use landing_store::{ContentAddress, LandingPath, LandingStore};
+use landing_store::{ContentAddress, LandingPath, LandingStore, Published};
 use md5::{Digest as _, Md5};
 use run_ledger::{Ledger, RunOutcome, RunStatus};
 use serde::Serialize;
@@ -27,6 +26,9 @@ pub const STEP: &str = "backup-sync";
 const TEMP_PREFIX: &str = "backup-sync";
 /// Where state DB snapshots go on the remote (a name no dataset may have).
 const STATE_DIR: &str = "state";
+/// Prefix of a restore's staging directory in `<to>/.tmp/` (not `TEMP_PREFIX.`, so a restore
+/// into `LANDING_DIR` never removes this run's own temp files).
+const RESTORE_PREFIX: &str = "backup-sync-restore";
 
 /// How a run of `backup-sync` ended (`status` of `--json`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -481,15 +483,15 @@ fn verify(store: &LandingStore, rclone: &Rclone) -> anyhow::Result<SyncReport> {
     ))
 }
 
-/// Checks a restored file: its path is `<dataset>/YYYY/MM/<sha256>.csv.gzip` and the SHA-256
-/// of its decompressed content is that name.
-fn check_restored(root: &Path, path: &Path) -> Result<(), String> {
+/// Checks a restored file: its path relative to `root` is `<dataset>/YYYY/MM/<sha256>.csv.gzip`
+/// and the SHA-256 of its decompressed content is that name.
+fn check_restored(root: &Path, path: &Path) -> Result<LandingPath, String> {
     let rel = path
         .strip_prefix(root)
         .unwrap_or(path)
         .to_string_lossy()
         .into_owned();
-    let Some(LandingPath { address, .. }) = LandingPath::parse(&rel) else {
+    let Some(landing) = LandingPath::parse(&rel) else {
         return Err(format!("{rel}: not a landing file name"));
     };
     let file = File::open(path).map_err(|e| format!("{rel}: {e}"))?;
@@ -497,10 +499,33 @@ fn check_restored(root: &Path, path: &Path) -> Result<(), String> {
     let mut hasher = Sha256::new();
     io::copy(&mut decoder, &mut hasher).map_err(|e| format!("{rel}: not a readable gzip ({e})"))?;
     let got = ContentAddress::from_digest(&hasher.finalize());
-    if got != address {
+    if got != landing.address {
         return Err(format!("{rel}: content hashes to {got}"));
     }
-    Ok(())
+    Ok(landing)
+}
+
+/// True when the two files hold the same bytes.
+fn same_bytes(a: &Path, b: &Path) -> io::Result<bool> {
+    if fs::metadata(a)?.len() != fs::metadata(b)?.len() {
+        return Ok(false);
+    }
+    let (mut a, mut b) = (
+        io::BufReader::new(File::open(a)?),
+        io::BufReader::new(File::open(b)?),
+    );
+    loop {
+        let (x, y) = (a.fill_buf()?, b.fill_buf()?);
+        let n = x.len().min(y.len());
+        if n == 0 {
+            return Ok(x.len() == y.len());
+        }
+        if x[..n] != y[..n] {
+            return Ok(false);
+        }
+        a.consume(n);
+        b.consume(n);
+    }
 }
 
 fn files_under(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
@@ -537,6 +562,20 @@ fn remote_datasets(rclone: &Rclone) -> anyhow::Result<Vec<String>> {
     Ok(names)
 }
 
+/// A restore's staging directory under `.tmp/`, removed when the restore ends.
+struct Staging(PathBuf);
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Downloads every dataset of the remote into a staging directory in `<to>/.tmp/` (the same
+/// filesystem), then links each file that verifies into `<to>` as the landing store publishes
+/// (fsync, read-only, a hard link that never replaces a name, directory fsync). A file that
+/// fails the check is never linked; a killed restore leaves its staging directory, which the
+/// next restore removes, and no partial file under a landing name.
 fn restore(rclone: &Rclone, to: &Path) -> anyhow::Result<SyncReport> {
     let to = std::path::absolute(to).context("cannot resolve --to")?;
     let datasets = remote_datasets(rclone)?;
@@ -546,12 +585,25 @@ fn restore(rclone: &Rclone, to: &Path) -> anyhow::Result<SyncReport> {
             rclone.remote.display()
         );
     }
+    let store = LandingStore::open(&to)?;
+    let removed = store.clean_temp(RESTORE_PREFIX)?;
+    if !removed.is_empty() {
+        log::info!(
+            "removed {} leftover staging dir(s) of an interrupted restore",
+            removed.len()
+        );
+    }
+    let staging = Staging(
+        store
+            .tmp_dir()
+            .join(format!("{RESTORE_PREFIX}.{}", std::process::id())),
+    );
+    fs::create_dir(&staging.0).with_context(|| format!("cannot create {}", staging.0.display()))?;
     let mut files = Vec::new();
     for dataset in &datasets {
-        let dir = to.join(dataset);
-        fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let dir = staging.0.join(dataset);
         log::info!(
-            "restoring {} into {}",
+            "downloading {} into {}",
             rclone.remote.join(dataset),
             dir.display()
         );
@@ -560,34 +612,71 @@ fn restore(rclone: &Rclone, to: &Path) -> anyhow::Result<SyncReport> {
             &rclone.remote.join(dataset),
             &dir.display().to_string(),
         ])?;
-        files_under(&dir, &mut files).context("cannot list the restored files")?;
+        if dir.exists() {
+            files_under(&dir, &mut files).context("cannot list the restored files")?;
+        }
     }
     files.sort();
     let mut mismatches = Vec::new();
-    let mut bytes = 0;
+    let (mut linked, mut present, mut bytes) = (0u64, 0u64, 0u64);
     for path in &files {
-        match check_restored(&to, path) {
-            Ok(()) => {
-                bytes += fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-                // Landing files are read-only, as the pipeline leaves them.
-                let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o444));
+        let landing = match check_restored(&staging.0, path) {
+            Ok(l) => l,
+            Err(m) => {
+                mismatches.push(m);
+                continue;
             }
-            Err(m) => mismatches.push(m),
+        };
+        let rel = path.strip_prefix(&staging.0).unwrap_or(path);
+        let dest = to.join(rel);
+        let size = fs::metadata(path)
+            .with_context(|| format!("cannot stat {}", path.display()))?
+            .len();
+        if dest.exists() {
+            if same_bytes(path, &dest)
+                .with_context(|| format!("cannot compare with {}", dest.display()))?
+            {
+                present += 1;
+            } else {
+                mismatches.push(format!(
+                    "{}: a different file is already there (left alone)",
+                    rel.display()
+                ));
+            }
+            continue;
+        }
+        let temp = store.adopt_temp(path)?;
+        match store.publish(
+            temp,
+            &landing.dataset,
+            landing.year,
+            landing.month,
+            &landing.address,
+        )? {
+            Published::New(_) => {
+                linked += 1;
+                bytes += size;
+            }
+            // Another writer linked that name meanwhile: keep it if it verifies by itself.
+            Published::AlreadyPresent(f) => match check_restored(&to, &f.path) {
+                Ok(_) => present += 1,
+                Err(m) => mismatches.push(m),
+            },
         }
     }
     log::info!(
-        "checked {} restored file(s), {} mismatch(es)",
+        "checked {} downloaded file(s): {linked} linked, {present} already there, {} mismatch(es)",
         files.len(),
         mismatches.len()
     );
     let report = SyncReport {
-        skipped: Some((files.len() - mismatches.len()) as u64),
+        skipped: Some(linked + present),
         bytes: Some(bytes),
         ..Default::default()
     };
     Ok(with_mismatches(
         report,
-        "restored file(s) do not match their content address",
+        "restored file(s) do not match their content address or the file already there, and were not linked",
         mismatches,
     ))
 }

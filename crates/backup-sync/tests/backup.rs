@@ -622,3 +622,222 @@ fn an_endpoint_that_accepts_but_never_answers_is_bounded_by_timeout_secs() {
     ));
     assert_eq!(site.ledger().last().unwrap().0, "failed");
 }
+
+/// Puts `bytes` at `key` of the bucket, as someone tampering with it would.
+fn plant(moto: &Moto, key: &str, bytes: &[u8]) {
+    let mut put = moto
+        .rclone_cmd(&["rcat", &format!("r2:bucket/materia/{key}")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    put.stdin.take().unwrap().write_all(bytes).unwrap();
+    let out = test_support::wait_within(put, LIMIT);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+fn gzip(bytes: &[u8], level: u32) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
+    gz.write_all(bytes).unwrap();
+    gz.finish().unwrap()
+}
+
+/// Every file under `dir`, relative to it, `/`-separated.
+fn files_in(dir: &std::path::Path) -> Vec<String> {
+    fn walk(base: &std::path::Path, dir: &std::path::Path, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if entry.file_type().unwrap().is_dir() {
+                walk(base, &entry.path(), out);
+            } else {
+                let rel = entry.path().strip_prefix(base).unwrap().to_owned();
+                out.push(rel.to_string_lossy().into_owned());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+fn mismatches(json: &serde_json::Value) -> Vec<String> {
+    json["mismatches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn restore_never_links_a_corrupted_remote_object() {
+    let moto = Moto::start();
+    let site = Site::new(4);
+    let (out, json) = site.run(Some(&moto), &["push"]);
+    ok(&out, &json);
+    // One object whose content is not what its name says, one truncated gzip.
+    let (bad, _) = &site.files[1];
+    plant(&moto, bad, &gzip(b"header\nnot what the name says\n", 6));
+    let (cut, cut_bytes) = &site.files[3];
+    plant(&moto, cut, &cut_bytes[..cut_bytes.len() / 2]);
+
+    let to = site.path("restored");
+    let (out, json) = site.run(Some(&moto), &["restore", "--to", to.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(json["status"], "failed");
+    let found = mismatches(&json);
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(
+        found
+            .iter()
+            .any(|m| m.starts_with(bad.as_str()) && m.contains("hashes to"))
+    );
+    assert!(
+        found
+            .iter()
+            .any(|m| m.starts_with(cut.as_str()) && m.contains("not a readable gzip"))
+    );
+    assert_eq!(json["skipped"], 2, "{json}");
+    // Only the verified files are under landing names, complete and read-only.
+    let good: Vec<&(String, Vec<u8>)> = [&site.files[0], &site.files[2]].into();
+    let mut expected: Vec<String> = good.iter().map(|(r, _)| r.clone()).collect();
+    expected.sort();
+    let landed: Vec<String> = files_in(&to)
+        .into_iter()
+        .filter(|r| !r.starts_with(".tmp/"))
+        .collect();
+    assert_eq!(landed, expected, "a file failing its check was linked");
+    for (rel, bytes) in good {
+        let path = to.join(rel);
+        assert_eq!(&std::fs::read(&path).unwrap(), bytes, "{rel}");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o444, "{rel}");
+    }
+    assert_eq!(
+        files_in(&to.join(".tmp")),
+        Vec::<String>::new(),
+        "staging is removed"
+    );
+}
+
+#[test]
+fn a_restore_killed_mid_download_leaves_no_partial_file_and_a_rerun_completes() {
+    use std::os::unix::process::CommandExt as _;
+    let moto = Moto::start();
+    let site = Site::new(300);
+    let (out, json) = site.run(Some(&moto), &["push"]);
+    ok(&out, &json);
+
+    let to = site.path("restored");
+    let mut cmd = site.command(Some(&moto), &["restore", "--to", to.to_str().unwrap()]);
+    // Its own process group, so that rclone dies with it, as under systemd's KillMode.
+    cmd.process_group(0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let child = cmd.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while files_in(&to.join(".tmp")).is_empty() {
+        assert!(Instant::now() < deadline, "nothing was downloaded");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let group = format!("-{}", child.id());
+    let out = Command::new("kill")
+        .args(["-KILL", "--", &group])
+        .output_within(LIMIT)
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let killed = test_support::wait_within(child, LIMIT);
+    assert_eq!(killed.status.code(), None, "killed by a signal");
+
+    let staged = files_in(&to.join(".tmp"));
+    assert!(!staged.is_empty(), "the kill came after the restore ended");
+    // Whatever is under a landing name is complete and verified.
+    let by_rel: std::collections::BTreeMap<&str, &Vec<u8>> =
+        site.files.iter().map(|(r, b)| (r.as_str(), b)).collect();
+    for rel in files_in(&to).iter().filter(|r| !r.starts_with(".tmp/")) {
+        assert_eq!(
+            std::fs::read(to.join(rel)).unwrap(),
+            **by_rel.get(rel.as_str()).unwrap(),
+            "{rel} is under its landing name but incomplete"
+        );
+    }
+
+    let (out, json) = site.run(Some(&moto), &["restore", "--to", to.to_str().unwrap()]);
+    ok(&out, &json);
+    assert_eq!(json["skipped"], 300, "{json}");
+    let landed: Vec<String> = files_in(&to)
+        .into_iter()
+        .filter(|r| !r.starts_with(".tmp/"))
+        .collect();
+    assert_eq!(
+        landed,
+        by_rel.keys().map(|k| k.to_string()).collect::<Vec<_>>()
+    );
+    for (rel, bytes) in &site.files {
+        assert_eq!(&std::fs::read(to.join(rel)).unwrap(), bytes, "{rel}");
+    }
+    assert_eq!(
+        files_in(&to.join(".tmp")),
+        Vec::<String>::new(),
+        "the killed restore's staging dir is removed by the next one"
+    );
+}
+
+#[test]
+fn restore_into_a_live_landing_dir_keeps_identical_files_and_refuses_different_ones() {
+    let moto = Moto::start();
+    let site = Site::new(5);
+    let (out, json) = site.run(Some(&moto), &["push"]);
+    ok(&out, &json);
+    let landing = site.path("landing");
+    // One file lost, one replaced by another gzip of the same CSV (valid, but other bytes).
+    let (lost, lost_bytes) = &site.files[0];
+    std::fs::remove_file(landing.join(lost)).unwrap();
+    let (other, _) = &site.files[2];
+    let other_path = landing.join(other);
+    let mut csv = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(std::fs::File::open(&other_path).unwrap()),
+        &mut csv,
+    )
+    .unwrap();
+    let different = gzip(&csv, 1);
+    assert_ne!(&different, &site.files[2].1);
+    std::fs::remove_file(&other_path).unwrap();
+    std::fs::write(&other_path, &different).unwrap();
+
+    let (out, json) = site.run(Some(&moto), &["restore", "--to", landing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(
+        mismatches(&json),
+        [format!(
+            "{other}: a different file is already there (left alone)"
+        )],
+        "{json}"
+    );
+    assert_eq!(json["skipped"], 4, "{json}");
+    assert_eq!(
+        json["bytes"],
+        lost_bytes.len(),
+        "only the lost file was linked"
+    );
+    assert_eq!(&std::fs::read(landing.join(lost)).unwrap(), lost_bytes);
+    assert_eq!(std::fs::read(&other_path).unwrap(), different, "left alone");
+    for (rel, bytes) in site.files.iter().skip(1).filter(|(r, _)| r != other) {
+        assert_eq!(&std::fs::read(landing.join(rel)).unwrap(), bytes, "{rel}");
+    }
+    assert!(
+        std::fs::read_dir(landing.join(".tmp"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "no staging left in the live landing dir"
+    );
+    // The state DB beside the datasets is untouched and still records the runs.
+    let statuses: Vec<String> = site.ledger().into_iter().map(|(s, _)| s).collect();
+    assert_eq!(statuses, ["success", "failed"]);
+}

@@ -259,6 +259,22 @@ impl LandingStore {
         })
     }
 
+    /// Takes over a complete file that a tool wrote somewhere under `.tmp/` (a restore's
+    /// staging directory), to be [`LandingStore::publish`]ed like one of
+    /// [`LandingStore::create_temp`]'s; removed on drop unless published.
+    pub fn adopt_temp(&self, path: &Path) -> Result<TempFile, LandingError> {
+        if !path.starts_with(self.tmp_dir()) {
+            return Err(io_err("cannot adopt a file outside .tmp/", path)(
+                io::Error::from(io::ErrorKind::InvalidInput),
+            ));
+        }
+        let file = File::open(path).map_err(io_err("cannot open", path))?;
+        Ok(TempFile {
+            file: Some(file),
+            path: path.to_path_buf(),
+        })
+    }
+
     /// Removes leftovers of killed runs: every entry of `.tmp/` whose name starts with
     /// `<prefix>.`. Call only while holding the lock of the step that owns the prefix.
     pub fn clean_temp(&self, prefix: &str) -> Result<Vec<PathBuf>, LandingError> {
@@ -560,6 +576,35 @@ mod tests {
         ] {
             assert_eq!(LandingPath::parse(&bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn an_adopted_file_from_a_staging_dir_is_published_under_the_same_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LandingStore::open(dir.path()).unwrap();
+        let staged = store.tmp_dir().join("restore.1/psd/2026/03/x");
+        fs::create_dir_all(staged.parent().unwrap()).unwrap();
+        fs::write(&staged, b"restored").unwrap();
+        let t = store.adopt_temp(&staged).unwrap();
+        let Published::New(f) = store.publish(t, PSD, 2026, 3, &addr('a')).unwrap() else {
+            panic!()
+        };
+        assert_eq!(fs::read(&f.path).unwrap(), b"restored");
+        assert!(!staged.exists(), "the staged name is gone after publish");
+        assert_eq!(
+            fs::metadata(&f.path).unwrap().permissions().mode() & 0o777,
+            0o444
+        );
+        fs::write(&staged, b"other").unwrap();
+        let t = store.adopt_temp(&staged).unwrap();
+        assert!(matches!(
+            store.publish(t, PSD, 2026, 3, &addr('a')).unwrap(),
+            Published::AlreadyPresent(_)
+        ));
+        assert_eq!(fs::read(&f.path).unwrap(), b"restored", "never replaced");
+        let outside = dir.path().join("elsewhere");
+        fs::write(&outside, b"x").unwrap();
+        assert!(store.adopt_temp(&outside).is_err());
     }
 
     #[test]

@@ -560,7 +560,7 @@ mod tests {
     fn regression_the_deploy_unit_outlasts_every_bound_of_a_poll() {
         // systemd killing a poll the code would still end itself leaves its work half-done.
         let unit = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../systemd/materia-deploy.service"),
+            test_support::repo_root().join("systemd/materia-deploy.service"),
         )
         .unwrap();
         let value = unit

@@ -29,7 +29,16 @@
 # controllers are delegated); IPAddressDeny=/DeviceAllow= are.
 set -eu
 
-repo=$(cd "$(dirname "$0")/.." && pwd)
+# dash reads a script while it runs it, so an edit of this file during a run (which takes many
+# minutes) would be read half-way, as a syntax error or worse. The run reads a private copy,
+# open before it is removed.
+if [ -z "${REHEARSAL_COPY:-}" ]; then
+    copy=$(mktemp /tmp/materia-rehearsal-sh.XXXXXX)
+    cp "$0" "$copy"
+    REHEARSAL_REPO=$(cd "$(dirname "$0")/.." && pwd) REHEARSAL_COPY=$copy exec sh "$copy" "$@"
+fi
+rm -f "$REHEARSAL_COPY"
+repo=${REHEARSAL_REPO:?}
 bin=${BIN_DIR:?BIN_DIR must name the host binaries (make rehearsal)}
 tools=${TOOLS_VENV:?TOOLS_VENV must name the tools virtualenv (make rehearsal)}
 cache=${REHEARSAL_CACHE:-${MATERIA_CACHE:-$HOME/.cache/materia}/rehearsal}
@@ -250,6 +259,9 @@ served=$(sh "$repo/scripts/serve-dir.sh" "$work/upstream")
 psd_pid=${served% *}
 psd_port=${served#* }
 moto_port=$(free_port)
+# The container shares this machine's network: the web socket gets a free port (a drop-in)
+# rather than the unit's 8080, which something else here may hold.
+web_port=$(free_port)
 env -i PATH=/usr/bin:/bin "$tools/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$work/moto.log" 2>&1 &
 moto_pid=$!
 until_true "$server_start_timeout_secs" "moto" curl -fsS -o /dev/null "http://127.0.0.1:$moto_port/"
@@ -400,6 +412,7 @@ R2_SECRET_ACCESS_KEY=rehearsal-secret
 R2_ENDPOINT=http://127.0.0.1:$moto_port
 MATERIA_HEALTH_WAIT_SECS=900
 MATERIA_HEALTH_POLL_SECS=5
+MATERIA_WEB_LISTEN=127.0.0.1:$web_port
 EOF
 (cd "$work" && env -i PATH=/usr/bin:/bin "$tools/bin/sops" --encrypt --age "$age_recipient" \
     --input-type dotenv --output-type dotenv plain.env >"$src/.env.prod.sops")
@@ -418,8 +431,14 @@ release v1 "rehearsal v1: the working tree, with the server's secrets"
 mkdir -p "$root/etc/systemd/system/materia-backup.timer.d" "$root/etc/systemd/system/materia-deploy.timer.d"
 printf '[Timer]\nOnCalendar=\nOnCalendar=*:*:0/30\nRandomizedDelaySec=0\nAccuracySec=1s\n' \
     >"$root/etc/systemd/system/materia-backup.timer.d/rehearsal.conf"
-printf '[Timer]\nOnActiveSec=\nOnActiveSec=15s\nOnUnitInactiveSec=\nOnUnitInactiveSec=10s\nAccuracySec=1s\n' \
+# One empty assignment resets all of a timer's triggers (OnActiveSec= and OnUnitInactiveSec=
+# alike, systemd.timer(5)): a second one would drop the OnActiveSec= before it, and the timer,
+# never having run its unit, would never fire.
+printf '[Timer]\nOnActiveSec=\nOnActiveSec=15s\nOnUnitInactiveSec=10s\nAccuracySec=1s\n' \
     >"$root/etc/systemd/system/materia-deploy.timer.d/rehearsal.conf"
+mkdir -p "$root/etc/systemd/system/materia-web.socket.d"
+printf '[Socket]\nListenStream=\nListenStream=127.0.0.1:%s\n' "$web_port" \
+    >"$root/etc/systemd/system/materia-web.socket.d/rehearsal.conf"
 
 log "bootstrap_supervisor.sh (clone, make release of v1 as materia: a cold build, then the units)"
 t0=$(date +%s)
@@ -431,8 +450,12 @@ inside --timeout "$bootstrap_timeout_secs" sh /srv/materia-src/scripts/bootstrap
 grep -q "backups go to r2:materia/rehearsal" "$work/bootstrap.log" || fail "item 12: bootstrap did not enable backups: $(tail -n 5 "$work/bootstrap.log")"
 ok "bootstrap_supervisor.sh: v1 built and current in $(($(date +%s) - t0))s; backups enabled (R2 credentials present)"
 [ "$(readlink "$root/opt/materia/current")" = releases/v1 ] || fail "current is $(readlink "$root/opt/materia/current")"
-for u in materia-supervisor.service materia-backup.timer materia-deploy.timer; do
+for u in materia-supervisor.service materia-backup.timer materia-deploy.timer materia-web.socket; do
     inside systemctl is-enabled --quiet "$u" || fail "$u is not enabled"
+done
+triggers=$(inside systemctl show -P TimersMonotonic materia-deploy.timer)
+for t in OnActiveUSec=15s OnUnitInactiveUSec=10s; do
+    case "$triggers" in *"$t"*) ;; *) fail "materia-deploy.timer lacks $t: its triggers are $triggers" ;; esac
 done
 
 r=$(probe numpy-old old "/opt/materia/current/.venv/bin/python -c 'import numpy'")
@@ -455,6 +478,35 @@ ok "item 0: a cycle (extract-psd, transform, export-serving) succeeded under mat
 landed=$(find "$root/data/materia/landing/psd" -name '*.csv.gzip' | wc -l)
 [ "$landed" -eq 1 ] || fail "$landed landing files, expected 1"
 
+# --- the web app under its hardened unit, as materia, on the socket systemd holds ------------
+# web_pid: materia-web.service's main process (0 when it does not run).
+web_pid() { inside systemctl show -P MainPID materia-web.service; }
+# get PATH: the web app's answer to GET PATH, asked from inside the container.
+get() { inside curl -fsS --max-time 10 "http://127.0.0.1:$web_port$1"; }
+# web_answers WHAT: /healthz says ok and / is the coffee dashboard, served by materia's
+# materia-web.service from the release current points to.
+web_answers() {
+    h=$(get /healthz) || fail "$1: GET /healthz failed ($(inside systemctl is-active materia-web.service))"
+    case "$h" in '{"status":"ok",'*) ;; *) fail "$1: /healthz answered $h" ;; esac
+    get / | grep -q 'Coffee' || fail "$1: / is not the dashboard"
+    p=$(web_pid)
+    [ "$p" -gt 0 ] || fail "$1: materia-web.service has no main process"
+    [ "$(inside ps -o user= -p "$p")" = materia ] || fail "$1: materia-web runs as $(inside ps -o user= -p "$p")"
+    exe=$(inside readlink "/proc/$p/exe")
+    [ "$exe" = "/opt/materia/$(current)/bin/materia-web" ] || fail "$1: materia-web runs $exe, not $(current)'s"
+    case "$(inside journalctl -u materia-web.service --no-pager)" in
+        *"status=31/SYS"* | *"Bad system call"*) fail "$1: materia-web was killed by its system-call filter" ;;
+    esac
+    [ "$(inside systemctl show -P User materia-web.service)" = materia ] || fail "$1: materia-web.service is not materia's"
+}
+current() { readlink "$root/opt/materia/current"; }
+web_healthy() { get /healthz | grep -q '^{"status":"ok",'; }
+# The app started before the first export; it takes up the serving file once there is one.
+until_true 120 "materia-web's /healthz to answer ok after the first cycle" web_healthy
+web_answers "web"
+web_pid_v1=$(web_pid)
+ok "web: materia-web.service (pid $web_pid_v1, as materia, $(current)'s binary) answers /healthz ok and / on materia-web.socket"
+
 # --- metrics readable by another user (item 4) ----------------------------------------------
 for m in extract_psd transform export_serving; do
     f=/var/lib/node_exporter/textfile_collector/materia_$m.prom
@@ -472,10 +524,12 @@ echo "$objects" | grep -q '^state/.*\.sqlite$' || fail "item 1: no state snapsho
 ok "item 1: materia-backup.timer fired, backup-sync pushed through rclone: $(echo "$objects" | grep -c .) objects in S3"
 
 # --- v2 through materia-deploy.timer, killed with -9 right after the switch (items 2, 5, 6) --
-current() { readlink "$root/opt/materia/current"; }
 echo "rehearsal v2" >"$src/REHEARSAL"
 release v2 "rehearsal v2: a new release"
 log "v2 pushed; waiting for materia-deploy.timer to build it (make release as materia) and switch"
+# The timer fires 15 s after bootstrap started it: a poll has begun by now, or is about to.
+polled() { [ "$(inside systemctl show -P LastTriggerUSecMonotonic materia-deploy.timer)" != 0 ]; }
+until_true 60 "materia-deploy.timer to fire" polled
 t0=$(date +%s)
 deadline=$(($(date +%s) + deploy_timeout_secs))
 until [ "$(current)" = releases/v2 ]; do
@@ -502,6 +556,10 @@ exported_at=$(ledger "SELECT min(finished_at) FROM step_runs WHERE step = 'expor
 command -v "$root/usr/bin/sudo" >/dev/null 2>&1 && fail "item 2: sudo is installed in the container"
 ok "item 2: v2 built by make release as materia under materia-deploy.service (NoNewPrivileges, no sudo on the server)"
 ok "item 5: the default health check passed only once every step had succeeded since the restart"
+until_true 120 "materia-web's /healthz to answer ok after the deploy of v2" web_healthy
+web_answers "web after the deploy of v2"
+[ "$(web_pid)" != "$web_pid_v1" ] || fail "web: the deploy of v2 did not restart materia-web.service (pid $web_pid_v1)"
+ok "web: the deploy of v2 restarted materia-web.service (pid $web_pid_v1 -> $(web_pid)), which runs v2's binary"
 
 # --- v3, whose steps fail: rolled back by the health check, recorded, never retried (item 5) --
 printf '\nSELECT this is not sql (\n' >>"$src/transform/models/serving/estimate_revisions.sql"
@@ -542,7 +600,7 @@ $by_supervisor"
 ok "item 11: the supervisor reads MATERIA_ENV_FILE exactly as systemd's EnvironmentFile= does ($(echo "$by_systemd" | wc -l) values)"
 
 # --- systemd-analyze security of the installed units ----------------------------------------
-for u in materia-supervisor.service materia-backup.service materia-deploy.service; do
+for u in materia-supervisor.service materia-backup.service materia-deploy.service materia-web.service; do
     score=$(inside systemd-analyze security --no-pager "$u" | sed -n 's/.*Overall exposure level for .*: \([0-9.]*\) .*/\1/p')
     [ -n "$score" ] || fail "no exposure level for $u"
     awk -v s="$score" 'BEGIN { exit !(s <= 1.4) }' || fail "$u exposure $score is worse than 1.4"
@@ -572,4 +630,7 @@ until_true "$cycle_timeout_secs" "a cycle after the reboot" cycle_since "$boot_a
 [ "$(ledger "SELECT count(*) FROM runs")" -gt "$runs_before" ] || fail "no new runs after the reboot"
 [ "$(current)" = releases/v2 ] || fail "current is $(current) after the reboot"
 [ "$(ledger "SELECT tag FROM deploy_bad_tags")" = v3 ] || fail "the bad tags changed across the reboot"
+inside systemctl is-active --quiet materia-web.socket || fail "materia-web.socket is not active after the reboot"
+until_true 120 "materia-web's /healthz to answer ok after the reboot" web_healthy
+web_answers "web after the reboot"
 ok "reboot: timers persistent (last backup $last_backup), landing and ledger kept, current v2, the supervisor resumed"

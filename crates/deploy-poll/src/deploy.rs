@@ -588,12 +588,10 @@ mod tests {
     #[test]
     fn regression_the_deploy_unit_outlasts_every_bound_of_a_poll() {
         // systemd killing a poll the code would still end itself leaves its work half-done.
-        // The package directory as the test runner says at run time (CI runs this from an
-        // archive, in another checkout), else where it was compiled.
-        let package = std::env::var_os("CARGO_MANIFEST_DIR")
-            .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
-        let unit =
-            std::fs::read_to_string(package.join("../../systemd/materia-deploy.service")).unwrap();
+        let unit = std::fs::read_to_string(
+            test_support::repo_root().join("systemd/materia-deploy.service"),
+        )
+        .unwrap();
         let value = unit
             .lines()
             .find_map(|l| l.strip_prefix("TimeoutStartSec="))

@@ -315,7 +315,7 @@ fn health_is_ok_for_a_fresh_file_and_stale_past_max_serving_age() {
     assert_eq!(s.get("/api/v1/commodities").status, 200);
 
     let r = run_bounded(
-        Command::new(support::BIN).args(["--max-serving-age", "soon"]),
+        Command::new(support::bin()).args(["--max-serving-age", "soon"]),
         Duration::from_secs(30),
     );
     assert_eq!(r.status.code(), Some(2), "usage error");
@@ -423,7 +423,7 @@ fn status_shows_the_steps_from_a_state_db_it_may_not_write() {
     for d in [&data, &bin, &lib] {
         std::fs::create_dir_all(d).unwrap();
     }
-    std::fs::copy(support::BIN, bin.join("materia-web")).unwrap();
+    std::fs::copy(support::bin(), bin.join("materia-web")).unwrap();
     std::fs::copy(
         test_support::bin_dir().join("lib/libduckdb.so"),
         lib.join("libduckdb.so"),

@@ -84,7 +84,7 @@ fn under_socket_activation_it_serves_the_socket_it_is_given() {
         .env_clear()
         .arg(format!("--listen=127.0.0.1:{port}"))
         .arg("--setenv=MATERIA_LOG=info")
-        .arg(support::BIN)
+        .arg(support::bin())
         // Its own address is ignored: the passed socket wins.
         .args(["--listen", "127.0.0.1:1"])
         .arg("--serving")
@@ -123,7 +123,7 @@ fn a_restart_on_a_held_socket_refuses_no_connection() {
             .env_clear()
             .env("RESTART_LOG", &log)
             .arg(tests_dir().join("restart.py"))
-            .arg(support::BIN)
+            .arg(support::bin())
             .arg(site().serving())
             .arg(site().state_db())
             .arg("4"),
@@ -182,7 +182,7 @@ fn kill_9_under_load_loses_nothing_and_a_new_process_answers() {
 fn a_passed_descriptor_that_is_no_socket_is_exit_2_and_a_taken_address_exit_1() {
     // LISTEN_FDS says fd 3 is a socket, but the child has no fd 3 at all.
     let out = run_bounded(
-        Command::new(support::BIN)
+        Command::new(support::bin())
             .env_clear()
             .env("LISTEN_FDS", "1")
             .arg("--serving")
@@ -195,7 +195,7 @@ fn a_passed_descriptor_that_is_no_socket_is_exit_2_and_a_taken_address_exit_1() 
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     let out = run_bounded(
-        Command::new(support::BIN)
+        Command::new(support::bin())
             .env_clear()
             .args(["--listen", &addr, "--serving"])
             .arg(site().serving()),

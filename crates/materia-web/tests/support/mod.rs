@@ -15,7 +15,11 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use test_support::{repo_root, venv, workspace_bin};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_materia-web");
+/// The binary under test, where the test runner says it is at run time (CI runs the tests from
+/// an archive, in another checkout).
+pub fn bin() -> PathBuf {
+    test_support::own_bin("materia-web")
+}
 /// Enough rows for about ten countries per commodity over all market years.
 pub const ROWS: u64 = 240_000;
 pub const COFFEE: &str = "0711100";
@@ -279,7 +283,7 @@ impl Server {
     ) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("stderr.log");
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(bin());
         cmd.env_clear()
             .env("MATERIA_LOG", "info")
             .args(["--listen", "127.0.0.1:0", "--serving"])
@@ -537,5 +541,5 @@ pub fn python() -> PathBuf {
 
 /// The directory of this crate's tests (scripts live beside them).
 pub fn tests_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests")
+    repo_root().join("crates/materia-web/tests")
 }

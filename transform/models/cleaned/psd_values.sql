@@ -16,28 +16,37 @@ MODEL (
   description 'One row per landing snapshot and (commodity, country, market year, attribute)'
 );
 
+-- One pass of a hash aggregate (faster than a window sorted per key): arg_max takes the kept
+-- row's columns by (calendar_year, month, landing_row), unique within a file.
+WITH kept AS (
+  SELECT
+    landing_seq,
+    commodity_code,
+    country_code,
+    market_year,
+    attribute_id,
+    arg_max(
+      struct_pack(commodity, country, attribute, unit_id, unit, calendar_year, month, value, landing_sha256),
+      struct_pack(calendar_year, month, landing_row)
+    ) AS kept_row,
+    count(*) AS key_rows
+  FROM staging.psd
+  GROUP BY landing_seq, commodity_code, country_code, market_year, attribute_id
+)
 SELECT
   commodity_code,
-  commodity,
+  kept_row.commodity AS commodity,
   country_code,
-  country,
+  kept_row.country AS country,
   market_year,
   attribute_id,
-  attribute,
-  unit_id,
-  unit,
-  calendar_year,
-  month,
-  value,
+  kept_row.attribute AS attribute,
+  kept_row.unit_id AS unit_id,
+  kept_row.unit AS unit,
+  kept_row.calendar_year AS calendar_year,
+  kept_row.month AS month,
+  kept_row.value AS value,
   landing_seq,
-  landing_sha256,
-  count(*) OVER (
-    PARTITION BY landing_seq, commodity_code, country_code, market_year, attribute_id
-    ORDER BY calendar_year DESC, month DESC, landing_row DESC
-    ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING
-  ) AS key_rows
-FROM staging.psd
-QUALIFY row_number() OVER (
-  PARTITION BY landing_seq, commodity_code, country_code, market_year, attribute_id
-  ORDER BY calendar_year DESC, month DESC, landing_row DESC
-) = 1
+  kept_row.landing_sha256 AS landing_sha256,
+  key_rows
+FROM kept

@@ -51,7 +51,7 @@ if not audits:
     sys.exit("bench: the models declare no audits")
 schemas = "".join(f"CREATE SCHEMA {s};\n" for s in ("raw", "staging", "cleaned", "serving"))
 checks = [
-    "SELECT landing_sha256, count(*) FROM cleaned.psd_values GROUP BY landing_sha256;\n",
+    "SELECT landing_sha256, sum(key_rows)::BIGINT, count(*) FROM cleaned.psd_values GROUP BY landing_sha256;\n",
     *(f"SELECT count(*) FROM serving.{t};\n" for t in ("commodity_balance", "global_balance", "estimate_revisions")),
 ]
 with open(floor_path, "w") as f:

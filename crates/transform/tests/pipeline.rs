@@ -601,3 +601,108 @@ fn regression_a_read_only_home_does_not_stop_sqlmesh() {
     );
     assert_eq!(json["status"], "transformed", "{json}");
 }
+
+/// The values `cleaned.psd_values` kept for the file `sha` in market year 2025, by country.
+fn kept_values(site: &Site, sha: &str) -> BTreeMap<String, (i32, i32, Option<f64>)> {
+    let conn = site.lakehouse();
+    let mut stmt = conn
+        .prepare("SELECT country_code, calendar_year, month, value FROM cleaned.psd_values WHERE landing_sha256 = ? AND market_year = 2025")
+        .unwrap();
+    stmt.query_map([sha], |r| {
+        Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?)))
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
+#[test]
+fn a_file_that_repeats_keys_transforms_and_the_later_row_wins() {
+    // Within one file a key repeated with the same release stamp is resolved by file order:
+    // the last row wins, whether it repeats the first exactly or disagrees with it (in either
+    // direction, so not the larger value). A greater (Calendar_Year, Month) still wins first.
+    let rows = [
+        ("BR", "2026", "02", "10"), // identical twice: one row kept
+        ("BR", "2026", "02", "10"),
+        ("CO", "2026", "02", "20"), // disagree: the later 21 wins
+        ("CO", "2026", "02", "21"),
+        ("VN", "2026", "02", "31"), // disagree: the later 30 wins, not the larger
+        ("VN", "2026", "02", "30"),
+        ("ET", "2026", "03", "40"), // the greater stamp wins over file order
+        ("ET", "2026", "02", "41"),
+        ("ID", "2026", "02", ""), // the later row wins even when it is empty
+        ("ID", "2026", "02", "50"),
+        ("ID", "2026", "02", ""),
+        ("UG", "2026", "02", "60"), // not repeated
+    ];
+    // A second market year, so that serving.global_balance has more than one row.
+    let other_year =
+        "0711100,\"Coffee, Green\",UG,UG,2024,2025,10,028,Production,002,(1000 60 KG BAGS),7\r\n";
+    let mut csv = format!("{}\r\n", psd_format::COLUMNS.join(","));
+    for (country, cy, m, v) in &rows {
+        csv.push_str(&format!(
+            "0711100,\"Coffee, Green\",{country},{country},2025,{cy},{m},028,Production,002,(1000 60 KG BAGS),{v}\r\n"
+        ));
+    }
+    csv.push_str(other_year);
+    let site = Site::new();
+    let landed = site.extract_csv("repeats", csv.as_bytes());
+    assert_eq!(
+        landed["rows"],
+        rows.len() + 1,
+        "the ledger records every row"
+    );
+    let (out, json) = site.transform(&[]);
+    assert!(
+        out.status.success(),
+        "{json}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json["status"], "transformed", "{json}");
+
+    let want: BTreeMap<String, (i32, i32, Option<f64>)> = [
+        ("BR", (2026, 2, Some(10.0))),
+        ("CO", (2026, 2, Some(21.0))),
+        ("VN", (2026, 2, Some(30.0))),
+        ("ET", (2026, 3, Some(40.0))),
+        ("ID", (2026, 2, None)),
+        ("UG", (2026, 2, Some(60.0))),
+    ]
+    .into_iter()
+    .map(|(c, v)| (c.to_owned(), v))
+    .collect();
+    assert_eq!(kept_values(&site, landed["sha256"].as_str().unwrap()), want);
+
+    // Deterministic: a forced rebuild keeps the same rows.
+    let (out, json) = site.transform(&["--force"]);
+    assert!(out.status.success(), "{json}");
+    assert_eq!(kept_values(&site, landed["sha256"].as_str().unwrap()), want);
+}
+
+#[test]
+fn a_file_read_short_of_its_landed_rows_fails_the_check() {
+    // As if DuckDB had read part of the file: the ledger says it landed with more rows than
+    // the lakehouse read from it. Repeated keys must not hide this.
+    let site = Site::new();
+    let landed = site.extract(0);
+    let sha = landed["sha256"].as_str().unwrap();
+    let db = rusqlite::Connection::open(site.path("landing/.state.sqlite")).unwrap();
+    db.execute(
+        "UPDATE extraction_runs SET rows = rows + 1 WHERE sha256 = ?",
+        [sha],
+    )
+    .unwrap();
+    drop(db);
+    let (out, json) = site.transform(&[]);
+    assert_eq!(out.status.code(), Some(1), "{json}");
+    assert_eq!(json["status"], "failed", "{json}");
+    let error = json["error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!("{} rows", landed["rows"]))
+            && error.contains(&format!(
+                "landed with {} rows",
+                landed["rows"].as_u64().unwrap() + 1
+            )),
+        "{error}"
+    );
+}

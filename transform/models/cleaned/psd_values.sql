@@ -1,6 +1,9 @@
 -- The value of every key in every landing snapshot: the history that revisions are read from.
--- Within one snapshot a key should appear once; should upstream repeat it, the row with the
--- greatest (Calendar_Year, Month) wins.
+-- Within one snapshot a key should appear once. Should upstream repeat it, one row is kept:
+-- the one with the greatest (Calendar_Year, Month), and among those the last in file order
+-- (greatest landing_row). key_rows counts the file's rows of the key (1 unless repeated), so
+-- the key_rows of a file's kept rows add up to every row read from it: the transform step
+-- checks that sum against the rows the ledger recorded when the file landed.
 MODEL (
   name cleaned.psd_values,
   kind FULL,
@@ -8,28 +11,42 @@ MODEL (
   audits (
     number_of_rows(threshold := 1),
     unique_combination_of_columns(columns := (landing_seq, commodity_code, country_code, market_year, attribute_id)),
-    not_null(columns := (landing_seq, landing_sha256, commodity_code, country_code, market_year, attribute_id, calendar_year, month))
+    not_null(columns := (landing_seq, landing_sha256, commodity_code, country_code, market_year, attribute_id, calendar_year, month, key_rows))
   ),
   description 'One row per landing snapshot and (commodity, country, market year, attribute)'
 );
 
+-- One pass of a hash aggregate (faster than a window sorted per key): arg_max takes the kept
+-- row's columns by (calendar_year, month, landing_row), unique within a file.
+WITH kept AS (
+  SELECT
+    landing_seq,
+    commodity_code,
+    country_code,
+    market_year,
+    attribute_id,
+    arg_max(
+      struct_pack(commodity, country, attribute, unit_id, unit, calendar_year, month, value, landing_sha256),
+      struct_pack(calendar_year, month, landing_row)
+    ) AS kept_row,
+    count(*) AS key_rows
+  FROM staging.psd
+  GROUP BY landing_seq, commodity_code, country_code, market_year, attribute_id
+)
 SELECT
   commodity_code,
-  commodity,
+  kept_row.commodity AS commodity,
   country_code,
-  country,
+  kept_row.country AS country,
   market_year,
   attribute_id,
-  attribute,
-  unit_id,
-  unit,
-  calendar_year,
-  month,
-  value,
+  kept_row.attribute AS attribute,
+  kept_row.unit_id AS unit_id,
+  kept_row.unit AS unit,
+  kept_row.calendar_year AS calendar_year,
+  kept_row.month AS month,
+  kept_row.value AS value,
   landing_seq,
-  landing_sha256
-FROM staging.psd
-QUALIFY row_number() OVER (
-  PARTITION BY landing_seq, commodity_code, country_code, market_year, attribute_id
-  ORDER BY calendar_year DESC, month DESC
-) = 1
+  kept_row.landing_sha256 AS landing_sha256,
+  key_rows
+FROM kept

@@ -3,10 +3,13 @@
 -- '028'), 'NA' (Netherlands Antilles) stays a country code, an empty field is NULL. CRLF and
 -- LF line ends are both read; do not set new_line: in SQL '\r\n' is four characters, and
 -- DuckDB 1.5 then silently reads zero rows.
+-- landing_row is the scan's ordinal (WITH ORDINALITY): within one landing file it increases in
+-- file order (the first data row has the smallest), so it says which of two rows of a file
+-- came later. Across files, and as an absolute number, it means nothing.
 MODEL (
   name raw.psd_rows,
   kind VIEW,
-  description 'PSD bulk CSV rows of every landing file, untyped; landing_seq orders the files (1 = oldest)'
+  description 'PSD bulk CSV rows of every landing file, untyped; landing_seq orders the files (1 = oldest), landing_row the rows within a file'
 );
 
 SELECT
@@ -23,7 +26,8 @@ SELECT
   Unit_Description,
   Value,
   list_position(@landing_file_list(@VAR('landing_files_psd')), filename) AS landing_seq,
-  regexp_extract(filename, '([0-9a-f]{64})\.csv\.gzip$', 1) AS landing_sha256
+  regexp_extract(filename, '([0-9a-f]{64})\.csv\.gzip$', 1) AS landing_sha256,
+  ordinality AS landing_row
 FROM read_csv(
   @landing_file_list(@VAR('landing_files_psd')),
   header = TRUE,
@@ -50,4 +54,4 @@ FROM read_csv(
     'Unit_Description': 'VARCHAR',
     'Value': 'VARCHAR'
   }
-)
+) WITH ORDINALITY

@@ -19,5 +19,6 @@ SELECT
   Unit_Description::TEXT AS unit,
   Value::DOUBLE AS value,
   landing_seq::INTEGER AS landing_seq,
-  landing_sha256::TEXT AS landing_sha256
+  landing_sha256::TEXT AS landing_sha256,
+  landing_row::BIGINT AS landing_row
 FROM raw.psd_rows

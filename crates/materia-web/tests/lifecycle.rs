@@ -25,14 +25,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 fn sigterm_lets_a_response_being_read_finish_then_exits_zero() {
     let mut s = Server::start(&site().serving(), &site().state_db(), &[]);
     let page = s.get("/").text();
-    let echarts = page
-        .split("src=\"/static/")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_owned();
+    let echarts = support::echarts_name(&page);
     let mut c = Conn::open(s.addr);
     c.stream
         .write_all(format!("GET /static/{echarts} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())

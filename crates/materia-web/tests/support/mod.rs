@@ -539,6 +539,15 @@ pub fn python() -> PathBuf {
     venv().join("bin/python")
 }
 
+/// The name under `/static/` of the ECharts script a page loads (the first `src="/static/..."`).
+pub fn echarts_name(page: &str) -> String {
+    page.split("src=\"/static/")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("the page loads no script from /static/: {page:.200}"))
+        .to_owned()
+}
+
 /// The directory of this crate's tests (scripts live beside them).
 pub fn tests_dir() -> PathBuf {
     repo_root().join("crates/materia-web/tests")

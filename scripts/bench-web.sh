@@ -123,12 +123,27 @@ load static "http://127.0.0.1:$nginx_port/api.json" "$secs"
 load api "http://$web$api" "$secs"
 load page "http://$web/" "$secs"
 
-# The API while export-serving publishes a new generation every 2 s.
+# The API while export-serving publishes a new generation every 2 s. export-serving keeps the
+# published file when the content is unchanged, so the publisher alternates between the
+# lakehouse and a copy of it in another directory: the source path is part of the content
+# (`_materia_export.source_path`), so every export is a new generation, as after a transform.
+mkdir -p "$work/copy"
+cp "$DUCKDB_PATH" "$work/copy/lakehouse.duckdb"
 (
+    n=0
     while :; do
         started=$(date +%s)
-        "$bin/export-serving" --keep 0 >/dev/null 2>&1 || echo "bench-web: export-serving failed" >&2
-        echo x >>"$work/published"
+        source=$DUCKDB_PATH
+        [ $((n % 2)) -eq 0 ] || source=$work/copy/lakehouse.duckdb
+        n=$((n + 1))
+        if out=$(DUCKDB_PATH=$source "$bin/export-serving" --keep 0 --json 2>/dev/null); then
+            case $out in
+                *'"status":"exported"'*) echo x >>"$work/published" ;;
+                *) echo "bench-web: export-serving did not publish: $out" >&2 ;;
+            esac
+        else
+            echo "bench-web: export-serving failed" >&2
+        fi
         elapsed=$(($(date +%s) - started))
         [ "$elapsed" -ge "$publish_every_secs" ] || sleep $((publish_every_secs - elapsed))
     done

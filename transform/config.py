@@ -11,8 +11,10 @@ Environment (the same variables as every Materia step):
   MATERIA_LANDING_MANIFEST  JSON file {"<dataset>": ["/abs/path.csv.gzip", ...]} in landing order,
                written by the transform step for this cycle (the files it fingerprinted and
                checks afterwards). Unset, as when SQLMesh runs by hand: the landing directory is
-               listed here, each dataset ordered by month, then modification time, then name.
+               listed here, each dataset ordered by month, then modification time, then name,
+               without the files the state DB holds in quarantine (as the transform skips them).
   LANDING_DIR  root of the landing store (default data/landing), listed without a manifest
+  STATE_DB     the state DB read for quarantined files (default $LANDING_DIR/.state.sqlite)
   DUCKDB_PATH  the lakehouse (default data/lakehouse.duckdb)
   MATERIA_SQLMESH_CACHE_DIR  SQLMesh's cache (default: .cache in this directory); the transform
                step points it beside the lakehouse so that a release directory can stay read-only
@@ -21,7 +23,9 @@ Environment (the same variables as every Materia step):
 import json
 import os
 import re
+import sqlite3
 from pathlib import Path
+from urllib.parse import quote
 
 from sqlmesh.core.config import (
     CategorizerConfig,
@@ -43,19 +47,40 @@ def _env_path(name: str, default: str) -> Path:
     return Path(os.environ.get(name) or default)
 
 
-def listed(landing_dir: Path) -> dict:
+def quarantined(state_db: Path) -> set:
+    """Landing paths (relative to the landing root) held in quarantine by the state DB, read
+    read-only; none without a state DB or from one older than quarantines."""
+    if not state_db.is_file():
+        return set()
+    uri = f"file:{quote(str(state_db.resolve()))}?mode=ro"
+    con = sqlite3.connect(uri, uri=True, timeout=10)
+    try:
+        table = con.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'landing_quarantine'"
+        ).fetchone()
+        if table is None:
+            return set()
+        rows = con.execute("SELECT path FROM landing_quarantine WHERE released_at IS NULL")
+        return {path for (path,) in rows}
+    finally:
+        con.close()
+
+
+def listed(landing_dir: Path, state_db: Path) -> dict:
     """{dataset: absolute paths of its landing files}, each ordered by month directory, then
-    modification time, then name: the order without the ledger, for SQLMesh run by hand."""
+    modification time, then name: the order without the ledger, for SQLMesh run by hand.
+    Files quarantined in `state_db` are left out, as the transform step leaves them out."""
     root = landing_dir.resolve()
     if not root.is_dir():
         return {}
+    held = quarantined(state_db)
     manifest = {}
     for dataset in sorted(p for p in root.iterdir() if p.is_dir()):
         if not DATASET.match(dataset.name) or dataset.name in RESERVED:
             continue
         found = []
         for path in dataset.glob("[0-9][0-9][0-9][0-9]/[0-9][0-9]/*.csv.gzip"):
-            if ADDRESS.match(path.name):
+            if ADDRESS.match(path.name) and path.relative_to(root).as_posix() not in held:
                 year, month = path.parent.parent.name, path.parent.name
                 found.append(((year, month, path.stat().st_mtime_ns, path.name), str(path)))
         manifest[dataset.name] = [p for _, p in sorted(found)]
@@ -66,7 +91,7 @@ def landing_manifest(landing_dir: Path) -> dict:
     """The transform step's manifest when it names one, else the landing directory listed."""
     path = os.environ.get("MATERIA_LANDING_MANIFEST")
     if not path:
-        return listed(landing_dir)
+        return listed(landing_dir, _env_path("STATE_DB", str(landing_dir / ".state.sqlite")))
     with open(path, encoding="utf-8") as f:
         manifest = json.load(f)
     if not isinstance(manifest, dict) or not all(

@@ -1,8 +1,10 @@
 //! What `materia-status` shows, as a library: one row per step from the state DB (last run,
 //! status, duration, last success, age) and which steps are staler than their limit. The
-//! `materia-status` binary prints it; `materia-web` shows it on its `/status` page.
+//! `materia-status` binary prints it; `materia-web` shows it on its `/status` page. Also the
+//! landing files held in quarantine, and the commands that hold and release them.
 
 pub mod limits;
+pub mod quarantine;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -55,12 +57,25 @@ pub enum Health {
     Failed,
 }
 
+/// A landing file held out of the transform (`materia-status quarantine`).
+#[derive(Debug, Clone, Serialize)]
+pub struct HeldFile {
+    pub dataset: String,
+    /// Relative to the landing root.
+    pub path: String,
+    pub sha256: String,
+    pub reason: String,
+    pub quarantined_at: String,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusReport {
     pub status: Health,
     pub state_db: String,
     pub steps: Vec<StepStatus>,
     pub stale: Vec<String>,
+    /// Landing files the transform skips, oldest quarantine first.
+    pub quarantined: Vec<HeldFile>,
     pub error: Option<String>,
 }
 
@@ -147,6 +162,23 @@ pub fn table(report: &StatusReport) -> String {
             out.push_str(&format!("{:<16} error: {line}\n", ""));
         }
     }
+    if !report.quarantined.is_empty() {
+        out.push_str(&format!(
+            "\n{} landing file(s) quarantined, skipped by the transform (release: materia-status unquarantine FILE):\n",
+            report.quarantined.len()
+        ));
+        for q in &report.quarantined {
+            let reason: String = q
+                .reason
+                .chars()
+                .take(limits::ERROR_CHARS_SHOWN_MAX)
+                .collect();
+            out.push_str(&format!(
+                "  {}  since {}: {reason}\n",
+                q.path, q.quarantined_at
+            ));
+        }
+    }
     out
 }
 
@@ -200,6 +232,18 @@ pub fn report(
         .filter(|s| s.stale)
         .map(|s| s.step.clone())
         .collect();
+    let quarantined = ledger
+        .quarantined()
+        .context("cannot read the quarantined landing files of the state DB")?
+        .into_iter()
+        .map(|q| HeldFile {
+            dataset: q.dataset,
+            path: q.path,
+            sha256: q.sha256,
+            reason: q.reason,
+            quarantined_at: q.quarantined_at,
+        })
+        .collect();
     Ok(StatusReport {
         status: if stale.is_empty() {
             Health::Ok
@@ -209,6 +253,7 @@ pub fn report(
         state_db: state_db.display().to_string(),
         steps,
         stale,
+        quarantined,
         error: None,
     })
 }

@@ -3,3 +3,6 @@
 
 /// Characters of a failed run's error shown under its row of the table (`--json` has all).
 pub const ERROR_CHARS_SHOWN_MAX: usize = 200;
+
+/// Characters of a quarantine's `--reason` (one line; the ledger keeps it, the table shows it).
+pub const QUARANTINE_REASON_CHARS_MAX: usize = 500;

@@ -1,6 +1,7 @@
 //! `materia-status`: one row per step from the state DB (last run, status, duration, last
 //! success, age), and a health check: exit 1 when a step's last success is older than its
-//! `--max-age`.
+//! `--max-age`. `quarantine` and `unquarantine` hold a landing file out of the transform and
+//! release it.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -8,25 +9,36 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::anyhow;
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use materia_status::quarantine::{self, CommandError, QuarantineReport, QuarantineStatus};
 use materia_status::{Health, StatusReport, report, table};
 use step_runtime::env_vars;
 
 /// Show the last run and last success of every Materia step; exit 1 if one is too old
 ///
-/// Reads the state DB (read-only). With `--max-age STEP=DURATION` (repeatable, e.g.
-/// `--max-age extract-psd=35d --max-age export-serving=2h`) it is a health check: exit 1 when a
-/// named step's last success is older than that, or it never succeeded. Exit codes: 0 healthy;
-/// 1 stale or the state DB cannot be read; 2 usage.
+/// Reads the state DB (read-only), and lists the landing files held in quarantine. With
+/// `--max-age STEP=DURATION` (repeatable, e.g. `--max-age extract-psd=35d --max-age
+/// export-serving=2h`) it is a health check: exit 1 when a named step's last success is older
+/// than that, or it never succeeded. Exit codes: 0 healthy; 1 stale or the state DB cannot be
+/// read; 2 usage.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+
     /// The state DB (default `$LANDING_DIR/.state.sqlite`)
-    #[arg(long, env = env_vars::STATE_DB, value_name = "PATH")]
+    #[arg(long, env = env_vars::STATE_DB, value_name = "PATH", global = true)]
     state_db: Option<PathBuf>,
 
     /// Landing directory: its datasets' extractors are listed, and it holds the default state DB
-    #[arg(long, env = env_vars::LANDING_DIR, value_name = "DIR", default_value = "data/landing")]
+    #[arg(
+        long,
+        env = env_vars::LANDING_DIR,
+        value_name = "DIR",
+        default_value = "data/landing",
+        global = true
+    )]
     landing_dir: PathBuf,
 
     /// Largest acceptable age of a step's last success, as STEP=DURATION (30m, 6h, 35d)
@@ -34,8 +46,36 @@ struct Args {
     max_age: Vec<(String, Duration)>,
 
     /// Print one JSON object instead of the table
-    #[arg(long)]
+    #[arg(long, global = true)]
     json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Hold a landing file out of the transform until it is released
+    ///
+    /// For a file that landed but breaks the transform. The file stays in the landing store,
+    /// unchanged, and is still backed up; the state DB records it with the reason, and
+    /// `materia-status` lists it until it is released with `unquarantine`. Run it as the state
+    /// DB's owner (the service user). Exit codes: 0 held (or held already); 1 the state DB
+    /// cannot be written; 2 usage (no such landing file, no reason).
+    Quarantine {
+        /// The landing file: `<dataset>/YYYY/MM/<sha256>.csv.gzip`, its path, or its sha256
+        file: String,
+        /// Why, in one line (kept in the state DB, shown by materia-status)
+        #[arg(long)]
+        reason: String,
+    },
+    /// Release a quarantined landing file: the transform reads it again from its next run
+    ///
+    /// Exit codes: 0 released (or not held); 1 the state DB cannot be written; 2 usage.
+    Unquarantine {
+        /// The landing file, named as for `quarantine`
+        file: String,
+        /// Why it may be read again (kept in the state DB)
+        #[arg(long)]
+        reason: Option<String>,
+    },
 }
 
 fn parse_max_age(s: &str) -> Result<(String, Duration), String> {
@@ -59,6 +99,16 @@ fn main() -> ExitCode {
         .state_db
         .clone()
         .unwrap_or_else(|| args.landing_dir.join(".state.sqlite"));
+    if let Some(command) = &args.command {
+        if !args.max_age.is_empty() {
+            let _ = writeln!(
+                std::io::stderr(),
+                "materia-status: --max-age is for the status table, not for a subcommand"
+            );
+            return ExitCode::from(2);
+        }
+        return run_command(command, &state_db, &args);
+    }
     let result = report(&state_db, &args.landing_dir, &args.max_age);
     let (report, code) = match result {
         Ok(r) => {
@@ -73,6 +123,7 @@ fn main() -> ExitCode {
                     state_db: state_db.display().to_string(),
                     steps: Vec::new(),
                     stale: Vec::new(),
+                    quarantined: Vec::new(),
                     error: Some(message),
                 },
                 1,
@@ -96,6 +147,32 @@ fn main() -> ExitCode {
                 report.stale.join(", ")
             );
         }
+    }
+    ExitCode::from(code)
+}
+
+fn run_command(command: &Command, state_db: &std::path::Path, args: &Args) -> ExitCode {
+    let result = match command {
+        Command::Quarantine { file, reason } => {
+            quarantine::quarantine(state_db, &args.landing_dir, file, reason)
+        }
+        Command::Unquarantine { file, reason } => {
+            quarantine::unquarantine(state_db, &args.landing_dir, file, reason.as_deref())
+        }
+    };
+    let (report, code) = match result {
+        Ok(r) => (r, 0),
+        Err(CommandError { usage, error }) => (
+            QuarantineReport::failed(format!("{error:#}")),
+            if usage { 2 } else { 1 },
+        ),
+    };
+    if args.json {
+        step_runtime::print_json(&report);
+    } else if report.status == QuarantineStatus::Failed {
+        let _ = writeln!(std::io::stderr(), "materia-status: {}", report.line());
+    } else {
+        let _ = writeln!(std::io::stdout(), "{}", report.line());
     }
     ExitCode::from(code)
 }

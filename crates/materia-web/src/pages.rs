@@ -665,6 +665,24 @@ pub fn status(
                 }
             }
             body.push_str("</tbody></table></div>");
+            if !report.quarantined.is_empty() {
+                body.push_str(
+                    "<h3>Quarantined landing files</h3><p class=\"lede\">Skipped by the transform \
+                     until an operator releases them.</p><div class=\"scroll\"><table class=\"data\" \
+                     id=\"quarantined\"><thead><tr><th scope=\"col\">File</th><th scope=\"col\">Since</th>\
+                     <th scope=\"col\">Reason</th></tr></thead><tbody>",
+                );
+                for q in &report.quarantined {
+                    let _ = write!(
+                        body,
+                        "<tr><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+                        esc(&q.path),
+                        esc(&q.quarantined_at),
+                        esc(&q.reason)
+                    );
+                }
+                body.push_str("</tbody></table></div>");
+            }
         }
     }
     body.push_str("</section>\n");

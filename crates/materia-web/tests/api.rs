@@ -495,3 +495,30 @@ fn a_missing_state_db_is_shown_on_status_and_is_not_created() {
     assert!(r.text().contains("no state DB"));
     assert!(!state.exists());
 }
+
+#[test]
+fn status_lists_quarantined_landing_files_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.sqlite");
+    std::fs::copy(site().state_db(), &state).unwrap();
+    let path = format!("psd/2026/01/{}.csv.gzip", "a".repeat(64));
+    run_ledger::Ledger::open(&state)
+        .unwrap()
+        .quarantine(
+            "psd",
+            &path,
+            &"a".repeat(64),
+            "Value <n/a> & worse",
+            "2026-12-02T04:00:00.000Z",
+        )
+        .unwrap();
+    let s = Server::start(&site().serving(), &state, &[]);
+    let page = s.get("/status").text();
+    assert!(
+        page.contains(&format!(
+            "<tr><td><code>{path}</code></td><td>2026-12-02T04:00:00.000Z</td><td>Value &lt;n/a&gt; &amp; worse</td></tr>"
+        )),
+        "{page}"
+    );
+    assert!(page.contains("id=\"quarantined\""));
+}

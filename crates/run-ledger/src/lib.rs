@@ -8,13 +8,16 @@
 //! `PRAGMA user_version`; no table is ever dropped.
 //!
 //! One module per concern: `migrations` (the schema), `runs` (every step's runs),
-//! `digests` (backup-sync's landing-file MD5s), `deploys` (deploy-poll's bad tags).
+//! `digests` (backup-sync's landing-file MD5s), `deploys` (deploy-poll's bad tags),
+//! `quarantine` (landing files an operator holds out of the transform).
 
 mod deploys;
 
 mod digests;
 
 mod migrations;
+
+mod quarantine;
 
 mod runs;
 
@@ -24,6 +27,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 pub use migrations::SCHEMA_VERSION;
+pub use quarantine::{Quarantine, Quarantined};
 pub use runs::{
     EXTRACTOR_PREFIX, INTERRUPTED, Landed, LastGood, RunId, RunOutcome, RunRow, RunStatus,
     StepSummary, dataset_of_step, extractor_step,

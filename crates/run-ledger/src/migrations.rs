@@ -73,6 +73,24 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     INSERT INTO schema_compat (id, readable_by) VALUES (1, 5);
     ",
+    // 6: landing files an operator quarantined (`materia-status quarantine`): kept in the
+    // landing store, skipped by the transform. A release sets `released_at` instead of deleting
+    // the row, so the history stays. Additive: older binaries do not know the table and read
+    // every file, as before.
+    r"
+    CREATE TABLE landing_quarantine (
+        id             INTEGER PRIMARY KEY,
+        dataset        TEXT NOT NULL,
+        path           TEXT NOT NULL,
+        sha256         TEXT NOT NULL,
+        reason         TEXT NOT NULL,
+        quarantined_at TEXT NOT NULL,
+        released_at    TEXT,
+        release_reason TEXT
+    );
+    CREATE UNIQUE INDEX landing_quarantine_held ON landing_quarantine (path)
+        WHERE released_at IS NULL;
+    ",
 ];
 
 /// The schema version this build writes.

@@ -1,5 +1,6 @@
-//! What the transform's output depends on, as one hash: the landing manifest, the project's
-//! files and where the lakehouse is. Equal fingerprints mean SQLMesh would find nothing to do.
+//! What the transform's output depends on, as one hash: the landing manifest, the quarantined
+//! landing files it skips, the project's files and where the lakehouse is. Equal fingerprints
+//! mean SQLMesh would find nothing to do.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -13,8 +14,11 @@ use crate::limits::PROJECT_FILES_MAX;
 /// Project entries that do not change what the transform builds.
 const IGNORED: [&str; 5] = ["tests", ".cache", "logs", "__pycache__", ".venv"];
 
+/// The fingerprint of a build from `landing`, skipping `held` (quarantined). Without quarantined
+/// files it is what it was before quarantines existed, so an upgrade rebuilds nothing.
 pub fn fingerprint(
     landing: &[LandingFile],
+    held: &[LandingFile],
     project: &Path,
     lakehouse: &Path,
 ) -> anyhow::Result<String> {
@@ -22,6 +26,9 @@ pub fn fingerprint(
     h.update(b"materia-transform-fingerprint-v1\n");
     for f in landing {
         h.update(format!("landing {}\n", f.relative.display()).as_bytes());
+    }
+    for f in held {
+        h.update(format!("quarantined {}\n", f.relative.display()).as_bytes());
     }
     let mut files = Vec::new();
     collect(project, project, &mut files)?;
@@ -63,7 +70,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn changes_with_landing_files_and_model_files_but_not_tests() {
+    fn changes_with_landing_files_quarantines_and_model_files_but_not_tests() {
         let dir = tempfile::tempdir().unwrap();
         let project = dir.path().join("p");
         fs::create_dir_all(project.join("models")).unwrap();
@@ -75,19 +82,32 @@ mod tests {
             relative: PathBuf::from(format!("psd/2026/11/{}.csv.gzip", c.to_string().repeat(64))),
             path: PathBuf::new(),
         };
-        let base = fingerprint(&[file('a')], &project, lake).unwrap();
-        assert_eq!(base, fingerprint(&[file('a')], &project, lake).unwrap());
+        let base = fingerprint(&[file('a')], &[], &project, lake).unwrap();
+        assert_eq!(
+            base,
+            fingerprint(&[file('a')], &[], &project, lake).unwrap()
+        );
         assert_ne!(
             base,
-            fingerprint(&[file('a'), file('b')], &project, lake).unwrap()
+            fingerprint(&[file('a'), file('b')], &[], &project, lake).unwrap()
+        );
+        // Holding 'b' out is not the same build as without 'b', nor as reading it.
+        let held = fingerprint(&[file('a')], &[file('b')], &project, lake).unwrap();
+        assert_ne!(base, held);
+        assert_ne!(
+            held,
+            fingerprint(&[file('a'), file('b')], &[], &project, lake).unwrap()
         );
         fs::write(project.join("tests/t.yaml"), "x").unwrap();
         assert_eq!(
             base,
-            fingerprint(&[file('a')], &project, lake).unwrap(),
+            fingerprint(&[file('a')], &[], &project, lake).unwrap(),
             "tests do not count"
         );
         fs::write(project.join("models/a.sql"), "SELECT 2").unwrap();
-        assert_ne!(base, fingerprint(&[file('a')], &project, lake).unwrap());
+        assert_ne!(
+            base,
+            fingerprint(&[file('a')], &[], &project, lake).unwrap()
+        );
     }
 }

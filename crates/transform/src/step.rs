@@ -57,8 +57,11 @@ impl From<TransformStatus> for RunStatus {
 #[derive(Debug, Default, Serialize)]
 pub struct TransformReport {
     pub status: TransformStatus,
+    /// Landing files read (quarantined ones are not).
     pub landing_files: Option<usize>,
-    /// Landing files per dataset.
+    /// Landing files skipped because an operator quarantined them (`materia-status quarantine`).
+    pub quarantined_files: Option<usize>,
+    /// Landing files read, per dataset.
     pub datasets: Option<BTreeMap<String, usize>>,
     /// Rows per serving table after the run.
     pub tables: Option<BTreeMap<String, u64>>,
@@ -83,6 +86,13 @@ impl Report for TransformReport {
             out.push(Metric::new(
                 "landing_files",
                 "Landing files the lakehouse was built from",
+                n as f64,
+            ));
+        }
+        if let Some(n) = self.quarantined_files {
+            out.push(Metric::new(
+                "quarantined_files",
+                "Landing files skipped because an operator quarantined them",
                 n as f64,
             ));
         }
@@ -114,9 +124,13 @@ pub fn run(ctx: &StepContext, args: &Args) -> Result<TransformReport, StepError>
 
 fn describe(report: &TransformReport) -> String {
     let files = report.landing_files.unwrap_or(0);
+    let held = match report.quarantined_files.unwrap_or(0) {
+        0 => String::new(),
+        n => format!(" ({n} quarantined skipped)"),
+    };
     match report.status {
         TransformStatus::Unchanged => format!(
-            "nothing new: {files} landing files and the project unchanged since the last success"
+            "nothing new: {files} landing files{held} and the project unchanged since the last success"
         ),
         _ => {
             let tables = report
@@ -130,7 +144,7 @@ fn describe(report: &TransformReport) -> String {
                 })
                 .unwrap_or_default();
             format!(
-                "built from {files} landing files; {tables}; balance identity violations {}",
+                "built from {files} landing files{held}; {tables}; balance identity violations {}",
                 report.balance_identity_violations.unwrap_or(0)
             )
         }
@@ -166,20 +180,31 @@ fn transform(
     let lakehouse = absolute(&ctx.config.lakehouse)?;
 
     let store = LandingStore::open(&landing_dir)?;
-    let landing = store.list_all()?;
+    let (landing, held) = skip_quarantined(store.list_all()?, ledger)?;
     let mut per_dataset: BTreeMap<String, usize> = BTreeMap::new();
     for file in &landing {
         *per_dataset.entry(file.dataset().to_owned()).or_default() += 1;
     }
     for (dataset, _) in MODELLED {
-        if !per_dataset.contains_key(dataset) {
+        if per_dataset.contains_key(dataset) {
+            continue;
+        }
+        let quarantined = held.iter().filter(|f| f.dataset() == dataset).count();
+        if quarantined > 0 {
             return Err(anyhow!(
-                "no landing files under {}; run {} first",
+                "every landing file under {} ({quarantined}) is quarantined; release one with \
+                 `materia-status unquarantine FILE` or land a new one with {}",
                 landing_dir.join(dataset).display(),
                 run_ledger::extractor_step(dataset)
             )
             .into());
         }
+        return Err(anyhow!(
+            "no landing files under {}; run {} first",
+            landing_dir.join(dataset).display(),
+            run_ledger::extractor_step(dataset)
+        )
+        .into());
     }
     for (dataset, files) in &per_dataset {
         if !MODELLED.iter().any(|(d, _)| d == dataset) {
@@ -188,7 +213,7 @@ fn transform(
             );
         }
     }
-    let fingerprint = fingerprint(&landing, &project, &lakehouse)?;
+    let fingerprint = fingerprint(&landing, &held, &project, &lakehouse)?;
     let previous = ledger.last_good_fingerprint(STEP)?;
     if !args.force && lakehouse.is_file() && previous.as_deref() == Some(fingerprint.as_str()) {
         log::info!(
@@ -198,6 +223,7 @@ fn transform(
         return Ok(TransformReport {
             status: TransformStatus::Unchanged,
             landing_files: Some(landing.len()),
+            quarantined_files: Some(held.len()),
             datasets: Some(per_dataset),
             fingerprint: Some(fingerprint),
             ..Default::default()
@@ -238,12 +264,40 @@ fn transform(
     Ok(TransformReport {
         status: TransformStatus::Transformed,
         landing_files: Some(landing.len()),
+        quarantined_files: Some(held.len()),
         datasets: Some(per_dataset),
         tables: Some(tables),
         balance_identity_violations: Some(violations),
         fingerprint: Some(fingerprint),
         error: None,
     })
+}
+
+/// Splits `landing` into the files the transform reads and those an operator quarantined
+/// (each logged, with its reason), in their order.
+fn skip_quarantined(
+    landing: Vec<LandingFile>,
+    ledger: &Ledger,
+) -> anyhow::Result<(Vec<LandingFile>, Vec<LandingFile>)> {
+    let quarantines = ledger.quarantined()?;
+    if quarantines.is_empty() {
+        return Ok((landing, Vec::new()));
+    }
+    let (held, read): (Vec<LandingFile>, Vec<LandingFile>) = landing.into_iter().partition(|f| {
+        let relative = f.relative.to_string_lossy();
+        quarantines.iter().any(|q| q.path == relative)
+    });
+    for file in &held {
+        let relative = file.relative.to_string_lossy();
+        if let Some(q) = quarantines.iter().find(|q| q.path == relative) {
+            log::warn!(
+                "skipping quarantined landing file {relative} (since {}: {})",
+                q.quarantined_at,
+                q.reason
+            );
+        }
+    }
+    Ok((read, held))
 }
 
 fn count(conn: &Connection, sql: &str) -> anyhow::Result<u64> {

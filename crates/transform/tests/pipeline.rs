@@ -706,3 +706,137 @@ fn a_file_read_short_of_its_landed_rows_fails_the_check() {
         "{error}"
     );
 }
+
+/// Plants a landing file of `csv` directly in the store, as a release that validated less
+/// would have landed it (no ledger row: as restored). Returns its path relative to the root.
+fn plant_landing_file(site: &Site, csv: &str) -> String {
+    use sha2::Digest;
+    let sha = format!("{:x}", sha2::Sha256::digest(csv.as_bytes()));
+    let relative = format!("psd/2026/02/{sha}.csv.gzip");
+    let path = site.path("landing").join(&relative);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(&path).unwrap(),
+        flate2::Compression::default(),
+    );
+    std::io::Write::write_all(&mut gz, csv.as_bytes()).unwrap();
+    gz.finish().unwrap();
+    relative
+}
+
+#[test]
+fn a_quarantined_file_is_skipped_until_released_and_never_touched() {
+    let site = Site::new();
+    site.extract(0);
+    let (out, good) = site.transform(&[]);
+    assert!(out.status.success(), "{good}");
+    // A file staging cannot cast (extract refuses such a file today; an older release did not).
+    let bad = plant_landing_file(
+        &site,
+        &format!(
+            "{}\r\n0711100,\"Coffee, Green\",BR,Brazil,2025,2026,02,028,Production,002,(1000 60 KG BAGS),n/a\r\n",
+            psd_format::COLUMNS.join(",")
+        ),
+    );
+    let bad_path = site.path("landing").join(&bad);
+    let bytes = std::fs::read(&bad_path).unwrap();
+    let (out, failed) = site.transform(&[]);
+    assert_eq!(out.status.code(), Some(1), "{failed}");
+    assert!(
+        failed["error"].as_str().unwrap().contains("n/a"),
+        "the cast failure names the value: {failed}"
+    );
+
+    let status = |args: &[&str]| {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        site.run(&workspace_bin("materia-status"), &all)
+    };
+    let (out, held) = status(&["quarantine", &bad, "--reason", "Value n/a (landed by 0.3)"]);
+    assert!(out.status.success(), "{held}");
+    assert_eq!(held["status"], "quarantined");
+
+    // Built from the good file alone, exactly as before the bad one landed.
+    let (out, json) = site.transform(&[]);
+    assert!(
+        out.status.success(),
+        "{json}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json["status"], "transformed", "{json}");
+    assert_eq!(json["landing_files"], 1);
+    assert_eq!(json["quarantined_files"], 1);
+    assert_eq!(json["tables"], good["tables"]);
+    assert!(
+        test_support::stderr(&out).contains(&format!("skipping quarantined landing file {bad}")),
+        "{}",
+        test_support::stderr(&out)
+    );
+    let (out, again) = site.transform(&[]);
+    assert!(out.status.success(), "{again}");
+    assert_eq!(again["status"], "unchanged", "{again}");
+    let (_, listed) = status(&[]);
+    assert_eq!(listed["quarantined"][0]["path"], bad.as_str(), "{listed}");
+
+    // SQLMesh run by hand (no manifest from the step) leaves it out too.
+    let by_hand = site
+        .command(
+            &venv().join("bin/python"),
+            &[
+                "-c",
+                "import json, config; print(json.dumps(config.landing_manifest(config.LANDING_DIR)))",
+            ],
+        )
+        .current_dir(repo_root().join("transform"))
+        .output_within(LIMIT)
+        .unwrap();
+    assert!(
+        by_hand.status.success(),
+        "{}",
+        test_support::stderr(&by_hand)
+    );
+    let manifest: serde_json::Value = serde_json::from_slice(&by_hand.stdout).unwrap();
+    let files = manifest["psd"].as_array().unwrap();
+    assert_eq!(files.len(), 1, "{manifest}");
+    assert!(
+        !files[0]
+            .as_str()
+            .unwrap()
+            .ends_with(bad.rsplit('/').next().unwrap())
+    );
+
+    // Released: read again, and the transform fails on it again.
+    let (out, released) = status(&["unquarantine", &bad, "--reason", "to check"]);
+    assert!(out.status.success(), "{released}");
+    assert_eq!(released["status"], "released");
+    let (out, json) = site.transform(&[]);
+    assert_eq!(out.status.code(), Some(1), "{json}");
+    assert_eq!(json["landing_files"], serde_json::Value::Null);
+
+    assert_eq!(
+        std::fs::read(&bad_path).unwrap(),
+        bytes,
+        "the file is never changed"
+    );
+}
+
+#[test]
+fn every_file_quarantined_fails_clearly() {
+    let site = Site::new();
+    let landed = site.extract(0);
+    let path = landed["path"].as_str().unwrap();
+    let (out, held) = site.run(
+        &workspace_bin("materia-status"),
+        &["--json", "quarantine", path, "--reason", "test"],
+    );
+    assert!(out.status.success(), "{held}");
+    let (out, json) = site.transform(&[]);
+    assert_eq!(out.status.code(), Some(1), "{json}");
+    let error = json["error"].as_str().unwrap();
+    assert!(
+        error.contains("every landing file")
+            && error.contains("quarantined")
+            && error.contains("materia-status unquarantine"),
+        "{error}"
+    );
+}

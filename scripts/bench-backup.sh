@@ -2,7 +2,8 @@
 # Benchmark of backup-sync: a push with nothing new over 10,000 landing files, against
 # `rclone copy --checksum` of the same tree run directly (like for like: nothing to copy, and
 # the decision made on content, as backup-sync makes it), and `rclone lsjson -R --hash` of the
-# remote alone, the floor (one listing with hashes is the least any content check must do); all
+# remote alone (MD5s only, without modification times or MIME types, which on S3 cost a HEAD per
+# object), the floor: one listing with hashes is the least any content check must do; all
 # against moto's S3 server on loopback. Runs alternate; medians; backup-sync's peak RSS.
 # Usage: BIN_DIR=... TOOLS_VENV=... scripts/bench-backup.sh
 set -eu
@@ -73,7 +74,7 @@ while [ "$i" -lt "$runs" ]; do
     echo "run $i/$runs" >&2
     timed push /usr/bin/time -f '%M' -a -o "$work/push.rss" "$bin/backup-sync" push
     timed rclone rclone_env rclone copy --checksum "$LANDING_DIR/psd" r2:bucket/materia/psd
-    timed lsjson rclone_env rclone lsjson -R --hash --files-only r2:bucket/materia/psd
+    timed lsjson rclone_env rclone lsjson -R --hash --hash-type md5 --no-modtime --no-mimetype --files-only r2:bucket/materia/psd
 done
 # What was timed was a no-op: one more push uploads no landing file.
 "$bin/backup-sync" push --json 2>/dev/null >"$work/last.json" || true

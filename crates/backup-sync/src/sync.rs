@@ -229,6 +229,11 @@ fn list(
         "--hash",
         "--hash-type",
         "md5",
+        // Not read, and costly: on S3 an object's modification time and MIME type are in its
+        // metadata, one HEAD request per object (2,000 files against moto: 9.0 s, 0.7 s
+        // without). MD5s come with the listing (ETags), and are all the comparison uses.
+        "--no-modtime",
+        "--no-mimetype",
     ];
     if let Some(file) = &paths_file {
         args.extend(["--files-from-raw", file]);

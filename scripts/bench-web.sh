@@ -133,8 +133,9 @@ cp "$DUCKDB_PATH" "$work/copy/lakehouse.duckdb"
     n=0
     while :; do
         started=$(date +%s)
-        source=$DUCKDB_PATH
-        [ $((n % 2)) -eq 0 ] || source=$work/copy/lakehouse.duckdb
+        # The copy first: the published file came from the lakehouse itself.
+        source=$work/copy/lakehouse.duckdb
+        [ $((n % 2)) -eq 0 ] || source=$DUCKDB_PATH
         n=$((n + 1))
         if out=$(DUCKDB_PATH=$source "$bin/export-serving" --keep 0 --json 2>/dev/null); then
             case $out in

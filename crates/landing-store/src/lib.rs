@@ -233,6 +233,20 @@ impl LandingStore {
         })
     }
 
+    /// Opens an existing store to read it, creating nothing (a tool that names files in the
+    /// store without writing to it: a mistyped root is then an error, not a new directory).
+    pub fn open_existing(root: &Path) -> Result<Self, LandingError> {
+        let meta = fs::metadata(root).map_err(io_err("cannot open landing directory", root))?;
+        if !meta.is_dir() {
+            return Err(io_err("cannot open landing directory", root)(
+                io::Error::from(io::ErrorKind::NotADirectory),
+            ));
+        }
+        Ok(LandingStore {
+            root: root.to_path_buf(),
+        })
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }

@@ -101,10 +101,11 @@ fn main() -> ExitCode {
         .unwrap_or_else(|| args.landing_dir.join(".state.sqlite"));
     if let Some(command) = &args.command {
         if !args.max_age.is_empty() {
-            let _ = writeln!(
-                std::io::stderr(),
-                "materia-status: --max-age is for the status table, not for a subcommand"
-            );
+            let message = "--max-age is for the status table, not for a subcommand";
+            if args.json {
+                step_runtime::print_json(&QuarantineReport::failed(message.to_owned()));
+            }
+            let _ = writeln!(std::io::stderr(), "materia-status: {message}");
             return ExitCode::from(2);
         }
         return run_command(command, &state_db, &args);

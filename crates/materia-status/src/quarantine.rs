@@ -118,7 +118,14 @@ impl<E: Into<anyhow::Error>> From<E> for CommandError {
 /// landing root (`psd/2026/11/<sha>.csv.gzip`), or a path to the file. It must exist in the
 /// landing store at `landing_dir`.
 fn resolve(landing_dir: &Path, file: &str) -> Result<landing_store::LandingFile, CommandError> {
-    let store = landing_store::LandingStore::open(landing_dir)?;
+    // Read only: a mistyped --landing-dir must not become a new, empty landing directory.
+    if !landing_dir.is_dir() {
+        return Err(usage(format!(
+            "no landing directory at {}: set --landing-dir (or LANDING_DIR) to the pipeline's",
+            landing_dir.display()
+        )));
+    }
+    let store = landing_store::LandingStore::open_existing(landing_dir)?;
     let all = store.list_all()?;
     if let Ok(address) = landing_store::ContentAddress::parse(file) {
         let found: Vec<_> = all.into_iter().filter(|f| f.address == address).collect();
@@ -205,7 +212,11 @@ fn check_owner(state_db: &Path) -> Result<(), CommandError> {
             state_db.display()
         )));
     };
-    let me = fs::metadata("/proc/self").map(|m| m.uid())?;
+    // The effective uid, as the owner of /proc/self (the workspace forbids unsafe code, so
+    // no geteuid(2) through libc).
+    let me = fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .map_err(|e| anyhow::anyhow!("cannot read this process's uid from /proc/self: {e}"))?;
     if db.uid() != me {
         return Err(usage(format!(
             "{} belongs to uid {}, not to this user (uid {me}); run this as its owner, e.g. `sudo -u <service user> materia-status ...`",
@@ -258,9 +269,14 @@ pub fn unquarantine(
     check_owner(state_db)?;
     let ledger = Ledger::open(state_db)?;
     let held = ledger.quarantined()?;
+    // A held file may be gone from the store: its path is then taken apart by name only.
+    let under_root = Path::new(file)
+        .strip_prefix(landing_dir)
+        .ok()
+        .and_then(Path::to_str);
     let matching: Vec<&Quarantine> = held
         .iter()
-        .filter(|q| q.sha256 == file || q.path == file)
+        .filter(|q| q.sha256 == file || q.path == file || under_root == Some(q.path.as_str()))
         .collect();
     if matching.len() > 1 {
         return Err(usage(format!(

@@ -267,6 +267,43 @@ fn bad_names_and_reasons_are_refused_with_exit_2_and_nothing_written() {
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(!test_support::stderr(&out).is_empty(), "{args:?}");
     }
+    // With --json, the health-check flag on a subcommand still gives its JSON line.
+    let (code, json) = site.json(&[
+        "--max-age",
+        "transform=1h",
+        "quarantine",
+        &site.relative(),
+        "--reason",
+        "r",
+    ]);
+    assert_eq!(code, Some(2), "{json}");
+    assert_eq!(json["status"], "failed");
+    assert!(
+        json["error"].as_str().unwrap().contains("--max-age"),
+        "{json}"
+    );
+
+    // A mistyped landing directory: refused, and nothing created there.
+    let typo = site.dir.path().join("landnig");
+    let (code, json) = site.json(&[
+        "--landing-dir",
+        typo.to_str().unwrap(),
+        "--state-db",
+        site.state_db().to_str().unwrap(),
+        "quarantine",
+        &"ab".repeat(32),
+        "--reason",
+        "r",
+    ]);
+    assert_eq!(code, Some(2), "{json}");
+    assert!(
+        json["error"]
+            .as_str()
+            .unwrap()
+            .contains("no landing directory"),
+        "{json}"
+    );
+    assert!(!typo.exists(), "a mistyped --landing-dir was created");
     assert!(site.held().is_empty());
 
     // No state DB: refused, and none created.
@@ -301,4 +338,80 @@ fn a_state_db_of_another_user_is_not_written() {
     assert!(err.contains("belongs to uid 65534"), "{err}");
     std::os::unix::fs::chown(site.state_db(), Some(0), Some(0)).unwrap();
     assert!(site.held().is_empty());
+}
+
+#[test]
+fn a_content_address_in_two_datasets_is_named_by_its_path() {
+    let site = Site::new();
+    // The same bytes landed for a second dataset.
+    let store = LandingStore::open(&site.landing()).unwrap();
+    let mut temp = store.create_temp("t", "").unwrap();
+    std::io::Write::write_all(temp.file(), b"not really gzip").unwrap();
+    let other = match store
+        .publish(temp, "toy", 2026, 1, &site.file.address)
+        .unwrap()
+    {
+        Published::New(f) | Published::AlreadyPresent(f) => f,
+    };
+    let sha = site.file.address.as_str().to_owned();
+    let (code, json) = site.json(&["quarantine", &sha, "--reason", "r"]);
+    assert_eq!(code, Some(2), "{json}");
+    let error = json["error"].as_str().unwrap();
+    assert!(error.contains("2 landing files"), "{json}");
+    assert!(error.contains(&site.relative()), "{json}");
+    assert!(
+        error.contains(&other.relative.display().to_string()),
+        "{json}"
+    );
+    assert!(site.held().is_empty());
+
+    // Both held by path; then the content address is ambiguous for a release too.
+    let other_relative = other.relative.display().to_string();
+    for path in [site.relative(), other_relative.clone()] {
+        let (code, json) = site.json(&["quarantine", &path, "--reason", "r"]);
+        assert_eq!(code, Some(0), "{json}");
+        assert_eq!(json["status"], "quarantined");
+    }
+    let (code, json) = site.json(&["unquarantine", &sha]);
+    assert_eq!(code, Some(2), "{json}");
+    assert!(
+        json["error"]
+            .as_str()
+            .unwrap()
+            .contains("2 quarantined files"),
+        "{json}"
+    );
+    assert_eq!(site.held().len(), 2);
+    let (code, json) = site.json(&["unquarantine", &other_relative]);
+    assert_eq!(code, Some(0), "{json}");
+    assert_eq!(json["status"], "released");
+    assert_eq!(site.held(), vec![site.relative()]);
+}
+
+#[test]
+fn a_held_file_gone_from_the_store_can_still_be_released_by_path() {
+    for by_absolute_path in [false, true] {
+        let site = Site::new();
+        let (code, json) = site.json(&["quarantine", &site.relative(), "--reason", "r"]);
+        assert_eq!(code, Some(0), "{json}");
+        // The file lost (an operator moved it away; landing files are otherwise immutable).
+        std::fs::remove_file(&site.file.path).unwrap();
+        let name = if by_absolute_path {
+            site.file.path.display().to_string()
+        } else {
+            site.relative()
+        };
+        let (code, json) = site.json(&["unquarantine", &name, "--reason", "file gone"]);
+        assert_eq!(code, Some(0), "{name}: {json}");
+        assert_eq!(json["status"], "released", "{name}");
+        assert_eq!(json["path"], site.relative().as_str());
+        assert!(site.held().is_empty(), "{name}");
+        // Released once: a second release changes nothing and says so.
+        let (code, json) = site.json(&["unquarantine", &site.relative()]);
+        assert_eq!(
+            (code, &json["status"]),
+            (Some(2), &"failed".into()),
+            "{json}"
+        );
+    }
 }

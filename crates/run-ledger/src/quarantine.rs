@@ -4,7 +4,7 @@
 //! until it is released. Rows are never deleted: a release stamps `released_at`, so the ledger
 //! keeps who was held, why, and for how long.
 
-use rusqlite::{ErrorCode, params};
+use rusqlite::{Transaction, TransactionBehavior, params};
 
 use crate::{Ledger, LedgerError};
 
@@ -55,24 +55,24 @@ impl Ledger {
         reason: &str,
         at: &str,
     ) -> Result<Quarantined, LedgerError> {
-        let inserted = self.conn.execute(
+        // One immediate transaction: two commands at once see each other's hold, never both
+        // "new", and the row read back is the one written.
+        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
+            .map_err(|e| self.sql(e))?;
+        if let Some(held) = self.held_at(path)? {
+            return Ok(Quarantined::Already(held));
+        }
+        tx.execute(
             "INSERT INTO landing_quarantine (dataset, path, sha256, reason, quarantined_at)
              VALUES (?1, ?2, ?3, ?4, ?5)",
             params![dataset, path, sha256, reason, at],
-        );
-        let held = |ledger: &Ledger| -> Result<Quarantine, LedgerError> {
-            ledger
-                .held_at(path)?
-                .ok_or_else(|| ledger.sql(rusqlite::Error::QueryReturnedNoRows))
-        };
-        match inserted {
-            Ok(_) => Ok(Quarantined::New(held(self)?)),
-            // The partial unique index: this path is held already.
-            Err(e) if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
-                Ok(Quarantined::Already(held(self)?))
-            }
-            Err(e) => Err(self.sql(e)),
-        }
+        )
+        .map_err(|e| self.sql(e))?;
+        let held = self
+            .held_at(path)?
+            .ok_or_else(|| self.sql(rusqlite::Error::QueryReturnedNoRows))?;
+        tx.commit().map_err(|e| self.sql(e))?;
+        Ok(Quarantined::New(held))
     }
 
     /// Releases the held quarantine of `path`, for `reason`, at `at`: the transform reads the
@@ -83,21 +83,18 @@ impl Ledger {
         reason: Option<&str>,
         at: &str,
     ) -> Result<Option<Quarantine>, LedgerError> {
-        let Some(held) = self.held_at(path)? else {
-            return Ok(None);
-        };
-        self.conn
-            .execute(
-                "UPDATE landing_quarantine SET released_at = ?2, release_reason = ?3
-                  WHERE path = ?1 AND released_at IS NULL",
+        // One statement: of two releases at once, only the one that changed the row reports it.
+        Ok(self
+            .rows(
+                &format!(
+                    "UPDATE landing_quarantine SET released_at = ?2, release_reason = ?3
+                      WHERE path = ?1 AND released_at IS NULL RETURNING {COLUMNS}"
+                ),
                 params![path, at, reason],
-            )
-            .map_err(|e| self.sql(e))?;
-        Ok(Some(Quarantine {
-            released_at: Some(at.to_owned()),
-            release_reason: reason.map(str::to_owned),
-            ..held
-        }))
+                quarantine_row,
+            )?
+            .into_iter()
+            .next())
     }
 
     /// Every landing file held now, oldest quarantine first. A state DB from before
@@ -193,6 +190,51 @@ mod tests {
             .query_row("SELECT count(*) FROM landing_quarantine", [], |r| r.get(0))
             .unwrap();
         assert_eq!(rows, 2);
+    }
+
+    #[test]
+    fn commands_at_once_hold_and_release_a_file_exactly_once() {
+        let (dir, _ledger) = ledger();
+        let db = dir.path().join("state.sqlite");
+        let race = |act: fn(&Ledger, usize) -> bool| -> usize {
+            let barrier = std::sync::Barrier::new(8);
+            std::thread::scope(|s| {
+                let handles: Vec<_> = (0..8)
+                    .map(|i| {
+                        let (db, barrier) = (&db, &barrier);
+                        s.spawn(move || {
+                            let ledger = Ledger::open(db).unwrap();
+                            barrier.wait();
+                            act(&ledger, i)
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap())
+                    .filter(|won| *won)
+                    .count()
+            })
+        };
+        for round in 0..5 {
+            let held = race(|l, i| {
+                matches!(
+                    l.quarantine("psd", PATH, "aaaa", &format!("r{i}"), "t")
+                        .unwrap(),
+                    Quarantined::New(_)
+                )
+            });
+            assert_eq!(held, 1, "round {round}: one hold is new, the others see it");
+            let released = race(|l, _| l.release_quarantine(PATH, None, "t").unwrap().is_some());
+            assert_eq!(released, 1, "round {round}: one release changes the row");
+        }
+        let ledger = Ledger::open(&db).unwrap();
+        assert!(ledger.quarantined().unwrap().is_empty());
+        let rows: i64 = ledger
+            .conn
+            .query_row("SELECT count(*) FROM landing_quarantine", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 5);
     }
 
     #[test]

@@ -840,3 +840,81 @@ fn every_file_quarantined_fails_clearly() {
         "{error}"
     );
 }
+
+/// Rows and an order-insensitive hash of every row of each serving relation.
+fn serving_content(site: &Site) -> BTreeMap<String, (i64, String)> {
+    let conn = site.lakehouse();
+    ["commodity_balance", "global_balance", "estimate_revisions"]
+        .into_iter()
+        .map(|t| {
+            let content = conn
+                .query_row(
+                    &format!(
+                        "SELECT count(*), CAST(coalesce(sum(hash(t)::HUGEINT), 0) AS VARCHAR)
+                           FROM serving.{t} AS t"
+                    ),
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .unwrap();
+            (t.to_owned(), content)
+        })
+        .collect()
+}
+
+#[test]
+fn a_file_that_already_built_then_quarantined_leaves_serving() {
+    // What serving holds when only the first snapshot ever landed.
+    let alone = Site::new();
+    alone.extract(0);
+    let (out, json) = alone.transform(&[]);
+    assert!(out.status.success(), "{json}");
+    let first_alone = serving_content(&alone);
+
+    let site = Site::new();
+    site.extract(0);
+    let second = site.extract(2);
+    let (out, both) = site.transform(&[]);
+    assert!(out.status.success(), "{both}");
+    assert_eq!(both["landing_files"], 2);
+    let with_both = serving_content(&site);
+    assert_ne!(
+        with_both["estimate_revisions"], first_alone["estimate_revisions"],
+        "the second snapshot revises estimates"
+    );
+
+    // The second file, already in serving, quarantined: the next build is as if it never landed.
+    let path = second["path"].as_str().unwrap();
+    let (out, held) = site.run(
+        &workspace_bin("materia-status"),
+        &[
+            "--json",
+            "quarantine",
+            path,
+            "--reason",
+            "revisions in doubt",
+        ],
+    );
+    assert!(out.status.success(), "{held}");
+    let (out, json) = site.transform(&[]);
+    assert!(out.status.success(), "{json}");
+    assert_eq!(json["status"], "transformed", "{json}");
+    assert_eq!(
+        (
+            json["landing_files"].as_u64(),
+            json["quarantined_files"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    assert_eq!(serving_content(&site), first_alone);
+
+    // Released: back to what both files build.
+    let (out, released) = site.run(
+        &workspace_bin("materia-status"),
+        &["--json", "unquarantine", path],
+    );
+    assert!(out.status.success(), "{released}");
+    let (out, json) = site.transform(&[]);
+    assert!(out.status.success(), "{json}");
+    assert_eq!(serving_content(&site), with_both);
+}

@@ -269,7 +269,7 @@ pub fn unquarantine(
     check_owner(state_db)?;
     let ledger = Ledger::open(state_db)?;
     let held = ledger.quarantined()?;
-    // A held file may be gone from the store: its path is then taken apart by name only.
+    // A held file may be gone from the store: matched by its name alone, never resolved on disk.
     let under_root = Path::new(file)
         .strip_prefix(landing_dir)
         .ok()

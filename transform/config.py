@@ -23,9 +23,7 @@ Environment (the same variables as every Materia step):
 import json
 import os
 import re
-import sqlite3
 from pathlib import Path
-from urllib.parse import quote
 
 from sqlmesh.core.config import (
     CategorizerConfig,
@@ -36,6 +34,9 @@ from sqlmesh.core.config import (
     PlanConfig,
 )
 
+# Beside this file: SQLMesh and cycle.py load config.py with this directory on sys.path.
+from state_db import quarantined
+
 ADDRESS = re.compile(r"^[0-9a-f]{64}\.csv\.gzip$")
 # As landing_store::is_dataset_name: `state` is the backup remote's state DB snapshots.
 DATASET = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
@@ -45,25 +46,6 @@ RESERVED = {"state"}
 def _env_path(name: str, default: str) -> Path:
     # An empty variable counts as unset, as for every Materia binary.
     return Path(os.environ.get(name) or default)
-
-
-def quarantined(state_db: Path) -> set:
-    """Landing paths (relative to the landing root) held in quarantine by the state DB, read
-    read-only; none without a state DB or from one older than quarantines."""
-    if not state_db.is_file():
-        return set()
-    uri = f"file:{quote(str(state_db.resolve()))}?mode=ro"
-    con = sqlite3.connect(uri, uri=True, timeout=10)
-    try:
-        table = con.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'landing_quarantine'"
-        ).fetchone()
-        if table is None:
-            return set()
-        rows = con.execute("SELECT path FROM landing_quarantine WHERE released_at IS NULL")
-        return {path for (path,) in rows}
-    finally:
-        con.close()
 
 
 def listed(landing_dir: Path, state_db: Path) -> dict:

@@ -918,3 +918,76 @@ fn a_file_that_already_built_then_quarantined_leaves_serving() {
     assert!(out.status.success(), "{json}");
     assert_eq!(serving_content(&site), with_both);
 }
+
+// Regression: SQLMesh run by hand as a user who may not write the landing directory (an
+// operator against the service user's) failed to read the state DB: SQLite reads a WAL
+// database through its `-shm` file, which that user cannot create.
+#[test]
+fn sqlmesh_by_hand_reads_quarantines_from_a_state_db_it_may_not_write() {
+    use std::os::unix::fs::PermissionsExt;
+    let site = Site::new();
+    let landed = site.extract(0);
+    let path = landed["path"].as_str().unwrap();
+    let (out, held) = site.run(
+        &workspace_bin("materia-status"),
+        &["--json", "quarantine", path, "--reason", "test"],
+    );
+    assert!(out.status.success(), "{held}");
+
+    // The state DB and the project's reader, where `nobody` may read but not write.
+    let shared = tempfile::tempdir().unwrap();
+    let (code, data) = (shared.path().join("code"), shared.path().join("data"));
+    std::fs::create_dir_all(&code).unwrap();
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::copy(
+        repo_root().join("transform/state_db.py"),
+        code.join("state_db.py"),
+    )
+    .unwrap();
+    let db = data.join("state.sqlite");
+    std::fs::copy(site.path("landing/.state.sqlite"), &db).unwrap();
+    assert!(
+        !site.path("landing/.state.sqlite-shm").exists(),
+        "no -shm beside a closed state DB"
+    );
+    for (p, mode) in [
+        (shared.path(), 0o755),
+        (code.as_path(), 0o755),
+        (code.join("state_db.py").as_path(), 0o644),
+        (db.as_path(), 0o444),
+        (data.as_path(), 0o555),
+    ] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let python = Path::new("/usr/bin/python3");
+    assert!(
+        python.is_file(),
+        "needs Debian's python3 at {}",
+        python.display()
+    );
+    // Permission bits do not bind root: under root, the read runs as nobody.
+    let mut cmd = if test_support::is_root() {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]);
+        c.arg(python);
+        c
+    } else {
+        Command::new(python)
+    };
+    let out = cmd
+        .env_clear()
+        .env("PYTHONPATH", &code)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .args([
+            "-c",
+            "import json, sys, pathlib, state_db; print(json.dumps(sorted(state_db.quarantined(pathlib.Path(sys.argv[1])))))",
+        ])
+        .arg(&db)
+        .output_within(LIMIT)
+        .unwrap();
+    assert!(out.status.success(), "{}", test_support::stderr(&out));
+    let read: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(read, vec![held["path"].as_str().unwrap().to_owned()]);
+    assert!(!data.join("state.sqlite-shm").exists(), "nothing written");
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+}

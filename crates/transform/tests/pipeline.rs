@@ -106,6 +106,13 @@ impl Site {
         self.run(&test_support::own_bin("transform"), &args)
     }
 
+    /// `materia-status --json ARGS...` on this site's landing store and state DB.
+    fn status(&self, args: &[&str]) -> (Output, serde_json::Value) {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        self.run(&workspace_bin("materia-status"), &all)
+    }
+
     fn lakehouse(&self) -> Connection {
         lakehouse::open_read_only(&self.path("lakehouse.duckdb"), std::time::Duration::ZERO)
             .unwrap()
@@ -747,12 +754,7 @@ fn a_quarantined_file_is_skipped_until_released_and_never_touched() {
         "the cast failure names the value: {failed}"
     );
 
-    let status = |args: &[&str]| {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        site.run(&workspace_bin("materia-status"), &all)
-    };
-    let (out, held) = status(&["quarantine", &bad, "--reason", "Value n/a (landed by 0.3)"]);
+    let (out, held) = site.status(&["quarantine", &bad, "--reason", "Value n/a (landed by 0.3)"]);
     assert!(out.status.success(), "{held}");
     assert_eq!(held["status"], "quarantined");
 
@@ -775,7 +777,7 @@ fn a_quarantined_file_is_skipped_until_released_and_never_touched() {
     let (out, again) = site.transform(&[]);
     assert!(out.status.success(), "{again}");
     assert_eq!(again["status"], "unchanged", "{again}");
-    let (_, listed) = status(&[]);
+    let (_, listed) = site.status(&[]);
     assert_eq!(listed["quarantined"][0]["path"], bad.as_str(), "{listed}");
 
     // SQLMesh run by hand (no manifest from the step) leaves it out too.
@@ -806,7 +808,7 @@ fn a_quarantined_file_is_skipped_until_released_and_never_touched() {
     );
 
     // Released: read again, and the transform fails on it again.
-    let (out, released) = status(&["unquarantine", &bad, "--reason", "to check"]);
+    let (out, released) = site.status(&["unquarantine", &bad, "--reason", "to check"]);
     assert!(out.status.success(), "{released}");
     assert_eq!(released["status"], "released");
     let (out, json) = site.transform(&[]);
@@ -825,10 +827,7 @@ fn every_file_quarantined_fails_clearly() {
     let site = Site::new();
     let landed = site.extract(0);
     let path = landed["path"].as_str().unwrap();
-    let (out, held) = site.run(
-        &workspace_bin("materia-status"),
-        &["--json", "quarantine", path, "--reason", "test"],
-    );
+    let (out, held) = site.status(&["quarantine", path, "--reason", "test"]);
     assert!(out.status.success(), "{held}");
     let (out, json) = site.transform(&[]);
     assert_eq!(out.status.code(), Some(1), "{json}");
@@ -885,16 +884,7 @@ fn a_file_that_already_built_then_quarantined_leaves_serving() {
 
     // The second file, already in serving, quarantined: the next build is as if it never landed.
     let path = second["path"].as_str().unwrap();
-    let (out, held) = site.run(
-        &workspace_bin("materia-status"),
-        &[
-            "--json",
-            "quarantine",
-            path,
-            "--reason",
-            "revisions in doubt",
-        ],
-    );
+    let (out, held) = site.status(&["quarantine", path, "--reason", "revisions in doubt"]);
     assert!(out.status.success(), "{held}");
     let (out, json) = site.transform(&[]);
     assert!(out.status.success(), "{json}");
@@ -909,10 +899,7 @@ fn a_file_that_already_built_then_quarantined_leaves_serving() {
     assert_eq!(serving_content(&site), first_alone);
 
     // Released: back to what both files build.
-    let (out, released) = site.run(
-        &workspace_bin("materia-status"),
-        &["--json", "unquarantine", path],
-    );
+    let (out, released) = site.status(&["unquarantine", path]);
     assert!(out.status.success(), "{released}");
     let (out, json) = site.transform(&[]);
     assert!(out.status.success(), "{json}");
@@ -928,10 +915,7 @@ fn sqlmesh_by_hand_reads_quarantines_from_a_state_db_it_may_not_write() {
     let site = Site::new();
     let landed = site.extract(0);
     let path = landed["path"].as_str().unwrap();
-    let (out, held) = site.run(
-        &workspace_bin("materia-status"),
-        &["--json", "quarantine", path, "--reason", "test"],
-    );
+    let (out, held) = site.status(&["quarantine", path, "--reason", "test"]);
     assert!(out.status.success(), "{held}");
 
     // The state DB and the project's reader, where `nobody` may read but not write.

@@ -11,11 +11,16 @@ MATERIA_CACHE ?= $(HOME)/.cache/materia
 # verified against third-party/duckdb.lock; `bundled` compiles DuckDB from its C++ sources
 # (about 30 minutes on 2 cores; for platforms without a prebuilt library), in a target directory
 # of its own so the two builds never evict each other.
+#
+# DUCKDB_LIB_DIR and ECHARTS_DIR are where the build scripts look by default
+# (crates/lakehouse/build.rs, crates/materia-web/build.rs): they are not exported, so that plain
+# `cargo` (README "Testing one crate") and make build with the same environment and reuse each
+# other's artifacts; set either in the environment to use another copy.
 DUCKDB ?= prebuilt
 ifeq ($(DUCKDB),prebuilt)
 export CARGO_TARGET_DIR ?= $(MATERIA_CACHE)/target
 DUCKDB_PACKAGE_VERSION := $(shell sed -n 's/^version=//p' third-party/duckdb.lock)
-export DUCKDB_LIB_DIR := $(MATERIA_CACHE)/npm/duckdb-node-bindings-linux-x64-$(DUCKDB_PACKAGE_VERSION)
+DUCKDB_LIB_DIR ?= $(MATERIA_CACHE)/npm/duckdb-node-bindings-linux-x64-$(DUCKDB_PACKAGE_VERSION)
 CARGO_FEATURES :=
 else ifeq ($(DUCKDB),bundled)
 export CARGO_TARGET_DIR ?= $(MATERIA_CACHE)/target-bundled
@@ -29,9 +34,9 @@ BIN_DIR := $(CARGO_TARGET_DIR)/release
 # crates/operations/tests/binaries.rs checks that this list and the declaration agree).
 BINARIES := $(patsubst crates/%/src/main.rs,%,$(wildcard crates/*/src/main.rs))
 # Apache ECharts for materia-web's charts: the npm package pinned by third-party/echarts.lock,
-# verified and kept in the cache; crates/materia-web/build.rs embeds it from ECHARTS_DIR.
+# verified and kept in the cache; crates/materia-web/build.rs embeds it from there.
 ECHARTS_VERSION := $(shell sed -n 's/^version=//p' third-party/echarts.lock)
-export ECHARTS_DIR := $(MATERIA_CACHE)/npm/echarts-$(ECHARTS_VERSION)
+ECHARTS_DIR ?= $(MATERIA_CACHE)/npm/echarts-$(ECHARTS_VERSION)
 # The SQLMesh virtualenv: pinned SQLMesh and the duckdb package of the same DuckDB release as
 # the Rust crate (transform/requirements.txt, frozen from transform/requirements.in).
 VENV ?= .venv
@@ -72,7 +77,8 @@ deps-rehearsal:
 
 # DuckDB's prebuilt library, verified, in the cache, and where the binaries look for it
 # ($ORIGIN/../lib, .cargo/config.toml): <target>/lib for <target>/release/<bin>,
-# <target>/release/lib for the test binaries in <target>/release/deps. Nothing for `bundled`.
+# <target>/release/lib for the test binaries in <target>/release/deps (crates/lakehouse/build.rs
+# also puts it there, for any target directory and profile). Nothing for `bundled`.
 duckdb:
 ifeq ($(DUCKDB),prebuilt)
 	@command -v npm >/dev/null 2>&1 && command -v openssl >/dev/null 2>&1 || sh scripts/install-deps.sh build

@@ -7,7 +7,7 @@
 #
 # Usage (as root): scripts/bootstrap_supervisor.sh --repo URL [--deploy-key FILE] [--tag TAG]
 #                  [--root DIR] [--no-start]
-#   --repo URL        the release remote (git@github.com:org/materia.git)
+#   --repo URL        the release remote (git@gitlab.com:org/materia.git)
 #   --deploy-key FILE private key of the repository's read-only deploy key (default: the one
 #                     setup_server.sh generated, /opt/materia/.ssh/id_ed25519)
 #   --tag TAG         release to install (default: the newest v* tag in deploy-poll's order)

@@ -239,10 +239,10 @@ polkit.addRule(function(action, subject) {
 echo "setup_server: $changes changes" >&2
 cat >&2 <<EOF
 setup_server: next steps
-  1. Add this deploy key to the repository, read-only (GitHub: Settings > Deploy keys):
+  1. Add this deploy key to the repository, read-only (GitLab: Settings > Repository > Deploy keys):
        $(cat "$deploy_key.pub")
   2. Add this age key to .sops.yaml (creation_rules of .env.prod.sops, beside the operators'):
        $(age-keygen -y "$age_key")
      then re-encrypt for it and release: sops updatekeys .env.prod.sops; commit; tag.
-  3. scripts/bootstrap_supervisor.sh --repo git@github.com:ORG/materia.git
+  3. scripts/bootstrap_supervisor.sh --repo git@gitlab.com:ORG/materia.git
 EOF

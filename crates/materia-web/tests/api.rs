@@ -3,8 +3,6 @@
 //! methods and target sizes, and `/healthz` for a fresh, a stale, a missing and an unreadable
 //! serving file.
 
-#![allow(clippy::unwrap_used)]
-
 mod support;
 
 use std::io::Read;

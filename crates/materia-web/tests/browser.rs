@@ -3,8 +3,6 @@
 //! to `<target>/materia-web-screenshots/`; with `MATERIA_UPDATE_SCREENSHOTS=1` (`make
 //! screenshots`) the overview is also written to `docs/screenshots/overview.png` for the README.
 
-#![allow(clippy::unwrap_used)]
-
 mod support;
 
 use std::path::Path;

@@ -2,8 +2,6 @@
 //! unknown paths, and more connections than it serves. The server stays up, answers everyone
 //! else, and its memory stays bounded.
 
-#![allow(clippy::unwrap_used)]
-
 mod support;
 
 use std::io::{Read, Write};

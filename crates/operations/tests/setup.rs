@@ -492,11 +492,16 @@ fn regression_a_release_build_needs_no_root_and_no_test_tools() {
         assert!(!path.is_empty(), "{tool} is not installed");
         std::os::unix::fs::symlink(&path, bin.path().join(tool)).unwrap();
     }
+    // The clone's script, copied where nobody may read it: the clone itself may be in a
+    // directory only root enters (a clone in root's 0700 home, or in a `mktemp -d`).
+    let script = bin.path().join("install-deps.sh");
+    std::fs::copy(repo_root().join("scripts/install-deps.sh"), &script).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
     let run = |profile: &str| {
         Command::new("/usr/bin/setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
             .arg(bin.path().join("sh"))
-            .arg(repo_root().join("scripts/install-deps.sh"))
+            .arg(&script)
             .arg(profile)
             .env_clear()
             .env("PATH", bin.path())

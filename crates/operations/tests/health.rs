@@ -40,6 +40,12 @@ impl Release {
             dir.path().join("release/bin/materia-status"),
         )
         .unwrap();
+        // The extractors health waits for are the registry's.
+        std::fs::copy(
+            repo_root().join("workflows.toml"),
+            dir.path().join("release/workflows.toml"),
+        )
+        .unwrap();
         std::fs::create_dir(dir.path().join("fake")).unwrap();
         let web_enabled = if web.is_some() { "exit 0" } else { "exit 1" };
         let systemctl = format!(
@@ -97,6 +103,7 @@ impl Release {
 
     fn a_whole_cycle_after_the_restart(&self) -> &Release {
         self.ran("extract-psd", AFTER, RunStatus::Success)
+            .ran("extract-prices", AFTER, RunStatus::Unchanged)
             .ran("transform", AFTER, RunStatus::Success)
             .ran("export-serving", AFTER, RunStatus::Unchanged)
     }

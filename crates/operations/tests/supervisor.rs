@@ -219,7 +219,15 @@ fn once_runs_a_real_cycle_and_the_dr_drill_rebuilds_it_identically() {
         ..spec
     };
     psd_gen::write_zip(&spec, std::fs::File::create(&zip).unwrap(), 6).unwrap();
+    // PSD ran a moment ago: due again at once only with a registry that says every minute.
+    let every_minute = dir.path().join("workflows.toml");
+    std::fs::write(
+        &every_minute,
+        "[psd]\nbinary = \"extract-psd\"\ndataset = \"psd\"\nevery = \"1m\"\n",
+    )
+    .unwrap();
     let out = supervisor(dir.path(), &bin_dir(), &["--once"])
+        .env("MATERIA_WORKFLOWS", &every_minute)
         .env("PSD_URL", &zip)
         .env("MATERIA_SQLMESH", venv().join("bin/sqlmesh"))
         .output_within(CHILD_LIMIT)
@@ -249,7 +257,8 @@ fn once_runs_a_real_cycle_and_the_dr_drill_rebuilds_it_identically() {
         .unwrap();
     let report = String::from_utf8_lossy(&drill.stdout);
     assert!(drill.status.success(), "{report}\n{}", stderr(&drill));
-    assert_eq!(report.matches("  identical").count(), 3, "{report}");
+    // The PSD tables and the two prices tables.
+    assert_eq!(report.matches("  identical").count(), 5, "{report}");
     let revisions = report
         .lines()
         .find(|l| l.starts_with("estimate_revisions"))
@@ -580,7 +589,7 @@ fn a_malformed_registry_stops_the_supervisor_at_start_with_exit_2_naming_the_lin
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let log = stderr(&out);
     assert!(
-        log.contains("workflows.toml line 9: [prices]: unknown field `evry`"),
+        log.contains("workflows.toml line 9: unknown field `evry`"),
         "{log}"
     );
     assert!(calls(dir.path()).is_empty(), "ran half a registry");

@@ -102,6 +102,10 @@ fn write_failed(e: io::Error, what: &str, path: &Path) -> IngestError {
     IngestError::Local(anyhow!(e).context(format!("{cause}cannot write {what} {}", path.display())))
 }
 
+/// [`Ingest::push`] after the pipeline stopped; [`Ingest::finish`] says why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PipelineStopped;
+
 /// What the inflater hands the validator: blocks, then `End` once the entry ended cleanly. A
 /// queue that closes without `End` was cut off by a failure elsewhere, which is not a
 /// truncated CSV.
@@ -212,9 +216,9 @@ impl Ingest {
 
     /// Hands raw zip bytes to the pipeline, waiting while it is full. Fails when the pipeline
     /// has stopped (its error is returned by [`Ingest::finish`]).
-    pub fn push(&mut self, chunk: Vec<u8>) -> Result<(), ()> {
+    pub fn push(&mut self, chunk: Vec<u8>) -> Result<(), PipelineStopped> {
         let tx = self.raw_tx.as_ref().expect("push after finish");
-        tx.send(chunk).map_err(|_| ())
+        tx.send(chunk).map_err(|_| PipelineStopped)
     }
 
     /// Ends the input, waits for every stage, verifies, and returns the landing gzip.

@@ -288,7 +288,7 @@ fn a_fred_csv_lands_as_dataset_prices_then_is_unchanged() {
     assert_eq!(json["status"], "unchanged");
     assert_eq!(json["sha256"], sha);
     // The same content without validators is `unchanged` too (not extract-psd's `duplicate`).
-    let body = csv.clone();
+    let body = csv;
     let server = Server::start(move |_, _| Reply::ok(&body));
     std::fs::remove_file(sb.landing.join(&landed[0])).ok();
     let (code, json, _) = sb.run(&["--url", &server.url()]);

@@ -199,3 +199,22 @@ fn regression_health_fails_when_the_web_apps_healthz_does_not_answer_200() {
         stderr(&out)
     );
 }
+
+#[test]
+fn health_waits_for_every_due_extractor_of_the_registry_and_fails_on_any_that_failed() {
+    // PSD, transform and export succeeded, but prices (due: it never ran) has not run yet.
+    let r = Release::new(None);
+    r.ran("extract-psd", AFTER, RunStatus::Success)
+        .ran("transform", AFTER, RunStatus::Success)
+        .ran("export-serving", AFTER, RunStatus::Success);
+    let (out, _) = r.check(3);
+    assert_fails(&out, "no complete pipeline cycle since the restart");
+    // A failed prices run after the restart fails the check at once.
+    r.ran("extract-prices", AFTER, RunStatus::Failed);
+    let (out, took) = r.check(50);
+    assert_fails(
+        &out,
+        "extract-prices failed after the restart at 2026-01-01T00:00:00.000Z",
+    );
+    assert!(took < Duration::from_secs(30), "took {took:?}: not at once");
+}

@@ -2,8 +2,10 @@
 # deploy-poll's default health check, run from the new release directory right after the
 # restart. `systemctl is-active` proves nothing (a supervisor whose steps all fail stays active),
 # so this passes only once the new release has done its job:
-#   - every pipeline step (extract-psd, transform, export-serving) has a run that started after
-#     materia-supervisor.service (re)started and ended `success` or `unchanged`;
+#   - transform, export-serving and every extractor of workflows.toml that was due when the
+#     check began (`bin/materia-status --due`; one that is not due has nothing to prove) have a
+#     run that started after materia-supervisor.service (re)started and ended `success` or
+#     `unchanged`, and no extractor of the registry (`--extractors`) failed since;
 #   - when materia-web.socket is enabled, GET /healthz of the web app answers 200.
 # It fails at once when one of those steps fails after the restart or the supervisor stops,
 # and when MATERIA_HEALTH_WAIT_SECS pass first.
@@ -29,6 +31,11 @@ fail() {
 }
 
 [ -x bin/materia-status ] || fail "no bin/materia-status in $(pwd)"
+extractors=$(bin/materia-status --extractors) || fail "the workflow registry is unusable (materia-status --extractors)"
+due=$(bin/materia-status --due) || fail "cannot tell which extractors are due (materia-status --due)"
+words() { printf '%s\n' "$@" | tr -s '\n' ' ' | sed 's/ $//'; }
+pipeline=$(words "$due" transform export-serving)
+watched=$(words "$extractors" transform export-serving)
 started=$(systemctl show --timestamp=us+utc -P ExecMainStartTimestamp "$unit")
 [ -n "$started" ] || fail "$unit has not started"
 # The ledger's times are ISO-8601 UTC with milliseconds, which compare as text.
@@ -37,14 +44,18 @@ deadline=$(($(date +%s) + wait_secs))
 
 # Prints `ok`, `failed STEP` or `waiting` from materia-status's table (STEP STATUS LAST-RUN ...).
 verdict() {
-    bin/materia-status 2>/dev/null | awk -v since="$since" '
-        $1 == "extract-psd" || $1 == "transform" || $1 == "export-serving" {
-            if ($3 >= since && ($2 == "success" || $2 == "unchanged")) good++
+    bin/materia-status 2>/dev/null | awk -v since="$since" -v pipeline="$pipeline" -v watched="$watched" '
+        BEGIN {
+            n = split(pipeline, names, " "); for (i = 1; i <= n; i++) want[names[i]] = 1
+            m = split(watched, names, " "); for (i = 1; i <= m; i++) watch[names[i]] = 1
+        }
+        ($1 in watch) {
+            if ($3 >= since && ($2 == "success" || $2 == "unchanged")) { if ($1 in want) good++ }
             else if ($3 >= since && $2 == "failed") bad = $1
         }
         END {
             if (bad != "") print "failed " bad
-            else if (good == 3) print "ok"
+            else if (good == n) print "ok"
             else print "waiting"
         }'
 }
@@ -65,7 +76,7 @@ while :; do
     }
     sleep "$poll_secs"
 done
-echo "health: extract-psd, transform and export-serving succeeded since $since" >&2
+echo "health: $pipeline succeeded since $since" >&2
 
 if systemctl is-enabled --quiet materia-web.socket 2>/dev/null; then
     until curl -fsS --max-time "$curl_timeout_secs" -o /dev/null "http://$web/healthz"; do

@@ -255,6 +255,9 @@ ok "root $tarball ($(du -h "$tarball" | cut -f1)) unpacked${extra_cas:+; local C
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 mkdir -p "$work/upstream"
 "$bin/psd-gen" --rows "$psd_rows" --out "$work/upstream/psd_alldata_csv.zip" 2>/dev/null
+# The prices upstream (extract-prices, the registry's second extractor): a FRED-shaped CSV.
+printf 'observation_date,PCOFFOTMUSDM,PCOFFROBUSDM\n2024-10-01,250.5,180\n2024-11-01,.,185.25\n' \
+    >"$work/upstream/fredgraph.csv"
 served=$(sh "$repo/scripts/serve-dir.sh" "$work/upstream")
 psd_pid=${served% *}
 psd_port=${served#* }
@@ -406,6 +409,7 @@ DUCKDB_PATH=/data/materia/lakehouse.duckdb
 SERVING_DUCKDB_PATH=/data/materia/analytics.duckdb
 METRICS_DIR=/var/lib/node_exporter/textfile_collector
 PSD_URL=http://127.0.0.1:$psd_port/psd_alldata_csv.zip
+PRICES_URL=http://127.0.0.1:$psd_port/fredgraph.csv
 BACKUP_REMOTE=r2:materia/rehearsal
 R2_ACCESS_KEY_ID=rehearsal
 R2_SECRET_ACCESS_KEY=rehearsal-secret
@@ -466,15 +470,20 @@ r=$(probe numpy-supervisor materia-supervisor.service "/opt/materia/current/.ven
 ok "item 0: SQLMesh's Python runs under materia-supervisor.service's filter ($r)"
 
 # --- a supervisor cycle under the hardened unit, as materia ----------------------------------
-# cycle_since ISO: extract-psd, transform and export-serving all ended well after ISO.
-cycle_since() {
-    [ "$(ledger "SELECT count(DISTINCT step) FROM runs WHERE step IN ('extract-psd','transform','export-serving') AND status IN ('success','unchanged') AND started_at >= '$1'")" = 3 ]
+# first_cycle_since ISO: both extractors of workflows.toml, transform and export-serving all
+# ended well after ISO. cycle_since ISO: transform and export-serving did (a later cycle runs
+# only the extractors that are due, and after a restart within the day none is).
+first_cycle_since() {
+    [ "$(ledger "SELECT count(DISTINCT step) FROM runs WHERE step IN ('extract-psd','extract-prices','transform','export-serving') AND status IN ('success','unchanged') AND started_at >= '$1'")" = 4 ]
 }
-until_true "$cycle_timeout_secs" "a supervisor cycle" cycle_since 2000
+cycle_since() {
+    [ "$(ledger "SELECT count(DISTINCT step) FROM runs WHERE step IN ('transform','export-serving') AND status IN ('success','unchanged') AND started_at >= '$1'")" = 2 ]
+}
+until_true "$cycle_timeout_secs" "a supervisor cycle" first_cycle_since 2000
 [ "$(inside systemctl show -P User materia-supervisor.service)" = materia ] || fail "the supervisor does not run as materia"
 journal_sup=$(inside journalctl -u materia-supervisor.service --no-pager)
 case "$journal_sup" in *"status=31/SYS"* | *"Bad system call"* | *"Read-only file system"*) fail "item 0: $journal_sup" ;; esac
-ok "item 0: a cycle (extract-psd, transform, export-serving) succeeded under materia-supervisor.service as materia"
+ok "item 0: a cycle (extract-psd, extract-prices, transform, export-serving) succeeded under materia-supervisor.service as materia"
 landed=$(find "$root/data/materia/landing/psd" -name '*.csv.gzip' | wc -l)
 [ "$landed" -eq 1 ] || fail "$landed landing files, expected 1"
 
@@ -589,10 +598,13 @@ done
 EOF
 printf '#!/bin/sh\nexit 0\n' >"$root/srv/fake-bin/transform"
 cp "$root/srv/fake-bin/transform" "$root/srv/fake-bin/export-serving"
+cp "$root/srv/fake-bin/transform" "$root/srv/fake-bin/extract-prices"
 chmod 0755 "$root/srv/fake-bin/"*
+# The supervisor asks the real materia-status which extractors are due (none has run here).
+ln -sf /opt/materia/current/bin/materia-status "$root/srv/fake-bin/materia-status"
 fixture=/srv/materia-src/crates/operations/tests/fixtures/tricky.env
 by_systemd=$(inside systemd-run --wait --pipe --quiet --collect -p "EnvironmentFile=$fixture" /bin/sh /srv/fake-bin/extract-psd)
-by_supervisor=$(inside env MATERIA_ENV_FILE="$fixture" MATERIA_BIN_DIR=/srv/fake-bin sh /srv/materia-src/scripts/supervisor.sh --once 2>/dev/null)
+by_supervisor=$(inside env MATERIA_ENV_FILE="$fixture" MATERIA_BIN_DIR=/srv/fake-bin MATERIA_WORKFLOWS=/srv/materia-src/workflows.toml sh /srv/materia-src/scripts/supervisor.sh --once 2>/dev/null)
 [ "$by_systemd" = "$by_supervisor" ] || fail "item 11: systemd read
 $by_systemd
 the supervisor read

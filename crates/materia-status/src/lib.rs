@@ -3,6 +3,7 @@
 //! `materia-status` binary prints it; `materia-web` shows it on its `/status` page. Also the
 //! landing files held in quarantine, and the commands that hold and release them.
 
+pub mod due;
 pub mod limits;
 pub mod quarantine;
 

@@ -6,10 +6,11 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::anyhow;
 use clap::{Parser, Subcommand};
+use materia_status::due;
 use materia_status::quarantine::{self, CommandError, QuarantineReport, QuarantineStatus};
 use materia_status::{Health, StatusReport, report, table};
 use step_runtime::env_vars;
@@ -48,6 +49,23 @@ struct Args {
     /// Print one JSON object instead of the table
     #[arg(long, global = true)]
     json: bool,
+
+    /// Print the extractors of the workflow registry that are due now, one binary a line
+    /// (exit 2 naming the line when the registry is malformed)
+    #[arg(long, conflicts_with_all = ["extractors", "max_age"])]
+    due: bool,
+
+    /// Print every extractor of the workflow registry, one binary a line, after checking it
+    #[arg(long, conflicts_with = "max_age")]
+    extractors: bool,
+
+    /// The workflow registry read by --due and --extractors
+    #[arg(long, env = env_vars::MATERIA_WORKFLOWS, value_name = "PATH", default_value = workflows::FILE_NAME)]
+    workflows: PathBuf,
+
+    /// The time --due decides at, RFC 3339 (default: now)
+    #[arg(long, value_name = "TIME", value_parser = parse_now, requires = "due")]
+    now: Option<SystemTime>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -90,6 +108,73 @@ fn parse_max_age(s: &str) -> Result<(String, Duration), String> {
     Ok((step.to_owned(), age))
 }
 
+fn parse_now(s: &str) -> Result<SystemTime, String> {
+    humantime::parse_rfc3339_weak(s.trim_end_matches('Z'))
+        .map_err(|e| format!("{s:?} is not an RFC 3339 time (2026-12-09T06:00:00Z): {e}"))
+}
+
+/// `--due` and `--extractors`: binaries on stdout, one a line, or one JSON object.
+fn run_registry(args: &Args, state_db: &std::path::Path) -> ExitCode {
+    let result = if args.due {
+        due::due(
+            &args.workflows,
+            state_db,
+            args.now.unwrap_or_else(SystemTime::now),
+        )
+        .map(|rows| {
+            let due: Vec<String> = rows
+                .iter()
+                .filter(|r| r.due)
+                .map(|r| r.binary.clone())
+                .collect();
+            (due, serde_json::to_value(&rows).unwrap_or_default())
+        })
+    } else {
+        due::registry(&args.workflows).map(|w| {
+            let all: Vec<String> = w.iter().map(|w| w.binary.clone()).collect();
+            let value = serde_json::json!(
+                w.iter()
+                    .map(|w| serde_json::json!({"binary": w.binary, "dataset": w.dataset}))
+                    .collect::<Vec<_>>()
+            );
+            (all, value)
+        })
+    };
+    match result {
+        Ok((binaries, extractors)) => {
+            if args.json {
+                step_runtime::print_json(&serde_json::json!({
+                    "status": "ok",
+                    "workflows": args.workflows.display().to_string(),
+                    "binaries": binaries,
+                    "extractors": extractors,
+                    "error": null,
+                }));
+            } else {
+                let mut out = std::io::stdout().lock();
+                for b in &binaries {
+                    let _ = writeln!(out, "{b}");
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(due::DueError { usage, error }) => {
+            let message = format!("{error:#}");
+            if args.json {
+                step_runtime::print_json(&serde_json::json!({
+                    "status": "failed",
+                    "workflows": args.workflows.display().to_string(),
+                    "binaries": [],
+                    "extractors": [],
+                    "error": message,
+                }));
+            }
+            let _ = writeln!(std::io::stderr(), "materia-status: {message}");
+            ExitCode::from(if usage { 2 } else { 1 })
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args: Args = match step_runtime::parse_args() {
         Ok(args) => args,
@@ -109,6 +194,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
         return run_command(command, &state_db, &args);
+    }
+    if args.due || args.extractors {
+        return run_registry(&args, &state_db);
     }
     let result = report(&state_db, &args.landing_dir, &args.max_age);
     let (report, code) = match result {

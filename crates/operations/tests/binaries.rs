@@ -181,3 +181,37 @@ fn every_timer_step_and_service_has_a_systemd_unit_that_runs_it() {
         "the cycle steps run under the supervisor's unit"
     );
 }
+
+#[test]
+fn the_workflow_registry_lists_exactly_the_declared_extractors() {
+    let registry = workflows::load(&repo_root().join(workflows::FILE_NAME)).unwrap();
+    let listed: BTreeSet<String> = registry.iter().map(|w| w.binary.clone()).collect();
+    let declared: BTreeSet<String> = step_runtime::binaries::extractors()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        listed, declared,
+        "workflows.toml and the Role::Extractor binaries of binaries.rs"
+    );
+    for w in &registry {
+        assert_eq!(
+            run_ledger::dataset_of_step(&w.binary),
+            Some(w.dataset.as_str())
+        );
+    }
+    // materia-status reads the same registry the same way.
+    let out = Command::new(workspace_bin("materia-status"))
+        .env_clear()
+        .current_dir(repo_root())
+        .args(["--extractors"])
+        .output_within(Duration::from_secs(60))
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let in_order: Vec<String> = registry.iter().map(|w| w.binary.clone()).collect();
+    assert_eq!(printed, in_order);
+}

@@ -40,6 +40,12 @@ impl Release {
             dir.path().join("release/bin/materia-status"),
         )
         .unwrap();
+        // The extractors health waits for are the registry's.
+        std::fs::copy(
+            repo_root().join("workflows.toml"),
+            dir.path().join("release/workflows.toml"),
+        )
+        .unwrap();
         std::fs::create_dir(dir.path().join("fake")).unwrap();
         let web_enabled = if web.is_some() { "exit 0" } else { "exit 1" };
         let systemctl = format!(
@@ -97,6 +103,7 @@ impl Release {
 
     fn a_whole_cycle_after_the_restart(&self) -> &Release {
         self.ran("extract-psd", AFTER, RunStatus::Success)
+            .ran("extract-prices", AFTER, RunStatus::Unchanged)
             .ran("transform", AFTER, RunStatus::Success)
             .ran("export-serving", AFTER, RunStatus::Unchanged)
     }
@@ -191,4 +198,23 @@ fn regression_health_fails_when_the_web_apps_healthz_does_not_answer_200() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn health_waits_for_every_due_extractor_of_the_registry_and_fails_on_any_that_failed() {
+    // PSD, transform and export succeeded, but prices (due: it never ran) has not run yet.
+    let r = Release::new(None);
+    r.ran("extract-psd", AFTER, RunStatus::Success)
+        .ran("transform", AFTER, RunStatus::Success)
+        .ran("export-serving", AFTER, RunStatus::Success);
+    let (out, _) = r.check(3);
+    assert_fails(&out, "no complete pipeline cycle since the restart");
+    // A failed prices run after the restart fails the check at once.
+    r.ran("extract-prices", AFTER, RunStatus::Failed);
+    let (out, took) = r.check(50);
+    assert_fails(
+        &out,
+        "extract-prices failed after the restart at 2026-01-01T00:00:00.000Z",
+    );
+    assert!(took < Duration::from_secs(30), "took {took:?}: not at once");
 }

@@ -27,6 +27,22 @@ pub const PSD_TIMEOUT_SECS: &str = "PSD_TIMEOUT_SECS";
 /// How many times a failed attempt is retried (connection errors, 429, 5xx). Default 4.
 pub const PSD_RETRIES: &str = "PSD_RETRIES";
 
+/// Source of the coffee prices CSV: an http(s) URL, a `file://` URL or a plain path. Default
+/// FRED's `fredgraph.csv?id=<PRICES_SERIES>`.
+pub const PRICES_URL: &str = "PRICES_URL";
+/// The FRED series of the prices CSV, comma-separated. Default `PCOFFOTMUSDM,PCOFFROBUSDM`.
+pub const PRICES_SERIES: &str = "PRICES_SERIES";
+/// Cap on the prices CSV, in bytes. Default 16 MiB.
+pub const PRICES_MAX_BYTES: &str = "PRICES_MAX_BYTES";
+/// Bound on the whole prices download including retries, in seconds. Default 300.
+pub const PRICES_TIMEOUT_SECS: &str = "PRICES_TIMEOUT_SECS";
+/// How many times a failed prices attempt is retried (connection errors, 429, 5xx). Default 4.
+pub const PRICES_RETRIES: &str = "PRICES_RETRIES";
+
+/// The workflow registry `materia-status --due` reads. Default `workflows.toml` (relative to
+/// the working directory: the repository or release root).
+pub const MATERIA_WORKFLOWS: &str = "MATERIA_WORKFLOWS";
+
 /// The SQLMesh project directory of the transform. Default `transform` (relative to the working
 /// directory); production `/opt/materia/current/transform`.
 pub const MATERIA_TRANSFORM_DIR: &str = "MATERIA_TRANSFORM_DIR";

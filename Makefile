@@ -42,7 +42,7 @@ TOOLS_VENV ?= .venv-tools
 GITLAB_CI_LOCAL_DIR := $(MATERIA_CACHE)/npm/gitlab-ci-local-4.66.1
 export MATERIA_GITLAB_CI_LOCAL := $(GITLAB_CI_LOCAL_DIR)/node_modules/.bin/gitlab-ci-local
 
-.PHONY: all deps deps-bench deps-rehearsal duckdb echarts build venv tools ci-tools ci-build ci-test ci-local secrets-decrypt-dev secrets-edit-prod test test-rust test-transform test-fuzz-targets test-web screenshots lint demo web bench fuzz dr-drill rehearsal release clean-data help
+.PHONY: all deps deps-bench deps-rehearsal duckdb echarts build venv tools ci-tools ci-build ci-test ci-local secrets-decrypt-dev secrets-edit-prod test test-alerts test-rust test-transform test-fuzz-targets test-web screenshots lint demo web bench fuzz dr-drill rehearsal release clean-data help
 
 all: build
 
@@ -150,7 +150,13 @@ test-fuzz-targets: build
 test-transform: venv
 	cd transform && LANDING_DIR=/nonexistent "$(abspath $(SQLMESH))" test
 
-test: lint test-transform test-rust test-fuzz-targets
+# The Prometheus alert rules (ops/alerts.yml) against their unit tests, with promtool (Debian's
+# prometheus package). crates/operations/tests/alerts.rs runs the same and checks that the
+# series the tests feed are the ones the steps write.
+test-alerts: deps
+	cd ops && promtool check rules alerts.yml && promtool test rules alerts.test.yml
+
+test: lint test-transform test-alerts test-rust test-fuzz-targets
 
 # The pipeline's jobs (.gitlab-ci.yml): build compiles once into dist/ (scripts/ci-build.sh);
 # each test:<crate> job runs `make ci-test CRATE=<crate> CRATE_NEEDS="<make targets>"`, that

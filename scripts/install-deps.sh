@@ -12,7 +12,7 @@ profile=${1:-all}
 
 # command -> Debian package
 need_build="python3:python3 cc:gcc git:git npm:npm openssl:openssl timeout:coreutils"
-need_test="$need_build shellcheck:shellcheck dash:dash curl:curl systemd-analyze:systemd git:git rclone:rclone age-keygen:age ssh-keygen:openssh-client setpriv:util-linux unshare:util-linux mount:mount useradd:passwd rsync:rsync c++:g++ systemd-socket-activate:systemd chromium:chromium"
+need_test="$need_build shellcheck:shellcheck dash:dash curl:curl systemd-analyze:systemd git:git rclone:rclone age-keygen:age ssh-keygen:openssh-client setpriv:util-linux unshare:util-linux mount:mount useradd:passwd rsync:rsync c++:g++ systemd-socket-activate:systemd chromium:chromium promtool:prometheus"
 need_bench="pigz:pigz unzip:unzip curl:curl wrk:wrk nginx:nginx"
 need_rehearsal="$need_test systemd-nspawn:systemd-container debootstrap:debootstrap zstd:zstd nsenter:util-linux"
 case "$profile" in

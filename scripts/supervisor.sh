@@ -7,8 +7,11 @@
 #   scripts/supervisor.sh          loop forever (systemd: materia-supervisor.service)
 #   scripts/supervisor.sh --once   run one cycle and exit with its status
 #
-# A cycle is extract-psd -> transform -> export-serving; the first step that fails ends it, and
-# the cycle's status is that step's exit code (75: a lock was held; try later).
+# A cycle is extract-psd -> transform -> export-serving. An extractor that fails with exit 1
+# (upstream down, bad data) does not end it: transform and export-serving still run over the
+# landing data already there, so a release is judged on them during a USDA outage
+# (scripts/health-check.sh). Any other failure ends the cycle. The cycle's status is the first
+# failed step's exit code (75: a lock was held; try later).
 #
 # Environment: the variables of docs/INTERFACES.md section 1 (LANDING_DIR, STATE_DB, DUCKDB_PATH,
 # SERVING_DUCKDB_PATH, METRICS_DIR), PSD_URL and the other step variables pass through. Also:
@@ -18,6 +21,7 @@
 #   SUPERVISOR_BACKOFF_SECS    first sleep after a failed cycle, doubled each time (default 60)
 #   SUPERVISOR_BACKOFF_MAX_SECS  cap of that sleep (default 21600)
 #   SUPERVISOR_STEP_TIMEOUT_SECS bound on each step (default 7200); SIGKILL 30 s after SIGTERM
+#   MATERIA_ALERT_URL          a failed step, and its recovery, are reported there (scripts/alert.sh)
 set -eu
 
 # The cycle, in order: the steps declared as such in crates/step-runtime/src/binaries.rs
@@ -29,7 +33,7 @@ case "${1:-}" in
     --once) once=true ;;
     "") ;;
     -h | --help)
-        sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
@@ -168,13 +172,34 @@ run_step() {
         126 | 127) log "$name: could not start (exit $code; see the loader's message above): $bin/$name and the DuckDB library it loads from $bin/../lib/libduckdb.so must both be there (make release)" ;;
         *) log "$name: failed (exit $code)" ;;
     esac
+    notify "$name" "$code"
     return "$code"
 }
 
+# A failed step (any exit but 0 and 75) and its next success are reported by scripts/alert.sh,
+# which is bounded, always exits 0 and sends nothing without MATERIA_ALERT_URL.
+alert_script=$(dirname "$0")/alert.sh
+notify() {
+    case "$2" in
+        0) event=recovered ;;
+        75) return 0 ;;
+        *) event=failed ;;
+    esac
+    [ ! -f "$alert_script" ] || sh "$alert_script" "$1" "$event" </dev/null || true
+}
+
 cycle() {
+    first=0
     for step in $steps; do
-        run_step "$step" || return "$?"
+        code=0
+        run_step "$step" || code=$?
+        case "$step:$code" in
+            *:0) ;;
+            extract-*:1) [ "$first" -ne 0 ] || first=$code ;;
+            *) return "$code" ;;
+        esac
     done
+    return "$first"
 }
 
 backoff=$backoff_first

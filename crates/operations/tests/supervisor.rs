@@ -400,3 +400,32 @@ fn regression_materia_env_file_is_read_as_data_never_run_as_shell_code() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("line 2"), "{}", stderr(&out));
 }
+
+/// Issue 23: during a USDA outage the transform and export-serving still run over the landing
+/// data already there (a deploy's health check judges the release on them); the cycle still
+/// fails with the extractor's status and backs off.
+#[test]
+fn an_extractor_failing_with_exit_1_does_not_stop_the_transform_and_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = scripted(dir.path(), &[("extract-psd", "echo down >&2; exit 1")]);
+    let out = supervisor(dir.path(), &bin, &["--once"])
+        .output_within(CHILD_LIMIT)
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(
+        calls(dir.path()),
+        ["extract-psd", "transform", "export-serving"]
+    );
+    assert!(stderr(&out).contains("supervisor: extract-psd: failed (exit 1)"));
+
+    // Any other exit of an extractor (a configuration error, a lock held) ends the cycle.
+    for code in ["2", "75"] {
+        std::fs::remove_file(dir.path().join("calls")).unwrap();
+        let bin = scripted(dir.path(), &[("extract-psd", &format!("exit {code}"))]);
+        let out = supervisor(dir.path(), &bin, &["--once"])
+            .output_within(CHILD_LIMIT)
+            .unwrap();
+        assert_eq!(out.status.code(), Some(code.parse().unwrap()));
+        assert_eq!(calls(dir.path()), ["extract-psd"]);
+    }
+}

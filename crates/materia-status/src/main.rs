@@ -115,14 +115,25 @@ const DEV_LANDING_DIR: &str = "data/landing";
 /// server's landing directory when it exists (so `materia-status` works bare on the server);
 /// else `data/landing`, which the error then names.
 fn landing_dir(given: Option<&PathBuf>) -> PathBuf {
+    resolve_landing_dir(
+        given,
+        std::path::Path::new(DEV_LANDING_DIR),
+        std::path::Path::new(SERVER_LANDING_DIR),
+    )
+}
+
+fn resolve_landing_dir(
+    given: Option<&PathBuf>,
+    dev: &std::path::Path,
+    server: &std::path::Path,
+) -> PathBuf {
     if let Some(dir) = given {
         return dir.clone();
     }
-    let dev = PathBuf::from(DEV_LANDING_DIR);
-    if !dev.exists() && std::path::Path::new(SERVER_LANDING_DIR).is_dir() {
-        return PathBuf::from(SERVER_LANDING_DIR);
+    if !dev.exists() && server.is_dir() {
+        return server.to_path_buf();
     }
-    dev
+    dev.to_path_buf()
 }
 
 fn main() -> ExitCode {
@@ -245,6 +256,23 @@ fn clear_bad(state_db: &std::path::Path, tag: &str, json: bool) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 23: run bare on the server (no LANDING_DIR, outside a checkout) it finds the
+    /// server's landing directory; a checkout's data/landing, or a given one, wins.
+    #[test]
+    fn the_landing_dir_falls_back_to_the_servers_outside_a_checkout() {
+        let dir = tempfile::tempdir().unwrap();
+        let dev = dir.path().join("data/landing");
+        let server = dir.path().join("srv/landing");
+        // Neither: the development default, which the error then names.
+        assert_eq!(resolve_landing_dir(None, &dev, &server), dev);
+        std::fs::create_dir_all(&server).unwrap();
+        assert_eq!(resolve_landing_dir(None, &dev, &server), server);
+        std::fs::create_dir_all(&dev).unwrap();
+        assert_eq!(resolve_landing_dir(None, &dev, &server), dev);
+        let given = dir.path().join("elsewhere");
+        assert_eq!(resolve_landing_dir(Some(&given), &dev, &server), given);
+    }
 
     #[test]
     fn max_age_parses_step_and_duration() {

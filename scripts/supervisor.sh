@@ -25,6 +25,7 @@
 #   SUPERVISOR_BACKOFF_SECS    first sleep after a failed cycle, doubled each time (default 60)
 #   SUPERVISOR_BACKOFF_MAX_SECS  cap of that sleep (default 21600)
 #   SUPERVISOR_STEP_TIMEOUT_SECS bound on each step (default 7200); SIGKILL 30 s after SIGTERM
+#   MATERIA_ALERT_URL          a failed step, and its recovery, are reported there (scripts/alert.sh)
 set -eu
 
 # After the due extractors, in order: the steps of the cycle declared in
@@ -184,7 +185,20 @@ run_step() {
         126 | 127) log "$name: could not start (exit $code; see the loader's message above): $bin/$name and the DuckDB library it loads from $bin/../lib/libduckdb.so must both be there (make release)" ;;
         *) log "$name: failed (exit $code)" ;;
     esac
+    notify "$name" "$code"
     return "$code"
+}
+
+# A failed step (any exit but 0 and 75) and its next success are reported by scripts/alert.sh,
+# which is bounded, always exits 0 and sends nothing without MATERIA_ALERT_URL.
+alert_script=$(dirname "$0")/alert.sh
+notify() {
+    case "$2" in
+        0) event=recovered ;;
+        75) return 0 ;;
+        *) event=failed ;;
+    esac
+    [ ! -f "$alert_script" ] || sh "$alert_script" "$1" "$event" </dev/null || true
 }
 
 # Sets extract_status (the first extractor failure, 0 if none) and returns the status of

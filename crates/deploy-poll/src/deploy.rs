@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, anyhow};
 use run_ledger::{Ledger, RunOutcome, RunStatus};
 use serde::Serialize;
-use step_runtime::{Report, ResultExt, StepContext, StepError, iso8601, run_recorded};
+use step_runtime::{Metric, Report, ResultExt, StepContext, StepError, iso8601, run_recorded};
 
 use crate::Args;
 use crate::limits::{
@@ -91,6 +91,14 @@ impl Report for DeployReport {
                 .clone()
                 .unwrap_or_else(|| self.status.as_str().to_owned())
         })
+    }
+
+    fn metrics(&self) -> Vec<Metric> {
+        vec![Metric::new(
+            "rolled_back",
+            "1 if the last poll rolled a deploy back (ops/alerts.yml: MateriaDeployRolledBack)",
+            f64::from(u8::from(self.status == DeployStatus::RolledBack)),
+        )]
     }
 
     fn outcome(&self) -> RunOutcome {

@@ -209,14 +209,35 @@ fn fetch_file(path: &Path, target: &Target<'_>, limits: FetchLimits) -> anyhow::
 /// The error of a 304 to a request without validators (upstream protocol error).
 pub const NOT_MODIFIED_UNASKED: &str = "upstream answered HTTP 304 Not Modified to an unconditional request (no If-None-Match or If-Modified-Since was sent)";
 
+/// The context that marks a fetch error as upstream's: the source could not be reached, did not
+/// answer in time, or answered with an error status. `extract::run` finds it with
+/// `downcast_ref` and records the run with `FailureClass::Upstream`; anything else (bad data,
+/// a local fault) is the step's own failure.
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamUnavailable;
+
+impl std::fmt::Display for UpstreamUnavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("upstream unavailable")
+    }
+}
+
+/// True when `error` is upstream's (see [`UpstreamUnavailable`]).
+pub fn is_upstream(error: &anyhow::Error) -> bool {
+    error.downcast_ref::<UpstreamUnavailable>().is_some()
+}
+
 /// How one HTTP attempt ended, when it did not succeed.
 enum AttemptError {
-    /// Worth another attempt after the wait (Retry-After, if upstream gave one).
+    /// Worth another attempt after the wait (Retry-After, if upstream gave one). Always
+    /// upstream's: connection errors, time-outs, HTTP 429 and 5xx.
     Retry {
         error: anyhow::Error,
         retry_after: Option<Duration>,
     },
-    /// Not worth retrying: bad data, 4xx, redirect loop, local fault, time bound reached.
+    /// Not worth retrying, and upstream's: a 4xx, a redirect loop, the time bound reached.
+    Upstream(anyhow::Error),
+    /// Not worth retrying: bad data or a local fault.
     Fatal(anyhow::Error),
 }
 
@@ -265,20 +286,25 @@ fn fetch_http(
                 });
             }
             Err(AttemptError::Fatal(error)) => return Err(error),
+            Err(AttemptError::Upstream(error)) => return Err(error.context(UpstreamUnavailable)),
             Err(AttemptError::Retry { error, retry_after }) => (error, retry_after),
         };
         if attempt > limits.retries {
-            return Err(error.context(format!("giving up after {attempt} attempts")));
+            return Err(error
+                .context(format!("giving up after {attempt} attempts"))
+                .context(UpstreamUnavailable));
         }
         let backoff = BACKOFF_BASE.saturating_mul(1 << (attempt - 1).min(16));
         let wait = retry_after.unwrap_or(backoff).min(RETRY_WAIT_MAX);
         let remaining = deadline.saturating_duration_since(Instant::now());
         if wait >= remaining {
-            return Err(error.context(format!(
-                "not retrying: waiting {}s would pass the {}s time bound (--timeout-secs)",
-                wait.as_secs(),
-                limits.timeout.as_secs()
-            )));
+            return Err(error
+                .context(format!(
+                    "not retrying: waiting {}s would pass the {}s time bound (--timeout-secs)",
+                    wait.as_secs(),
+                    limits.timeout.as_secs()
+                ))
+                .context(UpstreamUnavailable));
         }
         log::warn!(
             "attempt {attempt} failed: {error:#}; retrying in {}s",
@@ -300,10 +326,10 @@ fn transport(error: reqwest::Error, deadline: Instant, limits: FetchLimits) -> A
     // reqwest puts the full URL, credentials included, into its messages.
     let error = error.without_url();
     if Instant::now() >= deadline {
-        return AttemptError::Fatal(anyhow!(error).context(timed_out(limits)));
+        return AttemptError::Upstream(anyhow!(error).context(timed_out(limits)));
     }
     if error.is_redirect() {
-        return AttemptError::Fatal(anyhow!(
+        return AttemptError::Upstream(anyhow!(
             "too many redirects (more than {REDIRECTS_MAX}): {error}"
         ));
     }
@@ -366,7 +392,7 @@ async fn attempt_once(
 ) -> Result<Fetched, AttemptError> {
     let remaining = deadline.saturating_duration_since(Instant::now());
     if remaining.is_zero() {
-        return Err(AttemptError::Fatal(timed_out(limits)));
+        return Err(AttemptError::Upstream(timed_out(limits)));
     }
     let mut request = client
         .get(url.clone())
@@ -392,7 +418,7 @@ async fn attempt_once(
         // A 304 answers only a conditional request (RFC 9110, 15.4.5). To one that carried no
         // validators it vouches for no content at all: a protocol error, not "unchanged".
         if sent.is_empty() {
-            return Err(AttemptError::Fatal(anyhow!(
+            return Err(AttemptError::Upstream(anyhow!(
                 "{NOT_MODIFIED_UNASKED} for {}",
                 redact(url)
             )));
@@ -415,7 +441,7 @@ async fn attempt_once(
         });
     }
     if !status.is_success() {
-        return Err(AttemptError::Fatal(anyhow!(
+        return Err(AttemptError::Upstream(anyhow!(
             "upstream answered HTTP {status} for {}",
             redact(url)
         )));

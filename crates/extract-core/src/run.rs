@@ -7,9 +7,14 @@ use anyhow::{Context, anyhow};
 use landing_store::{LandingStore, Published};
 use run_ledger::{Landed, LastGood, Ledger, RunOutcome, RunStatus};
 use serde::Serialize;
-use step_runtime::{Metric, Report, ResultExt, StepContext, StepError, UtcDateTime, run_recorded};
+use step_runtime::{
+    FailureClass, Metric, Report, ResultExt, StepContext, StepError, UtcDateTime, run_recorded,
+};
 
-use crate::fetch::{FetchLimits, Fetched, NOT_MODIFIED_UNASKED, Source, Target, Validators, fetch};
+use crate::fetch::{
+    FetchLimits, Fetched, NOT_MODIFIED_UNASKED, Source, Target, Validators, fetch,
+    is_upstream,
+};
 use crate::ingest::{Format, Ingested};
 
 /// What makes one extractor: its names, its format, and what its `--json` calls each status.
@@ -87,6 +92,10 @@ pub struct ExtractReport {
     pub etag: Option<String>,
     pub last_modified: Option<String>,
     pub error: Option<String>,
+    /// Why a failed run failed: `upstream` (the source could not be reached, timed out or
+    /// answered with an error status: not this release's fault), `operational` (bad data, a
+    /// local fault), `usage` or `busy`; null when the run did not fail.
+    pub error_class: Option<&'static str>,
     /// Bytes of the landing gzip, when one was written.
     pub landed_bytes: Option<u64>,
     /// HTTP attempts made (1 without retries).
@@ -101,10 +110,15 @@ pub struct ExtractReport {
 
 impl Report for ExtractReport {
     fn failed(error: String) -> Self {
+        Self::failed_as(FailureClass::Operational, error)
+    }
+
+    fn failed_as(class: FailureClass, error: String) -> Self {
         ExtractReport {
             shown: ExtractStatus::Failed.as_str(),
             status: ExtractStatus::Failed,
             error: Some(error),
+            error_class: Some(class.as_str()),
             ..Default::default()
         }
     }
@@ -212,7 +226,14 @@ fn extract(
         user_agent: &user_agent,
     };
     log::info!("fetching {}", source.display());
-    match fetch(source, &target, &sent, request.limits)? {
+    let fetched = fetch(source, &target, &sent, request.limits).map_err(|e| {
+        if is_upstream(&e) {
+            StepError::new(FailureClass::Upstream, e)
+        } else {
+            StepError::from(e)
+        }
+    })?;
+    match fetched {
         Fetched::NotModified {
             validators,
             attempts,
@@ -326,6 +347,7 @@ fn land(
         etag: validators.etag,
         last_modified: validators.last_modified,
         error: None,
+        error_class: None,
         landed_bytes: is_new.then_some(gzip_bytes),
         attempts: Some(attempts),
         relative: Some(relative),

@@ -46,13 +46,30 @@ pub struct App {
     failure: Mutex<Option<Failure>>,
     /// Set on SIGTERM: responses ask clients to close their connection.
     closing: AtomicBool,
+    /// The last read of the state DB's last confirmation of upstream, and when it was read.
+    confirmation: Mutex<Option<(Instant, Option<Confirmation>)>>,
     pub status_reads: tokio::sync::Semaphore,
+}
+
+/// When the pipeline last confirmed upstream (the state DB's newest extract run that ended
+/// `success` or `unchanged`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Confirmation {
+    pub at: SystemTime,
+    pub iso: String,
 }
 
 /// What `/healthz` answers.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Health {
-    Ok { exported_at: String, age_secs: u64 },
+    Ok {
+        exported_at: String,
+        /// Age of the serving file's export.
+        age_secs: u64,
+        /// The last confirmation of upstream, when the state DB has one.
+        confirmed_at: Option<String>,
+        confirmed_age_secs: Option<u64>,
+    },
     Unavailable(String),
     Stale(String),
 }
@@ -72,6 +89,7 @@ impl App {
             refreshing: AtomicBool::new(false),
             failure: Mutex::new(None),
             closing: AtomicBool::new(false),
+            confirmation: Mutex::new(None),
             status_reads: tokio::sync::Semaphore::new(limits::STATUS_READS_MAX),
         }
     }
@@ -203,21 +221,74 @@ impl App {
                 generation.data.exported_at_iso
             ));
         }
-        let age = SystemTime::now()
+        let now = SystemTime::now();
+        let age = now
             .duration_since(generation.data.exported_at)
             .unwrap_or_default();
-        if age > self.config.max_serving_age {
+        // Fresh means the pipeline confirmed upstream recently (a 304 or an unchanged download
+        // counts): an unchanged serving file is not stale while USDA changes nothing. Without a
+        // readable state DB, the export is the last sign of life there is.
+        let confirmation = self.confirmation();
+        let (basis, basis_age) = match &confirmation {
+            Some(c) => (
+                format!("the pipeline last confirmed upstream at {}", c.iso),
+                now.duration_since(c.at).unwrap_or_default(),
+            ),
+            None => (
+                format!(
+                    "the serving file was exported at {} (no confirmation of upstream in the state DB {})",
+                    generation.data.exported_at_iso,
+                    self.config.state_db.display()
+                ),
+                age,
+            ),
+        };
+        if basis_age > self.config.max_serving_age {
             return Health::Stale(format!(
-                "the serving file was exported at {}, {} ago, longer than --max-serving-age {}",
-                generation.data.exported_at_iso,
-                humantime::format_duration(Duration::from_secs(age.as_secs())),
-                humantime::format_duration(self.config.max_serving_age)
+                "{basis}, {} ago, longer than --max-serving-age {}",
+                materia_status::short(Duration::from_secs(basis_age.as_secs())),
+                materia_status::short(self.config.max_serving_age)
             ));
         }
         Health::Ok {
             exported_at: generation.data.exported_at_iso.clone(),
             age_secs: age.as_secs(),
+            confirmed_at: confirmation.as_ref().map(|c| c.iso.clone()),
+            confirmed_age_secs: confirmation.map(|_| basis_age.as_secs()),
         }
+    }
+
+    /// The last confirmation of upstream, read from the state DB at most once per
+    /// [`limits::CONFIRMATION_CACHE_SECS`]; `None` when the state DB cannot be read or holds
+    /// none (logged once per read).
+    fn confirmation(&self) -> Option<Confirmation> {
+        let mut cached = self
+            .confirmation
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((read_at, value)) = cached.as_ref()
+            && read_at.elapsed() < limits::secs(limits::CONFIRMATION_CACHE_SECS)
+        {
+            return value.clone();
+        }
+        let read = run_ledger::Ledger::open_read_only(&self.config.state_db)
+            .and_then(|ledger| ledger.last_confirmation());
+        let value = match read {
+            Ok(Some(iso)) => match materia_status::parse_time(&iso) {
+                Some(at) => Some(Confirmation { at, iso }),
+                None => {
+                    log::warn!("the state DB's last confirmation {iso:?} is not a time");
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(e) => {
+                log::debug!("no confirmation of upstream: {e}");
+                None
+            }
+        };
+        *cached = Some((Instant::now(), value.clone()));
+        value
     }
 
     pub fn serving_path(&self) -> &std::path::Path {

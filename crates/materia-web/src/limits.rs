@@ -48,6 +48,10 @@ pub const GENERATION_READ_MEMORY_MIB: u64 = 256;
 /// A file that could not be read is tried again after this long, in seconds.
 pub const GENERATION_RETRY_SECS: u64 = 5;
 
+/// How long `/healthz` reuses its read of the state DB's last confirmation of upstream, so a
+/// flood of health requests reads SQLite at most once per this many seconds.
+pub const CONFIRMATION_CACHE_SECS: u64 = 5;
+
 /// State DB reads (the `/status` page) running at once; more wait, within the request time-out.
 pub const STATUS_READS_MAX: usize = 2;
 

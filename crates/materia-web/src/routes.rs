@@ -588,10 +588,20 @@ fn health(app: &Arc<App>) -> Reply {
         Health::Ok {
             exported_at,
             age_secs,
+            confirmed_at,
+            confirmed_age_secs,
         } => {
             let mut body = String::from("{\"status\":\"ok\",\"exported_at\":");
             api::json_str(&mut body, &exported_at);
-            body.push_str(&format!(",\"age_secs\":{age_secs}}}"));
+            body.push_str(&format!(",\"age_secs\":{age_secs},\"confirmed_at\":"));
+            match &confirmed_at {
+                Some(at) => api::json_str(&mut body, at),
+                None => body.push_str("null"),
+            }
+            match confirmed_age_secs {
+                Some(a) => body.push_str(&format!(",\"confirmed_age_secs\":{a}}}")),
+                None => body.push_str(",\"confirmed_age_secs\":null}"),
+            }
             (StatusCode::OK, body)
         }
         Health::Unavailable(reason) => (
@@ -625,16 +635,17 @@ async fn status(app: &Arc<App>) -> Result<Reply, Problem> {
         .map_err(|_| Problem::unavailable("the server is shutting down", 1))?;
     let state_db = app.config.state_db.clone();
     let landing_dir = app.config.landing_dir.clone();
-    let report =
-        tokio::task::spawn_blocking(move || materia_status::report(&state_db, &landing_dir, &[]))
-            .await
-            .map_err(|e| {
-                Problem::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("reading the state DB failed: {e}"),
-                )
-            })?
-            .map_err(|e| format!("{e:#}"));
+    let report = tokio::task::spawn_blocking(move || {
+        materia_status::report(&state_db, &landing_dir, &[], &[])
+    })
+    .await
+    .map_err(|e| {
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("reading the state DB failed: {e}"),
+        )
+    })?
+    .map_err(|e| format!("{e:#}"));
     let view = pages::ServingView {
         path: app.serving_path().display().to_string(),
         generation: generation.as_ref(),

@@ -520,3 +520,100 @@ fn status_lists_quarantined_landing_files_escaped() {
     );
     assert!(page.contains("id=\"quarantined\""));
 }
+
+/// Moves every time of the copied site `dir` (state DB rows, the serving file's export) `days`
+/// into the past, then records one extract-psd run that ended `unchanged` (a 304)
+/// `confirmed_hours_ago` hours ago, if given. Python's sqlite3 and the venv's duckdb write them.
+fn age_site(dir: &std::path::Path, days: u32, confirmed_hours_ago: Option<u32>) {
+    let script = r#"
+import sqlite3, sys, duckdb, datetime
+state, serving, days, hours = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+db = sqlite3.connect(state)
+shift = f"-{days} days"
+def back(col):
+    return f"strftime('%Y-%m-%dT%H:%M:%fZ', {col}, '{shift}')"
+for table in ("extraction_runs", "step_runs"):
+    db.execute(f"UPDATE {table} SET started_at = {back('started_at')}, finished_at = {back('finished_at')}")
+if hours != "none":
+    at = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=int(hours)))
+    iso = at.strftime('%Y-%m-%dT%H:%M:%S.000Z')
+    db.execute("INSERT INTO extraction_runs (extractor, status, started_at, finished_at, detail) "
+               "VALUES ('psd', 'unchanged', ?, ?, 'not modified (HTTP 304)')", (iso, iso))
+db.commit()
+db.close()
+con = duckdb.connect(serving)
+con.execute(f"UPDATE serving._materia_export SET exported_at = exported_at - INTERVAL {days} DAY")
+con.execute("CHECKPOINT")
+con.close()
+"#;
+    let hours = confirmed_hours_ago.map_or_else(|| "none".to_owned(), |h| h.to_string());
+    let out = run_bounded(
+        Command::new(test_support::venv().join("bin/python"))
+            .arg("-c")
+            .arg(script)
+            .arg(dir.join("state.sqlite"))
+            .arg(dir.join("analytics.duckdb"))
+            .arg(days.to_string())
+            .arg(hours),
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A copy of the shared site's serving file and state DB in a new directory.
+fn site_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(site().serving(), dir.path().join("analytics.duckdb")).unwrap();
+    // The SQLite backup API, so a WAL the site left is part of the copy.
+    run_ledger::Ledger::open_read_only(&site().state_db())
+        .unwrap()
+        .snapshot_to(&dir.path().join("state.sqlite"))
+        .unwrap();
+    dir
+}
+
+/// Issue 23: USDA revises coffee about twice a year, so the serving file may stay unchanged for
+/// months while the pipeline confirms upstream every hour (304s). Sixty simulated days without
+/// a change is healthy; sixty days without a confirmation is stale.
+#[test]
+fn regression_health_is_ok_after_60_days_without_a_change_while_upstream_is_confirmed() {
+    let dir = site_copy();
+    age_site(dir.path(), 60, Some(1));
+    let s = Server::start(
+        &dir.path().join("analytics.duckdb"),
+        &dir.path().join("state.sqlite"),
+        &[],
+    );
+    let r = s.get("/healthz");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let h = r.json();
+    assert_eq!(h["status"], "ok");
+    let exported_age = h["age_secs"].as_u64().unwrap();
+    assert!(exported_age >= 60 * 86_400, "{h}");
+    let confirmed_age = h["confirmed_age_secs"].as_u64().unwrap();
+    assert!((3_600..3_700).contains(&confirmed_age), "{h}");
+    assert!(h["confirmed_at"].as_str().unwrap().ends_with('Z'), "{h}");
+    drop(s);
+
+    let dir = site_copy();
+    age_site(dir.path(), 60, None);
+    let s = Server::start(
+        &dir.path().join("analytics.duckdb"),
+        &dir.path().join("state.sqlite"),
+        &[],
+    );
+    let r = s.get("/healthz");
+    assert_eq!(r.status, 503, "{}", r.text());
+    let h = r.json();
+    assert_eq!(h["status"], "stale");
+    let reason = h["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("the pipeline last confirmed upstream at")
+            && reason.contains("longer than --max-serving-age 45d00h"),
+        "{reason}"
+    );
+}

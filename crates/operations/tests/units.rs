@@ -12,7 +12,7 @@ use test_support::CommandExt;
 /// Bound on every child process of these tests: a hang fails the test instead of the run.
 const CHILD_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
 
-const UNITS: [&str; 7] = [
+const UNITS: [&str; 8] = [
     "materia-supervisor.service",
     "materia-backup.service",
     "materia-backup.timer",
@@ -20,6 +20,7 @@ const UNITS: [&str; 7] = [
     "materia-deploy.timer",
     "materia-web.socket",
     "materia-web.service",
+    "materia-alert@.service",
 ];
 
 fn units_dir() -> PathBuf {

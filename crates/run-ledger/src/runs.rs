@@ -13,6 +13,11 @@ use rusqlite::{OptionalExtension, params};
 
 use crate::{Ledger, LedgerError};
 
+/// The `detail` of a failed run whose upstream source could not be reached or answered with an
+/// error (connection refused, DNS, time-out, HTTP 5xx): not the release's fault, so a deploy's
+/// health check does not roll back for it (docs/INTERFACES.md, "Exit classes").
+pub const DETAIL_UPSTREAM: &str = "upstream";
+
 /// The message written into rows of runs that died while `running`.
 pub const INTERRUPTED: &str =
     "interrupted: the run ended without recording an outcome (killed, crashed or lost power)";
@@ -204,6 +209,8 @@ pub struct StepSummary {
     pub started_at: String,
     pub finished_at: Option<String>,
     pub error: Option<String>,
+    /// The latest run's detail ([`DETAIL_UPSTREAM`] for a failure upstream).
+    pub detail: Option<String>,
     /// When the newest run that ended `success` or `unchanged` finished.
     pub last_success_at: Option<String>,
 }
@@ -325,13 +332,14 @@ impl Ledger {
     pub fn step_summaries(&self) -> Result<Vec<StepSummary>, LedgerError> {
         self.rows(
             "WITH ranked AS (
-                 SELECT step, status, started_at, finished_at, error,
+                 SELECT step, status, started_at, finished_at, error, detail,
                         row_number() OVER (PARTITION BY step ORDER BY started_at DESC, run_id DESC) AS rn
                    FROM runs),
              good AS (
                  SELECT step, max(finished_at) AS last_success_at FROM runs
                   WHERE status IN ('success', 'unchanged') GROUP BY step)
-             SELECT r.step, r.status, r.started_at, r.finished_at, r.error, g.last_success_at
+             SELECT r.step, r.status, r.started_at, r.finished_at, r.error, g.last_success_at,
+                    r.detail
                FROM ranked r LEFT JOIN good g ON g.step = r.step
               WHERE r.rn = 1 ORDER BY r.step",
             [],
@@ -343,6 +351,7 @@ impl Ledger {
                     finished_at: r.get(3)?,
                     error: r.get(4)?,
                     last_success_at: r.get(5)?,
+                    detail: r.get(6)?,
                 })
             },
         )
@@ -366,6 +375,31 @@ impl Ledger {
                 },
             )
             .optional()
+            .map_err(|e| self.sql(e))
+    }
+
+    /// When the pipeline last confirmed upstream: the `finished_at` of the newest run of any
+    /// extractor that ended `success` or `unchanged` (a new file, a 304, or a download of
+    /// content already landed). Freshness is measured from it, not from when content changed.
+    pub fn last_confirmation(&self) -> Result<Option<String>, LedgerError> {
+        self.conn
+            .query_row(
+                "SELECT max(finished_at) FROM extraction_runs WHERE status IN ('success', 'unchanged')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.sql(e))
+    }
+
+    /// When content of `dataset` last changed upstream: the `finished_at` of the newest run that
+    /// landed a new file (status `success`). The age of the data itself is measured from it.
+    pub fn last_new_data(&self, dataset: &str) -> Result<Option<String>, LedgerError> {
+        self.conn
+            .query_row(
+                "SELECT max(finished_at) FROM extraction_runs WHERE extractor = ?1 AND status = 'success'",
+                params![dataset],
+                |r| r.get(0),
+            )
             .map_err(|e| self.sql(e))
     }
 

@@ -12,8 +12,7 @@ use step_runtime::{
 };
 
 use crate::fetch::{
-    FetchLimits, Fetched, NOT_MODIFIED_UNASKED, Source, Target, Validators, fetch,
-    is_upstream,
+    FetchLimits, Fetched, NOT_MODIFIED_UNASKED, Source, Target, Validators, fetch, is_upstream,
 };
 use crate::ingest::{Format, Ingested};
 

@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::anyhow;
 use clap::{Parser, Subcommand};
-use materia_status::due;
 use materia_status::bad_tags::{self, ClearReport, ClearStatus};
+use materia_status::due;
 use materia_status::quarantine::{self, CommandError, QuarantineReport, QuarantineStatus};
 use materia_status::{Health, StatusReport, report, table};
 use step_runtime::env_vars;

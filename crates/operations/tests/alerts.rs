@@ -220,7 +220,17 @@ fn the_supervisor_reports_a_failing_step_and_its_recovery() {
     let bin = dir.path().join("bin");
     std::fs::create_dir(&bin).unwrap();
     let flag = dir.path().join("transform-fails");
-    for step in ["extract-psd", "transform", "export-serving"] {
+    std::os::unix::fs::symlink(
+        test_support::workspace_bin("materia-status"),
+        bin.join("materia-status"),
+    )
+    .unwrap();
+    for step in [
+        "extract-psd",
+        "extract-prices",
+        "transform",
+        "export-serving",
+    ] {
         let body = if step == "transform" {
             format!("[ -e '{}' ] && exit 1\nexit 0", flag.display())
         } else {
@@ -240,6 +250,7 @@ fn the_supervisor_reports_a_failing_step_and_its_recovery() {
             .env("PATH", "/usr/bin:/bin")
             .env("MATERIA_BIN_DIR", &bin)
             .env("LANDING_DIR", dir.path().join("landing"))
+            .env("MATERIA_WORKFLOWS", repo_root().join("workflows.toml"))
             .env("MATERIA_ALERT_URL", &hook.url)
             .env("R2_SECRET_ACCESS_KEY", SECRET)
             .output_within(CHILD_LIMIT)

@@ -45,11 +45,19 @@ pub const GENERATION_POLL_MILLIS: u64 = 1000;
 pub const GENERATION_READ_TIMEOUT_SECS: u64 = 120;
 /// DuckDB's memory limit while it reads a generation, in MiB.
 pub const GENERATION_READ_MEMORY_MIB: u64 = 256;
+/// Generations in `<serving>.previous/` tried, newest first, when the serving file cannot be
+/// read at start.
+pub const FALLBACK_CANDIDATES_MAX: usize = 8;
 /// A file that could not be read is tried again after this long, in seconds.
 pub const GENERATION_RETRY_SECS: u64 = 5;
 
 /// State DB reads (the `/status` page) running at once; more wait, within the request time-out.
+/// A read whose request timed out still counts until it ends.
 pub const STATUS_READS_MAX: usize = 2;
+/// Answers rendered (and gzipped) on the blocking pool at once; more wait, within the request
+/// time-out. A render whose request timed out still counts until it ends. The async workers
+/// never render, so `/healthz` and cached answers are not queued behind heavy ones.
+pub const RENDERS_MAX: usize = 2;
 
 /// Prepared answers kept per generation: the bytes of their bodies, and how many.
 pub const ANSWER_CACHE_BYTES_MAX: usize = 32 * 1024 * 1024;
@@ -71,7 +79,7 @@ pub const MARKET_YEAR_MAX: i32 = 2100;
 pub const CODE_CHARS_MAX: usize = 16;
 
 /// Worker threads of the runtime (at most; fewer on fewer cores) and blocking threads (reads
-/// of the serving file and the state DB).
+/// of the serving file and the state DB, and renders).
 pub const WORKER_THREADS_MAX: usize = 4;
 pub const BLOCKING_THREADS_MAX: usize = 8;
 

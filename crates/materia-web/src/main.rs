@@ -9,9 +9,12 @@ mod api;
 mod app;
 mod assets;
 mod data;
+mod format;
 mod html;
 mod limits;
 mod pages;
+mod params;
+mod reply;
 mod routes;
 mod server;
 

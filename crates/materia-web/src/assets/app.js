@@ -30,7 +30,7 @@
       grid: { left: 8, right: 16, top: spec.series.length > 1 ? 56 : 24, bottom: 8, containLabel: true },
       legend: spec.series.length > 1 ? { top: 0, type: 'scroll' } : undefined,
       tooltip: { trigger: 'axis', valueFormatter: format },
-      xAxis: { type: 'category', data: spec.years.map(String), boundaryGap: false },
+      xAxis: { type: 'category', data: spec.labels || spec.years.map(String), boundaryGap: false },
       yAxis: {
         type: 'value',
         scale: !percent,
@@ -38,8 +38,20 @@
           formatter: function (v) { return percent ? (v * 100).toFixed(0) + '%' : compact(v); }
         }
       },
-      series: spec.series.map(function (s) {
-        return { name: s.name, type: 'line', data: s.values, showSymbol: false, connectNulls: false };
+      series: spec.series.map(function (s, i) {
+        var line = { name: s.name, type: 'line', data: s.values, showSymbol: false, connectNulls: false };
+        // Coverage breaks: a dashed vertical line on the first series, its reason on hover.
+        if (i === 0 && spec.marks && spec.marks.length) {
+          line.markLine = {
+            symbol: 'none',
+            silent: false,
+            lineStyle: { type: 'dashed' },
+            label: { formatter: 'coverage', position: 'insideEndTop' },
+            tooltip: { formatter: function (p) { return p.data.text; } },
+            data: spec.marks.map(function (m) { return { xAxis: m.label, text: m.text }; })
+          };
+        }
+        return line;
       })
     };
   }

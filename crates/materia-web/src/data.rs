@@ -213,6 +213,31 @@ pub struct Data {
     /// attribute id.
     pub revisions: Vec<Revision>,
     pub answers: AnswerCache,
+    /// Releases from `serving.value_history`; `None` when the serving file has no such table.
+    pub releases: Option<Vec<Release>>,
+    /// Monthly prices from `serving.coffee_prices`, by series then month; `None` when the
+    /// serving file has no such table.
+    pub prices: Option<Vec<Price>>,
+}
+
+/// A release: its `YYYY-MM` and the landing file that is its final state.
+#[derive(Debug, Clone)]
+pub struct Release {
+    pub release: String,
+    pub landing_sha256: String,
+}
+
+/// One month of one price series (`serving.coffee_prices`).
+#[derive(Debug, Clone)]
+pub struct Price {
+    /// `YYYY-MM`.
+    pub month: String,
+    pub year: i32,
+    /// 1 to 12.
+    pub month_of_year: u32,
+    pub series: String,
+    pub value: f64,
+    pub unit: String,
 }
 
 impl Data {
@@ -246,6 +271,8 @@ impl Data {
             months: Vec::new(),
             revisions: Vec::new(),
             answers: AnswerCache::default(),
+            releases: None,
+            prices: None,
         };
         // One DuckDB thread and a small memory budget: the read runs beside the request
         // workers on a small server, and what it reads fits in memory many times over.
@@ -257,6 +284,12 @@ impl Data {
         data.read_balances(conn)?;
         data.read_revisions(conn)?;
         data.index_countries();
+        if has_table(conn, "value_history")? {
+            data.releases = Some(read_releases(conn)?);
+        }
+        if has_table(conn, "coffee_prices")? {
+            data.prices = Some(read_prices(conn)?);
+        }
         Ok(data)
     }
 
@@ -504,6 +537,88 @@ impl Data {
             .map(|(i, (c, _))| (c.clone(), i))
             .collect();
     }
+}
+
+/// Whether the serving file has table (or view) `serving.<name>`: the tables other steps add
+/// later are optional, and the pages say when one is absent.
+fn has_table(conn: &Connection, name: &str) -> Result<bool, PrepareError> {
+    let n: i64 = conn.query_row(
+        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'serving' AND table_name = ?",
+        [name],
+        |r| r.get(0),
+    )?;
+    let v: i64 = conn.query_row(
+        "SELECT count(*) FROM duckdb_views() WHERE schema_name = 'serving' AND view_name = ?",
+        [name],
+        |r| r.get(0),
+    )?;
+    Ok(n + v > 0)
+}
+
+/// The releases in the history, oldest first; a release's landing file is the one its rows
+/// came from (the later landed when two share a release).
+fn read_releases(conn: &Connection) -> Result<Vec<Release>, PrepareError> {
+    let mut out = Vec::new();
+    for_each_batch(
+        conn,
+        "SELECT CAST(valid_from_release AS VARCHAR), CAST(max(landing_sha256) AS VARCHAR)
+           FROM serving.value_history
+          WHERE valid_from_release IS NOT NULL
+          GROUP BY valid_from_release ORDER BY valid_from_release",
+        |batch| {
+            let release = Text::of(batch, 0, "valid_from_release")?;
+            let sha = Text::of(batch, 1, "landing_sha256")?;
+            for i in 0..batch.num_rows() {
+                if let Some(r) = release.get(i) {
+                    out.push(Release {
+                        release: r.to_owned(),
+                        landing_sha256: sha.get(i).unwrap_or_default().to_owned(),
+                    });
+                }
+            }
+            Ok(())
+        },
+    )?;
+    Ok(out)
+}
+
+fn read_prices(conn: &Connection) -> Result<Vec<Price>, PrepareError> {
+    let mut out = Vec::new();
+    for_each_batch(
+        conn,
+        "SELECT CAST(strftime(month, '%Y-%m') AS VARCHAR), CAST(series AS VARCHAR),
+                CAST(value AS DOUBLE), CAST(unit AS VARCHAR)
+           FROM serving.coffee_prices
+          WHERE month IS NOT NULL AND series IS NOT NULL
+          ORDER BY series, month",
+        |batch| {
+            let month = Text::of(batch, 0, "month")?;
+            let series = Text::of(batch, 1, "series")?;
+            let value = float64(batch, 2, "value")?;
+            let unit = Text::of(batch, 3, "unit")?;
+            for i in 0..batch.num_rows() {
+                let (Some(m), Some(sr)) = (month.get(i), series.get(i)) else {
+                    continue;
+                };
+                let (Some(year), Some(month_of_year)) = (
+                    m.get(..4).and_then(|y| y.parse().ok()),
+                    m.get(5..7).and_then(|mm| mm.parse().ok()),
+                ) else {
+                    continue;
+                };
+                out.push(Price {
+                    month: m.to_owned(),
+                    year,
+                    month_of_year,
+                    series: sr.to_owned(),
+                    value: at(value, i),
+                    unit: unit.get(i).unwrap_or_default().to_owned(),
+                });
+            }
+            Ok(())
+        },
+    )?;
+    Ok(out)
 }
 
 fn intern<T: Clone + Eq + std::hash::Hash>(

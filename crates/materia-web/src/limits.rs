@@ -70,6 +70,10 @@ pub const REVISIONS_LIMIT_DEFAULT: usize = 100;
 pub const REVISIONS_LIMIT_MAX: usize = 10_000;
 /// Revisions on the pages of a commodity or a country.
 pub const PAGE_REVISIONS: usize = 20;
+/// (Market year, attribute) rows of the front page's "what changed this release" panel, and the
+/// countries named on each.
+pub const PAGE_CHANGE_GROUPS: usize = 12;
+pub const PAGE_CHANGE_COUNTRIES: usize = 3;
 /// Rows of the top producers and exporters tables.
 pub const PAGE_TOP_COUNTRIES: usize = 10;
 /// Market years accepted in a request (`market_year`); others are answered 400.

@@ -14,6 +14,7 @@ mod html;
 mod limits;
 mod pages;
 mod params;
+mod releases;
 mod reply;
 mod routes;
 mod server;

@@ -86,12 +86,26 @@ fn chart(
     series: &[(&str, Vec<f64>)],
     marks: &[MarkOut],
 ) -> String {
+    let labels = years.iter().map(|y| marketing_year(*y)).collect();
+    labelled_chart(id, title, unit, percent, (years, labels), series, marks)
+}
+
+/// A line chart over any labels (marketing years, months).
+fn labelled_chart(
+    id: &str,
+    title: &str,
+    unit: &str,
+    percent: bool,
+    (years, labels): (&[i32], Vec<String>),
+    series: &[(&str, Vec<f64>)],
+    marks: &[MarkOut],
+) -> String {
     let json = serde_json::to_string(&ChartOut {
         title,
         unit,
         percent,
         years,
-        labels: years.iter().map(|y| marketing_year(*y)).collect(),
+        labels,
         series: series
             .iter()
             .map(|(name, values)| SeriesOut {
@@ -112,6 +126,176 @@ fn chart(
         )),
         script_json(&json)
     )
+}
+
+#[derive(Serialize)]
+struct ScatterOut<'a> {
+    kind: &'static str,
+    title: &'a str,
+    x_name: &'a str,
+    y_name: &'a str,
+    /// Per series: `[stocks_to_use, price, "2023/24"]` points.
+    series: Vec<(String, Vec<(f64, f64, String)>)>,
+    /// The label of the latest marketing year, marked on the chart.
+    latest: Option<String>,
+}
+
+/// The coffee page's prices: the monthly series, and each marketing year's average price
+/// against world stocks-to-use. Hidden, with a note, when the serving file has no prices.
+fn prices_section(data: &Data, c: &Commodity) -> String {
+    let prices = data.prices.as_deref().unwrap_or_default();
+    if prices.is_empty() {
+        return "<section id=\"prices\"><h2>Prices</h2><p class=\"note\" id=\"no-prices\">No prices in \
+                the serving file yet (<code>serving.coffee_prices</code>): the price chart and the \
+                price against stocks-to-use scatter are hidden.</p></section>\n"
+            .to_owned();
+    }
+    let mut months: Vec<&str> = prices.iter().map(|p| p.month.as_str()).collect();
+    months.sort_unstable();
+    months.dedup();
+    let mut names: Vec<&str> = prices.iter().map(|p| p.series.as_str()).collect();
+    names.dedup();
+    let series: Vec<(&str, Vec<f64>)> = names
+        .iter()
+        .map(|n| {
+            let values = months
+                .iter()
+                .map(|m| {
+                    prices
+                        .iter()
+                        .find(|p| p.series == *n && p.month == *m)
+                        .map_or(f64::NAN, |p| p.value)
+                })
+                .collect();
+            (*n, values)
+        })
+        .collect();
+    let unit = prices.first().map_or("", |p| p.unit.as_str());
+    let mut out = String::from("<section id=\"prices\" class=\"charts\">\n");
+    out.push_str(&labelled_chart(
+        "chart-prices",
+        &format!("Monthly prices, {unit}"),
+        unit,
+        false,
+        (&[], months.iter().map(|m| (*m).to_owned()).collect()),
+        &series,
+        &[],
+    ));
+    let averages = crate::releases::year_averages(prices);
+    let scatter = ScatterOut {
+        kind: "scatter",
+        title: "Marketing-year average price against world stocks-to-use",
+        x_name: "World stocks-to-use",
+        y_name: unit,
+        series: averages
+            .iter()
+            .map(|(name, years)| {
+                let points = c
+                    .world
+                    .iter()
+                    .filter_map(|w| {
+                        let s = value(w.m[STOCKS_TO_USE])?;
+                        Some((
+                            s,
+                            *years.get(&w.market_year)?,
+                            marketing_year(w.market_year),
+                        ))
+                    })
+                    .collect();
+                ((*name).to_owned(), points)
+            })
+            .collect(),
+        latest: averages
+            .values()
+            .filter_map(|y| y.keys().next_back())
+            .max()
+            .filter(|y| c.world.iter().any(|w| w.market_year == **y))
+            .map(|y| marketing_year(*y)),
+    };
+    let json = serde_json::to_string(&scatter).expect("scatter serializes");
+    let _ = write!(
+        out,
+        "<figure class=\"chart\"><figcaption>{0}</figcaption>\
+         <div class=\"chart-box\" data-chart=\"chart-price-stocks\" role=\"img\" aria-label=\"{0}: \
+         one point per marketing year (October to September averages), the latest marked\"></div>\
+         <script type=\"application/json\" id=\"chart-price-stocks\">{1}</script></figure>\n",
+        esc(scatter.title),
+        script_json(&json)
+    );
+    out.push_str(
+        "<p class=\"note\">Prices are IMF monthly averages (arabica: other milds; robusta), \
+         in US cents per pound. A marketing year's average runs from October to September, \
+         the coffee year; years with fewer than 12 months are left out.</p>\n</section>\n",
+    );
+    out
+}
+
+/// The front page's lead: what the newest release changed, at world level per market year
+/// and attribute, and the countries that moved each total, largest change first.
+fn release_panel(data: &Data, c: &Commodity) -> String {
+    let Some(release) = crate::releases::latest_release(data, c) else {
+        return "<section id=\"release-changes\"><h2>What changed this release</h2><p class=\"note\">\
+                No release has revised a value of this commodity yet.</p></section>\n"
+            .to_owned();
+    };
+    let code = url_part(&c.code);
+    let mut groups = crate::releases::changes(data, c, release);
+    groups.sort_by(|a, b| {
+        b.market_year
+            .cmp(&a.market_year)
+            .then_with(|| b.total.abs().total_cmp(&a.total.abs()))
+    });
+    let mut out = format!(
+        "<section id=\"release-changes\" data-release=\"{0}\"><h2>What changed in the {0} release</h2>\
+         <p class=\"lede\">World totals of the revisions, per marketing year and attribute, and the \
+         countries that made them. <a href=\"/api/v1/release-changes?commodity={code}&amp;release={0}\">JSON</a></p>{1}\
+         <div class=\"scroll\"><table class=\"data\" id=\"changes\"><thead><tr><th scope=\"col\">Marketing year</th>\
+         <th scope=\"col\">Attribute</th><th scope=\"col\">World change</th><th scope=\"col\">By country</th></tr></thead><tbody>",
+        esc(release),
+        csv_link(&format!(
+            "/api/v1/release-changes?commodity={code}&release={}&format=csv",
+            url_part(release)
+        ))
+    );
+    for g in groups.iter().take(limits::PAGE_CHANGE_GROUPS) {
+        let by: Vec<String> = g
+            .countries
+            .iter()
+            .take(limits::PAGE_CHANGE_COUNTRIES)
+            .map(|r| {
+                let p = &data.places[r.place as usize];
+                let change = value(r.change).map_or_else(
+                    || "revised".to_owned(),
+                    |v| format!("{}{}", if v > 0.0 { "+" } else { "" }, grouped(Some(v))),
+                );
+                format!("{} {}", esc(&p.name), esc(&change))
+            })
+            .collect();
+        let more = g
+            .countries
+            .len()
+            .saturating_sub(limits::PAGE_CHANGE_COUNTRIES);
+        let _ = write!(
+            out,
+            "<tr data-market-year=\"{}\" data-attribute=\"{}\"><th scope=\"row\">{}</th><td>{}</td>{}<td>{}{}</td></tr>",
+            g.market_year,
+            esc(g.attribute_id),
+            marketing_year(g.market_year),
+            esc(g.attribute),
+            cell(g.total),
+            by.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        );
+    }
+    if groups.is_empty() {
+        out.push_str("<tr><td colspan=\"4\" class=\"empty\">No changes.</td></tr>");
+    }
+    out.push_str("</tbody></table></div></section>\n");
+    out
 }
 
 /// The chart series: production, domestic consumption, exports, ending stocks (and imports on
@@ -527,6 +711,7 @@ pub fn commodity(
     } else {
         format!("/commodity/{code}")
     };
+    body.push_str(&release_panel(data, c));
     body.push_str(&unit_switch(&base, &c.unit, choice));
     body.push_str(&marketing_year_note(c));
     let breaks = coverage_breaks(&c.world);
@@ -537,6 +722,9 @@ pub fn commodity(
         .map(|w| (w.market_year, scaled(&w.m, factor)))
         .collect();
     body.push_str(&balance_charts(&unit, &rows, false, &marks, true));
+    if c.code == COFFEE {
+        body.push_str(&prices_section(data, c));
+    }
     body.push_str("<section class=\"tables\">\n");
     let year_csv = format!(
         "/api/v1/commodity-balance?commodity={code}&market_year={}&format=csv{unit_query}",

@@ -109,6 +109,40 @@ impl Query {
         }
     }
 
+    /// `name=YYYY-MM`, a release month, if given.
+    pub fn release(&self, name: &str) -> Result<Option<&str>, Problem> {
+        self.non_empty(name)
+            .map(|t| {
+                let b = t.as_bytes();
+                let ok = b.len() == 7
+                    && b[4] == b'-'
+                    && b[..4].iter().chain(&b[5..]).all(u8::is_ascii_digit)
+                    && matches!(
+                        &t[5..],
+                        "01" | "02"
+                            | "03"
+                            | "04"
+                            | "05"
+                            | "06"
+                            | "07"
+                            | "08"
+                            | "09"
+                            | "10"
+                            | "11"
+                            | "12"
+                    );
+                if ok {
+                    Ok(t)
+                } else {
+                    Err(Problem::bad(format!(
+                        "{name} must be a release month YYYY-MM, not {:?}",
+                        truncate(t)
+                    )))
+                }
+            })
+            .transpose()
+    }
+
     pub fn market_year(&self) -> Result<Option<i32>, Problem> {
         self.get("market_year").map(market_year).transpose()
     }
@@ -209,5 +243,11 @@ mod tests {
             UnitChoice::Native
         );
         assert!(Query::parse(Some("unit=kg")).unwrap().unit().is_err());
+        let q = Query::parse(Some("release=2026-02")).unwrap();
+        assert_eq!(q.release("release").unwrap(), Some("2026-02"));
+        for bad in ["2026-13", "2026-2", "26-02", "2026/02", "abcd-ef"] {
+            let q = Query::parse(Some(&format!("release={bad}"))).unwrap();
+            assert!(q.release("release").is_err(), "{bad}");
+        }
     }
 }

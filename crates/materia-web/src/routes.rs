@@ -20,6 +20,7 @@ use crate::data::{Commodity, Data};
 use crate::limits;
 use crate::pages;
 use crate::params::{Query, code, segments, truncate};
+use crate::releases;
 use crate::reply::{Body, Embedded, Problem, Reply, kind_of, problem, send};
 
 pub use crate::reply::saturated;
@@ -60,6 +61,8 @@ const ROUTES: &[(&[&str], Handler)] = &[
     (&["api", "v1", "global-balance"], api_global_balance),
     (&["api", "v1", "commodity-balance"], api_commodity_balance),
     (&["api", "v1", "revisions"], api_revisions),
+    (&["api", "v1", "releases"], api_releases),
+    (&["api", "v1", "release-changes"], api_release_changes),
     (&["api", "v1", "openapi.json"], openapi),
     (&["static", "*"], static_file),
 ];
@@ -526,6 +529,45 @@ fn api_revisions(ctx: &Ctx<'_>) -> Result<Plan, Problem> {
             format,
             api::revisions(d, by_index(d, indices), limit, format),
         )
+    };
+    Ok(Plan::Cached(g, key, Box::new(render)))
+}
+
+fn api_releases(ctx: &Ctx<'_>) -> Result<Plan, Problem> {
+    let format = ctx.query.format()?;
+    let g = generation(ctx.app)?;
+    let key = format!("api/releases/{}", format.name());
+    Ok(Plan::Cached(
+        g,
+        key,
+        Box::new(move |d| api_answer(format, releases::releases_body(d, format))),
+    ))
+}
+
+fn api_release_changes(ctx: &Ctx<'_>) -> Result<Plan, Problem> {
+    let format = ctx.query.format()?;
+    let text = code("commodity", ctx.query.required("commodity")?)?;
+    let asked = ctx.query.release("release")?;
+    let g = generation(ctx.app)?;
+    let (ci, c) = commodity(&g.data, text)?;
+    let release = match asked {
+        Some(r) if releases::known_release(&g.data, r) => Some(r.to_owned()),
+        Some(r) => {
+            return Err(Problem::not_found(format!(
+                "no release {r:?} revised any value"
+            )));
+        }
+        None => releases::latest_release(&g.data, c).map(str::to_owned),
+    };
+    let key = format!(
+        "api/release-changes/{}/{}/{}",
+        c.code,
+        release.as_deref().unwrap_or("*"),
+        format.name()
+    );
+    let render = move |d: &Data| {
+        let body = releases::changes_body(d, &d.commodities[ci], release.as_deref(), format);
+        api_answer(format, body)
     };
     Ok(Plan::Cached(g, key, Box::new(render)))
 }

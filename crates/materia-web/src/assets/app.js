@@ -56,6 +56,34 @@
     };
   }
 
+  // Price against stocks-to-use: one point per marketing year and series, the latest marked.
+  function scatter(spec) {
+    return {
+      backgroundColor: 'transparent',
+      animation: false,
+      grid: { left: 8, right: 16, top: 40, bottom: 24, containLabel: true },
+      legend: { top: 0 },
+      tooltip: {
+        trigger: 'item',
+        formatter: function (p) {
+          return p.seriesName + ' ' + p.data[2] + ': ' + (p.data[0] * 100).toFixed(1) + '% stocks-to-use, ' +
+            Number(p.data[1]).toFixed(1);
+        }
+      },
+      xAxis: { type: 'value', scale: true, name: spec.x_name, nameLocation: 'middle', nameGap: 24,
+               axisLabel: { formatter: function (v) { return (v * 100).toFixed(0) + '%'; } } },
+      yAxis: { type: 'value', scale: true, name: spec.y_name },
+      series: spec.series.map(function (s) {
+        return {
+          name: s[0], type: 'scatter', data: s[1],
+          symbolSize: function (d) { return d[2] === spec.latest ? 16 : 8; },
+          label: { show: true, formatter: function (p) { return p.data[2] === spec.latest ? p.data[2] : ''; },
+                   position: 'top' }
+        };
+      })
+    };
+  }
+
   function draw() {
     charts.forEach(function (c) { c.dispose(); });
     charts = [];
@@ -66,7 +94,7 @@
       if (!source) return;
       var spec = JSON.parse(source.textContent);
       var chart = window.echarts.init(box, dark() ? 'dark' : null, { renderer: 'canvas' });
-      chart.setOption(option(spec));
+      chart.setOption(spec.kind === 'scatter' ? scatter(spec) : option(spec));
       charts.push(chart);
     });
     document.documentElement.setAttribute('data-charts', String(charts.length));

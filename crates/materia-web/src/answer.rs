@@ -3,13 +3,12 @@
 //! served from memory. The cache is bounded in bytes and entries and evicts the least
 //! recently used answer first.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use bytes::Bytes;
-use flate2::Compression;
-use flate2::write::GzEncoder;
+use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 
 use crate::limits;
 
@@ -24,17 +23,25 @@ pub struct Answer {
 }
 
 impl Answer {
-    pub fn new(content_type: &'static str, body: impl Into<Bytes>) -> Answer {
+    pub fn new(content_type: &'static str, body: impl Into<Vec<u8>>) -> Answer {
+        let mut body = body.into();
+        // Exactly its length: a rendered String has spare capacity that the cache's byte
+        // bound would not see.
+        body.shrink_to_fit();
         Answer {
             content_type,
-            body: body.into(),
+            body: Bytes::from(body),
             gzip: OnceLock::new(),
         }
     }
 
     /// An answer whose gzip form is made now (assets, at start-up).
     pub fn precompressed(content_type: &'static str, body: impl Into<Bytes>) -> Answer {
-        let answer = Answer::new(content_type, body);
+        let answer = Answer {
+            content_type,
+            body: body.into(),
+            gzip: OnceLock::new(),
+        };
         let _ = answer.gzip();
         answer
     }
@@ -47,10 +54,7 @@ impl Answer {
                 if self.body.len() < limits::COMPRESS_BYTES_MIN {
                     return None;
                 }
-                let mut encoder =
-                    GzEncoder::new(Vec::with_capacity(self.body.len() / 3), Compression::new(6));
-                encoder.write_all(&self.body).ok()?;
-                let packed = encoder.finish().ok()?;
+                let packed = gzip(&self.body)?;
                 (packed.len() < self.body.len()).then(|| Bytes::from(packed))
             })
             .as_ref()
@@ -62,6 +66,40 @@ struct Entry {
     answer: Arc<Answer>,
     cost: usize,
     used: u64,
+}
+
+/// `body` as a gzip member, made with this thread's deflate state. One state per thread, reset
+/// for each answer: a new one per answer (about 300 KB of tables) freed while the answer stays
+/// cached fragmented the heap by about that much per cached answer.
+fn gzip(body: &[u8]) -> Option<Vec<u8>> {
+    thread_local! {
+        static DEFLATE: RefCell<Compress> = RefCell::new(Compress::new(Compression::new(6), false));
+    }
+    DEFLATE.with(|deflate| {
+        let mut deflate = deflate.borrow_mut();
+        deflate.reset();
+        // Header: magic, deflate, no flags, no time, no extra flags, unknown OS.
+        let mut out = Vec::with_capacity(body.len() / 3 + 64);
+        out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
+        loop {
+            let consumed = usize::try_from(deflate.total_in()).ok()?;
+            if out.capacity() - out.len() < 64 {
+                out.reserve(out.capacity() / 2 + 64);
+            }
+            let status = deflate
+                .compress_vec(&body[consumed..], &mut out, FlushCompress::Finish)
+                .ok()?;
+            if status == Status::StreamEnd {
+                break;
+            }
+        }
+        let mut crc = Crc::new();
+        crc.update(body);
+        out.extend_from_slice(&crc.sum().to_le_bytes());
+        out.extend_from_slice(&u32::try_from(body.len() % (1 << 32)).ok()?.to_le_bytes());
+        out.shrink_to_fit();
+        Some(out)
+    })
 }
 
 #[derive(Default)]
@@ -209,7 +247,7 @@ mod tests {
         // k0 used again: k1 is now the least recently used and goes first.
         assert!(cache.get("k0").is_some());
         cache.insert("k3", Answer::new(JSON, big.clone()));
-        cache.insert("k4", Answer::new(JSON, big.clone()));
+        cache.insert("k4", Answer::new(JSON, big));
         assert!(
             cache.get("k1").is_none(),
             "the least recently used is evicted"

@@ -56,8 +56,8 @@ pub struct App {
     pub status_reads: Arc<tokio::sync::Semaphore>,
     /// A generation from `.previous/`, answering while the serving file cannot be read.
     fallback: Mutex<Option<Fallback>>,
-    /// Answers being rendered on the blocking pool at once.
-    pub renders: Arc<tokio::sync::Semaphore>,
+    /// The threads that render answers.
+    pub renders: crate::render::RenderPool,
 }
 
 /// A generation read from `<serving>.previous/` and the file name it has there.
@@ -91,7 +91,7 @@ impl App {
             failure: Mutex::new(None),
             closing: AtomicBool::new(false),
             status_reads: Arc::new(tokio::sync::Semaphore::new(limits::STATUS_READS_MAX)),
-            renders: Arc::new(tokio::sync::Semaphore::new(limits::RENDERS_MAX)),
+            renders: crate::render::RenderPool::new(limits::RENDERS_MAX),
             fallback: Mutex::new(None),
         }
     }

@@ -54,9 +54,9 @@ pub const GENERATION_RETRY_SECS: u64 = 5;
 /// State DB reads (the `/status` page) running at once; more wait, within the request time-out.
 /// A read whose request timed out still counts until it ends.
 pub const STATUS_READS_MAX: usize = 2;
-/// Answers rendered (and gzipped) on the blocking pool at once; more wait, within the request
-/// time-out. A render whose request timed out still counts until it ends. The async workers
-/// never render, so `/healthz` and cached answers are not queued behind heavy ones.
+/// Threads that render (and gzip) answers; more renders wait, within the request time-out, and
+/// a queued render whose request has gone is skipped. The async workers never render, so
+/// `/healthz` and cached answers are not queued behind heavy ones.
 pub const RENDERS_MAX: usize = 2;
 
 /// Prepared answers kept per generation: the bytes of their bodies, and how many.
@@ -83,7 +83,7 @@ pub const MARKET_YEAR_MAX: i32 = 2100;
 pub const CODE_CHARS_MAX: usize = 16;
 
 /// Worker threads of the runtime (at most; fewer on fewer cores) and blocking threads (reads
-/// of the serving file and the state DB, and renders).
+/// of the serving file and the state DB).
 pub const WORKER_THREADS_MAX: usize = 4;
 pub const BLOCKING_THREADS_MAX: usize = 8;
 

@@ -15,6 +15,7 @@ mod limits;
 mod pages;
 mod params;
 mod releases;
+mod render;
 mod reply;
 mod routes;
 mod server;

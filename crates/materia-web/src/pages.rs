@@ -128,6 +128,9 @@ fn labelled_chart(
     )
 }
 
+/// A scatter point: stocks-to-use, price, marketing-year label.
+type Point = (f64, f64, String);
+
 #[derive(Serialize)]
 struct ScatterOut<'a> {
     kind: &'static str,
@@ -135,7 +138,7 @@ struct ScatterOut<'a> {
     x_name: &'a str,
     y_name: &'a str,
     /// Per series: `[stocks_to_use, price, "2023/24"]` points.
-    series: Vec<(String, Vec<(f64, f64, String)>)>,
+    series: Vec<(String, Vec<Point>)>,
     /// The label of the latest marketing year, marked on the chart.
     latest: Option<String>,
 }
@@ -213,12 +216,12 @@ fn prices_section(data: &Data, c: &Commodity) -> String {
             .map(|y| marketing_year(*y)),
     };
     let json = serde_json::to_string(&scatter).expect("scatter serializes");
-    let _ = write!(
+    let _ = writeln!(
         out,
         "<figure class=\"chart\"><figcaption>{0}</figcaption>\
          <div class=\"chart-box\" data-chart=\"chart-price-stocks\" role=\"img\" aria-label=\"{0}: \
          one point per marketing year (October to September averages), the latest marked\"></div>\
-         <script type=\"application/json\" id=\"chart-price-stocks\">{1}</script></figure>\n",
+         <script type=\"application/json\" id=\"chart-price-stocks\">{1}</script></figure>",
         esc(scatter.title),
         script_json(&json)
     );

@@ -4,8 +4,8 @@
 //!
 //! A handler checks its parameters (400 for malformed, 404 for unknown), looks up what it
 //! answers about once, and returns a [`Plan`]. An answer of a generation is taken from the
-//! generation's cache or rendered, with its gzip form, on the blocking pool under
-//! [`limits::RENDERS_MAX`] permits, so the async workers stay free for `/healthz` and cached
+//! generation's cache or rendered, with its gzip form, on the render pool's
+//! [`limits::RENDERS_MAX`] threads, so the async workers stay free for `/healthz` and cached
 //! answers however heavy the uncached requests are.
 
 use std::sync::Arc;
@@ -174,8 +174,8 @@ fn matches<'a>(pattern: &[&str], segments: &'a [String]) -> Option<Vec<&'a str>>
 }
 
 /// The answer under `key` in the generation's cache, or rendered (with its gzip form) on the
-/// blocking pool and kept. The permit moves into the blocking task: a request that times out
-/// leaves its render running, and counted, until it ends.
+/// render pool and kept. A request that times out leaves its render running (a queued one is
+/// skipped); the pool's fixed threads bound how many run.
 async fn cached(
     app: &Arc<App>,
     g: Generation,
@@ -185,30 +185,25 @@ async fn cached(
     if let Some(found) = g.data.answers.get(&key) {
         return Ok(Reply::Generation(g, found));
     }
-    let permit = app
-        .renders
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| Problem::unavailable("the server is shutting down", 1))?;
     let g2 = g.clone();
-    let answer = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        // Rendered meanwhile by a request that held a permit before this one.
-        if let Some(found) = g2.data.answers.get(&key) {
-            return found;
-        }
-        let answer = render(&g2.data);
-        let _ = answer.gzip();
-        g2.data.answers.insert(&key, answer)
-    })
-    .await
-    .map_err(|e| {
-        Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("rendering the answer failed: {e}"),
-        )
-    })?;
+    let answer = app
+        .renders
+        .run(move || {
+            // Rendered meanwhile by a request queued before this one.
+            if let Some(found) = g2.data.answers.get(&key) {
+                return found;
+            }
+            let answer = render(&g2.data);
+            let _ = answer.gzip();
+            g2.data.answers.insert(&key, answer)
+        })
+        .await
+        .ok_or_else(|| {
+            Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "rendering the answer failed",
+            )
+        })?;
     Ok(Reply::Generation(g, answer))
 }
 

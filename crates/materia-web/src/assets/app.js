@@ -46,7 +46,7 @@
             symbol: 'none',
             silent: false,
             lineStyle: { type: 'dashed' },
-            label: { formatter: 'coverage', position: 'insideEndTop' },
+            label: { show: false },
             tooltip: { formatter: function (p) { return p.data.text; } },
             data: spec.marks.map(function (m) { return { xAxis: m.label, text: m.text }; })
           };

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use support::{Server, run_bounded, site, tests_dir, unrevised_commodity};
 
-/// `serving.value_history` and `serving.coffee_prices` as contracts.md section 13 names them.
+/// `serving.value_history` and `serving.coffee_prices` as docs/INTERFACES.md names them.
 const TABLES: &str = "
 CREATE TABLE serving.value_history (commodity_code TEXT, country_code TEXT, market_year INTEGER,
     attribute_id TEXT, value DOUBLE, valid_from_release TEXT, valid_to_release TEXT,

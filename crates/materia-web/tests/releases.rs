@@ -1,4 +1,4 @@
-//! The tables other steps add to the serving file, built here as contracts.md section 13
+//! The tables other steps add to the serving file, built here as docs/INTERFACES.md
 //! names them (`serving.value_history`, `serving.coffee_prices`) in a copy of the pipeline's
 //! serving file: the releases and release-changes routes against a DuckDB query, the front
 //! page's release panel, the coffee page's price charts, and the notes when the tables are

@@ -418,18 +418,20 @@ fn break_text(b: &CoverageBreak) -> String {
     )
 }
 
-/// The coverage breaks as a table of their own.
-fn coverage_table(breaks: &[CoverageBreak]) -> String {
+/// The coverage breaks as a table of their own; its CSV is the world balance's, which carries
+/// the per-measure counts.
+fn coverage_table(breaks: &[CoverageBreak], csv: &str) -> String {
     if breaks.is_empty() {
         return String::new();
     }
-    let mut out = String::from(
+    let mut out = format!(
         "<section><h2>Coverage changes</h2><p class=\"lede\">World rows are sums over the \
          countries that report a measure. In these marketing years the number of reporting \
          countries changed by more than 10 %: the world figure moves with the coverage, not \
-         only with the market.</p><div class=\"scroll\"><table class=\"data\" id=\"coverage\">\
+         only with the market.</p>{}<div class=\"scroll\"><table class=\"data\" id=\"coverage\">\
          <thead><tr><th scope=\"col\">Marketing year</th><th scope=\"col\">Measure</th>\
          <th scope=\"col\">Countries before</th><th scope=\"col\">Countries</th></tr></thead><tbody>",
+        csv_link(csv)
     );
     for b in breaks {
         let _ = write!(
@@ -771,7 +773,10 @@ pub fn commodity(
         &breaks,
         &format!("/api/v1/global-balance?commodity={code}&format=csv{unit_query}"),
     ));
-    body.push_str(&coverage_table(&breaks));
+    body.push_str(&coverage_table(
+        &breaks,
+        &format!("/api/v1/global-balance?commodity={code}&format=csv"),
+    ));
     let _ = writeln!(
         body,
         "<section><h2>Countries</h2>{}</section>",

@@ -6,6 +6,12 @@
 //! file, one background read prepares it while requests go on with the one in use, then it is
 //! swapped in. A file that cannot be read is retried after [`limits::GENERATION_RETRY_SECS`];
 //! the last good generation keeps answering meanwhile, and `/healthz` reports the problem.
+//!
+//! When the serving file cannot be read and no generation was read yet (a restart onto a
+//! damaged file), the newest readable generation that export-serving kept in
+//! `<serving>.previous/` answers instead, until the serving path can be read again. The
+//! fallback is logged, `/healthz` stays 503 (the serving file is unreadable), and `/status`
+//! names the generation in use.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,7 +54,19 @@ pub struct App {
     closing: AtomicBool,
     /// The last read of the state DB's last confirmation of upstream, and when it was read.
     confirmation: Mutex<Option<(Instant, Option<Confirmation>)>>,
-    pub status_reads: tokio::sync::Semaphore,
+    /// State DB reads (`/status`) running at once.
+    pub status_reads: Arc<tokio::sync::Semaphore>,
+    /// A generation from `.previous/`, answering while the serving file cannot be read.
+    fallback: Mutex<Option<Fallback>>,
+    /// The threads that render answers.
+    pub renders: crate::render::RenderPool,
+}
+
+/// A generation read from `<serving>.previous/` and the file name it has there.
+#[derive(Clone)]
+pub struct Fallback {
+    pub generation: Generation,
+    pub file_name: String,
 }
 
 /// When the pipeline last confirmed upstream (the state DB's newest extract run that ended
@@ -90,7 +108,9 @@ impl App {
             failure: Mutex::new(None),
             closing: AtomicBool::new(false),
             confirmation: Mutex::new(None),
-            status_reads: tokio::sync::Semaphore::new(limits::STATUS_READS_MAX),
+            status_reads: Arc::new(tokio::sync::Semaphore::new(limits::STATUS_READS_MAX)),
+            renders: crate::render::RenderPool::new(limits::RENDERS_MAX),
+            fallback: Mutex::new(None),
         }
     }
 
@@ -98,7 +118,17 @@ impl App {
     /// path names another file (one `stat` per call).
     pub fn generation(self: &Arc<Self>) -> Option<Generation> {
         self.follow();
-        self.follower.current()
+        self.follower
+            .current()
+            .or_else(|| self.fallback().map(|f| f.generation))
+    }
+
+    /// The generation from `.previous/` in use, if the serving file could not be read.
+    pub fn fallback(&self) -> Option<Fallback> {
+        self.fallback
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Checks the serving path and starts a read of a new file, at most one at a time.
@@ -140,6 +170,17 @@ impl App {
         match self.follower.refresh() {
             Ok(generation) => {
                 *self.failure.lock().unwrap_or_else(PoisonError::into_inner) = None;
+                if let Some(f) = self
+                    .fallback
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take()
+                {
+                    log::info!(
+                        "the serving file is readable again; {} from .previous is no longer served",
+                        f.file_name
+                    );
+                }
                 if before != Some(generation.file) {
                     let rows: u64 = generation
                         .generation
@@ -158,6 +199,59 @@ impl App {
             Err(e) => {
                 let file = serving_reader::stat(self.follower.path()).ok();
                 self.record_failure(file, &e);
+                if self.follower.current().is_none() && self.fallback().is_none() {
+                    self.fall_back();
+                }
+            }
+        }
+    }
+
+    /// Reads the newest readable generation in `<serving>.previous/` and answers from it
+    /// (blocking). Newest by modification time, then by name (`<retired-at>.duckdb`).
+    fn fall_back(&self) {
+        let serving = self.follower.path();
+        let Some(name) = serving.file_name() else {
+            return;
+        };
+        let dir = serving.with_file_name(format!("{}.previous", name.to_string_lossy()));
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        let mut files: Vec<(SystemTime, String, PathBuf)> = entries
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".duckdb"))
+            .filter_map(|e| {
+                let modified = e.metadata().ok()?.modified().ok()?;
+                Some((
+                    modified,
+                    e.file_name().to_string_lossy().into_owned(),
+                    e.path(),
+                ))
+            })
+            .collect();
+        files.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| b.1.cmp(&a.1)));
+        for (_, file_name, path) in files.into_iter().take(limits::FALLBACK_CANDIDATES_MAX) {
+            let follower = Follower::new(
+                path,
+                limits::secs(limits::GENERATION_READ_TIMEOUT_SECS),
+                Box::new(Data::read),
+            );
+            match follower.refresh() {
+                Ok(generation) => {
+                    log::warn!(
+                        "the serving file cannot be read; serving the previous generation {file_name} \
+                         (exported at {}) from {} until it can",
+                        generation.data.exported_at_iso,
+                        dir.display()
+                    );
+                    *self.fallback.lock().unwrap_or_else(PoisonError::into_inner) =
+                        Some(Fallback {
+                            generation,
+                            file_name,
+                        });
+                    return;
+                }
+                Err(e) => log::warn!("previous generation {file_name} cannot be read either: {e}"),
             }
         }
     }

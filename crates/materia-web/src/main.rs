@@ -9,9 +9,14 @@ mod api;
 mod app;
 mod assets;
 mod data;
+mod format;
 mod html;
 mod limits;
 mod pages;
+mod params;
+mod releases;
+mod render;
+mod reply;
 mod routes;
 mod server;
 

@@ -495,7 +495,7 @@ fn a_missing_state_db_is_shown_on_status_and_is_not_created() {
 }
 
 #[test]
-fn status_lists_quarantined_landing_files_escaped() {
+fn status_lists_quarantined_landing_files_without_paths_or_reasons() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.sqlite");
     std::fs::copy(site().state_db(), &state).unwrap();
@@ -514,10 +514,14 @@ fn status_lists_quarantined_landing_files_escaped() {
     let page = s.get("/status").text();
     assert!(
         page.contains(&format!(
-            "<tr><td><code>{path}</code></td><td>2026-12-02T04:00:00.000Z</td><td>Value &lt;n/a&gt; &amp; worse</td></tr>"
+            "<tr><td>psd</td><td><code>{}</code></td><td>2026-12-02T04:00:00.000Z</td></tr>",
+            "a".repeat(64)
         )),
         "{page}"
     );
+    // Public: neither the landing path nor the operator's text.
+    assert!(!page.contains(&path), "{page}");
+    assert!(!page.contains("worse"), "{page}");
     assert!(page.contains("id=\"quarantined\""));
 }
 
@@ -566,13 +570,14 @@ con.close()
 
 /// A copy of the shared site's serving file and state DB in a new directory.
 fn site_copy() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(site().serving(), dir.path().join("analytics.duckdb")).unwrap();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    std::fs::copy(site().serving(), dir.path().join("analytics.duckdb"))
+        .expect("copy the serving file");
     // The SQLite backup API, so a WAL the site left is part of the copy.
     run_ledger::Ledger::open_read_only(&site().state_db())
-        .unwrap()
+        .expect("open the site's state DB")
         .snapshot_to(&dir.path().join("state.sqlite"))
-        .unwrap();
+        .expect("snapshot the state DB");
     dir
 }
 
@@ -616,4 +621,90 @@ fn regression_health_is_ok_after_60_days_without_a_change_while_upstream_is_conf
             && reason.contains("longer than --max-serving-age 45d00h"),
         "{reason}"
     );
+}
+
+#[test]
+fn a_restart_onto_a_damaged_serving_file_serves_the_newest_readable_previous_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let serving = dir.path().join("analytics.duckdb");
+    std::fs::write(&serving, b"damaged: not a DuckDB file").unwrap();
+    let previous = dir.path().join("analytics.duckdb.previous");
+    std::fs::create_dir(&previous).unwrap();
+    // The newest one is damaged too; the next newest is good.
+    let good = previous.join("20261201T000000Z.duckdb");
+    std::fs::copy(site().serving(), &good).unwrap();
+    let newest = previous.join("20261202T000000Z.duckdb");
+    std::fs::write(&newest, b"also damaged").unwrap();
+    let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&good)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+
+    let s = Server::start(&serving, &site().state_db(), &[]);
+    let reference = server();
+    let r = s.get("/api/v1/commodities");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.body, reference.get("/api/v1/commodities").body);
+    assert_eq!(s.get("/").status, 200);
+    // Health is honest: the serving file itself is unreadable.
+    let h = s.get("/healthz");
+    assert_eq!(h.status, 503);
+    assert!(
+        h.json()["reason"]
+            .as_str()
+            .unwrap()
+            .contains("still serving")
+    );
+    let page = s.get("/status").text();
+    assert!(
+        page.contains("id=\"fallback\"") && page.contains("20261201T000000Z.duckdb"),
+        "{page}"
+    );
+    assert!(
+        s.log_text()
+            .contains("serving the previous generation 20261201T000000Z.duckdb"),
+        "{}",
+        s.log_text()
+    );
+
+    // A good file published at the path takes over, and the fallback goes.
+    let tmp = dir.path().join("next.duckdb");
+    std::fs::copy(site().serving(), &tmp).unwrap();
+    std::fs::rename(&tmp, &serving).unwrap();
+    wait_for(&s, "/healthz", 200);
+    assert!(!s.get("/status").text().contains("id=\"fallback\""));
+}
+
+#[test]
+fn public_status_shows_no_path_and_no_error_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.sqlite");
+    std::fs::copy(site().state_db(), &state).unwrap();
+    let secret_path = "/srv/secret/place/landing";
+    run_ledger::Ledger::open(&state)
+        .unwrap()
+        .quarantine(
+            "psd",
+            "psd/2026/01/x.csv.gzip",
+            &"b".repeat(64),
+            &format!("failed reading {secret_path}"),
+            "2026-12-02T04:00:00.000Z",
+        )
+        .unwrap();
+    let s = Server::start(&site().serving(), &state, &[]);
+    let page = s.get("/status").text();
+    for leak in [
+        secret_path,
+        site().serving().to_str().unwrap(),
+        state.to_str().unwrap(),
+        site().lakehouse().to_str().unwrap(),
+    ] {
+        assert!(!page.contains(leak), "{leak} on the public page: {page}");
+    }
+    assert!(page.contains("id=\"exported-at\""));
+    assert!(page.contains("Table <code>"), "the serving file's tables");
+    assert!(page.contains("data-step=\"transform\""));
 }

@@ -13,8 +13,9 @@
 # transform and export-serving, which do work only when their inputs changed (what landed, the
 # quarantine, the project), on whatever landed. The first of those two that fails ends the
 # cycle with its exit code and the next cycle backs off; when both succeed, the cycle's status
-# is that of the first extractor that failed (0 when none did). A registry error stops the
-# supervisor with exit 2 before it runs anything.
+# is that of the first required extractor that failed (0 when none did; `required = false` in
+# the registry marks a source whose failure is logged and alerted but not the cycle's). A
+# registry error stops the supervisor with exit 2 before it runs anything.
 #
 # Environment: the variables of docs/INTERFACES.md section 1 (LANDING_DIR, STATE_DB, DUCKDB_PATH,
 # SERVING_DUCKDB_PATH, METRICS_DIR), PSD_URL and the other step variables pass through. Also:
@@ -38,7 +39,7 @@ case "${1:-}" in
     --once) once=true ;;
     "") ;;
     -h | --help)
-        sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
@@ -141,6 +142,8 @@ if [ "$code" -ne 0 ]; then
     echo "supervisor: the workflow registry is unusable (materia-status --extractors: exit $code; its message is above)" >&2
     exit 2
 fi
+# Extractors marked `required = false`, space-separated and padded for a `case` match.
+optional=" $("$bin/materia-status" --extractors --optional | tr '\n' ' ') "
 for step in $extractors $steps; do
     [ -x "$bin/$step" ] || { echo "supervisor: no $step in $bin (make release, or set MATERIA_BIN_DIR)" >&2; exit 2; }
 done
@@ -223,7 +226,11 @@ cycle() {
     for step in $due; do
         code=0
         run_step "$step" || code=$?
-        [ "$code" -eq 0 ] || [ "$extract_status" -ne 0 ] || extract_status=$code
+        [ "$code" -ne 0 ] || continue
+        case "$optional" in
+            *" $step "*) log "$step is optional (required = false): its failure does not fail the cycle" ;;
+            *) [ "$extract_status" -ne 0 ] || extract_status=$code ;;
+        esac
     done
     for step in $steps; do
         run_step "$step" || return "$?"

@@ -65,6 +65,10 @@ struct Args {
     #[arg(long, conflicts_with = "max_age")]
     extractors: bool,
 
+    /// With --extractors: only those whose failure does not fail the cycle (`required = false`)
+    #[arg(long, requires = "extractors")]
+    optional: bool,
+
     /// The workflow registry read by --due and --extractors
     #[arg(long, env = env_vars::MATERIA_WORKFLOWS, value_name = "PATH", default_value = workflows::FILE_NAME)]
     workflows: PathBuf,
@@ -147,10 +151,12 @@ fn run_registry(args: &Args, state_db: &std::path::Path) -> ExitCode {
         })
     } else {
         due::registry(&args.workflows).map(|w| {
-            let all: Vec<String> = w.iter().map(|w| w.binary.clone()).collect();
+            let listed: Vec<_> = w.iter().filter(|w| !args.optional || !w.required).collect();
+            let all: Vec<String> = listed.iter().map(|w| w.binary.clone()).collect();
             let value = serde_json::json!(
-                w.iter()
-                    .map(|w| serde_json::json!({"binary": w.binary, "dataset": w.dataset}))
+                listed
+                    .iter()
+                    .map(|w| serde_json::json!({"binary": w.binary, "dataset": w.dataset, "required": w.required}))
                     .collect::<Vec<_>>()
             );
             (all, value)

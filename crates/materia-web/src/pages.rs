@@ -143,6 +143,16 @@ struct ScatterOut<'a> {
     latest: Option<String>,
 }
 
+/// A price series' name for readers: the FRED ids of the IMF coffee prices the price extractor
+/// lands by default, else the id itself.
+fn series_label(series: &str) -> &str {
+    match series {
+        "PCOFFOTMUSDM" => "Arabica (other milds)",
+        "PCOFFROBUSDM" => "Robusta",
+        other => other,
+    }
+}
+
 /// The coffee page's prices: the monthly series, and each marketing year's average price
 /// against world stocks-to-use. Hidden, with a note, when the serving file has no prices.
 fn prices_section(data: &Data, c: &Commodity) -> String {
@@ -170,7 +180,7 @@ fn prices_section(data: &Data, c: &Commodity) -> String {
                         .map_or(f64::NAN, |p| p.value)
                 })
                 .collect();
-            (*n, values)
+            (series_label(n), values)
         })
         .collect();
     let unit = prices.first().map_or("", |p| p.unit.as_str());
@@ -205,7 +215,7 @@ fn prices_section(data: &Data, c: &Commodity) -> String {
                         ))
                     })
                     .collect();
-                ((*name).to_owned(), points)
+                (series_label(name).to_owned(), points)
             })
             .collect(),
         latest: averages

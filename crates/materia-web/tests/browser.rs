@@ -13,11 +13,11 @@ use support::{Server, run_bounded, site, tests_dir, unrevised_commodity};
 
 /// `serving.value_history` and `serving.coffee_prices` as docs/INTERFACES.md names them.
 const TABLES: &str = "
-CREATE TABLE serving.value_history (commodity_code TEXT, country_code TEXT, market_year INTEGER,
+CREATE OR REPLACE TABLE serving.value_history (commodity_code TEXT, country_code TEXT, market_year INTEGER,
     attribute_id TEXT, value DOUBLE, valid_from_release TEXT, valid_to_release TEXT,
     landing_sha256 TEXT);
 INSERT INTO serving.value_history VALUES ('0711100', 'NA', 2024, '028', 1, '2026-01', NULL, 'aa');
-CREATE TABLE serving.coffee_prices (month DATE, series TEXT, value DOUBLE, unit TEXT);
+CREATE OR REPLACE TABLE serving.coffee_prices (month DATE, series TEXT, value DOUBLE, unit TEXT);
 INSERT INTO serving.coffee_prices
     SELECT make_date(y, m, 1), s, CASE s WHEN 'arabica' THEN 150 + m * y % 7 ELSE 90 + m END,
            'US cents per pound'

@@ -9,6 +9,8 @@
 //! every = "1d"               # due when its last good run is this old
 //! days = [9, 10, 11, 12]     # optional: UTC days of the month with their own interval
 //! days_every = "1h"          # the interval on those days
+//! required = true            # optional, default true: false for a source whose failure must
+//!                            # not fail the cycle's status (it is still recorded and alerted)
 //! ```
 //!
 //! An extractor is due when its last good run (`success` or `unchanged`) is at least the
@@ -47,6 +49,10 @@ pub struct Workflow {
     pub binary: String,
     pub dataset: String,
     pub schedule: Schedule,
+    /// Whether a failure of this extractor fails the cycle (`supervisor.sh --once`'s status).
+    /// `false` for a secondary source: an outage of FRED must not fail a cycle that PSD,
+    /// the transform and the export completed. Its run is recorded and alerted all the same.
+    pub required: bool,
 }
 
 /// When an extractor is due.
@@ -115,6 +121,8 @@ struct RawWorkflow {
     days: Option<Spanned<Vec<Spanned<i64>>>>,
     #[serde(default)]
     days_every: Option<Spanned<String>>,
+    #[serde(default)]
+    required: Option<bool>,
 }
 
 /// Reads and checks the registry at `path`.
@@ -244,6 +252,7 @@ fn check(name: &str, raw: RawWorkflow, at: &At<'_>) -> Result<Workflow, Registry
                 days,
                 days_every,
             },
+            required: raw.required.unwrap_or(true),
         }),
     }
 }

@@ -12,6 +12,7 @@ days_every = "1h"
 binary = "extract-prices"
 dataset = "prices"
 every = "1d"
+required = false
 "#;
 
 /// 2026-12-08T00:00:00Z plus `h` hours.
@@ -32,6 +33,15 @@ fn the_registry_parses_in_file_order() {
     assert_eq!(w[0].schedule.days_every, Some(hours(1)));
     assert_eq!(w[0].schedule.days.len(), 4);
     assert_eq!(w[1].schedule.days_every, None);
+    assert!(w[0].required, "required by default");
+    assert!(!w[1].required);
+}
+
+#[test]
+fn required_must_be_a_boolean() {
+    let text = REGISTRY.replace("required = false", "required = \"no\"");
+    let e = parse(&text, "workflows.toml").unwrap_err().to_string();
+    assert!(e.contains("workflows.toml line 13"), "{e}");
 }
 
 #[test]

@@ -66,12 +66,12 @@ verdict() {
         { row = "" }
         END {
             bad = ""; missing = 0; excused = ""
-            for (s in want) {
-                if (good[s]) continue
-                if (failed[s] && upstream[s] && s ~ /^extract-/) { excused = excused " " s; continue }
-                if (!failed[s]) missing = 1
+            # `in`, never a bare reference: awk creates the elements it reads.
+            for (s in want) if (!(s in good) && !(s in failed)) missing = 1
+            for (s in failed) {
+                if ((s in upstream) && s ~ /^extract-/) excused = excused " " s
+                else bad = s
             }
-            for (s in failed) if (!(upstream[s] && s ~ /^extract-/)) bad = s
             if (bad != "") print "failed " bad
             else if (missing) print "waiting"
             else if (excused != "") print "ok-upstream" excused

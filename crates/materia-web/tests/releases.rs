@@ -23,14 +23,14 @@ fn serving_with(dir: &std::path::Path, sql: &str) -> std::path::PathBuf {
 }
 
 const HISTORY_AND_PRICES: &str = "
-CREATE TABLE serving.value_history (commodity_code TEXT, country_code TEXT, market_year INTEGER,
+CREATE OR REPLACE TABLE serving.value_history (commodity_code TEXT, country_code TEXT, market_year INTEGER,
     attribute_id TEXT, value DOUBLE, valid_from_release TEXT, valid_to_release TEXT,
     landing_sha256 TEXT);
 INSERT INTO serving.value_history VALUES
     ('0711100', 'BR', 2024, '028', 66000, '2026-01', '2026-02', 'aaaa'),
     ('0711100', 'BR', 2024, '028', 66400, '2026-02', NULL, 'bbbb'),
     ('0711100', 'VM', 2024, '028', 29000, '2026-01', NULL, 'aaaa');
-CREATE TABLE serving.coffee_prices (month DATE, series TEXT, value DOUBLE, unit TEXT);
+CREATE OR REPLACE TABLE serving.coffee_prices (month DATE, series TEXT, value DOUBLE, unit TEXT);
 INSERT INTO serving.coffee_prices
     SELECT make_date(y, m, 1), s, CASE s WHEN 'arabica' THEN 150 + m ELSE 90 + m END,
            'US cents per pound'

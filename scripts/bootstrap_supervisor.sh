@@ -86,6 +86,55 @@ as_owner() {
         "$@"
     fi
 }
+
+# deploy-poll's lock (the step lock beside the state DB), held for the whole run by a process
+# of the service user (which opens the lock file: root opens nothing there), so that bootstrap
+# and deploy-poll never work on the same server at once. The holder waits on a pipe that only
+# this shell keeps open; it ends, releasing the lock, when this shell exits or calls unlock.
+lock_dir=$root/data/materia/landing/.locks
+private=$(mktemp -d)
+holder=""
+unlock() {
+    if [ -n "$holder" ]; then
+        exec 8>&-
+        wait "$holder" 2>/dev/null || true
+        holder=""
+    fi
+}
+trap 'unlock; rm -rf "$private"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+if [ -d "$root/data/materia/landing" ]; then
+    as_owner mkdir -p "$lock_dir"
+    mkfifo "$private/release"
+    exec 8<>"$private/release"
+    # A subshell that closes its copy of the pipe and execs: nothing but this shell keeps the
+    # pipe open (a function call would keep a saved copy of fd 8 in the background job).
+    (
+        exec 8>&-
+        exec setpriv --reuid="$uid" --regid="$gid" --clear-groups -- env HOME="$app" PATH=/usr/bin:/bin \
+            flock -n -E 75 "$lock_dir/deploy-poll.lock" sh -c 'echo held; read -r _ || true'
+    ) <"$private/release" >"$private/held" &
+    holder=$!
+    waited=0
+    until grep -q held "$private/held" 2>/dev/null; do
+        if ! kill -0 "$holder" 2>/dev/null; then
+            rc=0
+            wait "$holder" || rc=$?
+            holder=""
+            if [ "$rc" -eq 75 ]; then
+                echo "bootstrap: deploy-poll is running (lock $lock_dir/deploy-poll.lock: $(as_owner cat "$lock_dir/deploy-poll.lock" 2>/dev/null || true)); nothing changed, run again when it is done" >&2
+                exit 75
+            fi
+            echo "bootstrap: cannot take deploy-poll's lock $lock_dir/deploy-poll.lock (exit $rc)" >&2
+            exit 1
+        fi
+        waited=$((waited + 1))
+        [ "$waited" -lt 300 ] || { echo "bootstrap: timed out taking deploy-poll's lock" >&2; exit 1; }
+        sleep 0.1
+    done
+fi
+
 if [ -n "$key" ]; then
     # shellcheck disable=SC2089,SC2090 # git runs GIT_SSH_COMMAND through a shell: the quotes are for it
     GIT_SSH_COMMAND="ssh -i '$key' -o IdentitiesOnly=yes -o StrictHostKeyChecking=accept-new -F /dev/null"
@@ -207,6 +256,7 @@ fi
 # start below). It records its run in the production state DB.
 if [ "$first" = true ] && [ -z "$tag_given" ]; then
     if [ -x "$app/current/bin/deploy-poll" ]; then
+        unlock # deploy-poll takes its own lock
         require=true
         [ "$unsigned" = false ] || require=false
         as_owner env STATE_DB="$root/data/materia/landing/.state.sqlite" \
@@ -273,6 +323,7 @@ if [ "$first" = false ]; then
         grep -v '/' | while IFS= read -r t; do is_bad "$t" || { echo "$t"; break; }; done)
     if [ -n "$newest" ] && [ "$newest" != "$tag" ]; then
         if [ "$start" = true ]; then
+            unlock
             systemctl start --no-block materia-deploy.service
             echo "bootstrap: $tag stays current; git lists $newest: started materia-deploy.service, whose deploy-poll decides (lock, bad tags, restart, health check, rollback)" >&2
         else

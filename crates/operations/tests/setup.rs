@@ -980,3 +980,64 @@ fn install_units_splits_the_secrets_per_unit_root_owned_and_removes_the_plaintex
         )
     );
 }
+
+#[test]
+fn regression_bootstrap_takes_deploy_polls_lock_and_honours_its_bad_tags() {
+    // Bootstrap ignored deploy-poll's state: no lock, and a rolled-back tag could be made
+    // current again without a restart or a health check.
+    require_root("bootstrap_supervisor.sh");
+    let s = Signed::new();
+    s.release("v1", Some(&s.key));
+    s.release("v2", Some(&s.key));
+    // deploy-poll recorded v2 bad earlier (its state DB, as materia).
+    let landing = s.root.path().join("data/materia/landing");
+    as_service_user(
+        s.uid,
+        &format!(
+            "sqlite3 '{}/.state.sqlite' \"CREATE TABLE deploy_bad_tags (tag TEXT PRIMARY KEY, reason TEXT, marked_at TEXT); INSERT INTO deploy_bad_tags VALUES ('v2', 'rolled back', 'now')\"",
+            landing.display()
+        ),
+    );
+    let out = s.bootstrap(&["--tag", "v2"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("v2 is recorded bad"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!s.app().join("current").exists());
+    let log = ok(&s.bootstrap(&[]));
+    assert_eq!(
+        std::fs::read_link(s.app().join("current")).unwrap(),
+        Path::new("releases/v1"),
+        "{log}"
+    );
+    assert!(!s.app().join("releases/v2").exists(), "{log}");
+
+    // While deploy-poll runs (its lock held), bootstrap changes nothing and exits 75.
+    let lock = landing.join(".locks/deploy-poll.lock");
+    let mut holder = Command::new("setpriv")
+        .args([
+            &format!("--reuid={}", s.uid),
+            &format!("--regid={}", s.uid),
+            "--clear-groups",
+            "--",
+            "flock",
+        ])
+        .arg(&lock)
+        .args(["sleep", "30"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let before = tree(&s.app());
+    let out = s.bootstrap(&[]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("deploy-poll is running"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(tree(&s.app()), before);
+}

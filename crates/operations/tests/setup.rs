@@ -1023,6 +1023,7 @@ fn regression_bootstrap_takes_deploy_polls_lock_and_honours_its_bad_tags() {
             "--clear-groups",
             "--",
             "flock",
+            "--close",
         ])
         .arg(&lock)
         .args(["sleep", "30"])

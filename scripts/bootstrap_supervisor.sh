@@ -30,7 +30,9 @@
 #                     materia-deploy.service with MATERIA_REQUIRE_SIGNED=false); a run without it
 #                     removes both again
 # Environment: MATERIA_BUILD_CMD (default `make release`), SOPS_AGE_KEY_FILE (the server's age
-# key for .env.prod.sops; default /opt/materia/.config/sops/age/keys.txt).
+# key for .env.prod.sops; default /opt/materia/.config/sops/age/keys.txt),
+# MATERIA_DEPLOY_LOCK_WAIT_SECS (default 600: how long to wait for a running deploy-poll
+# before giving up with exit 75).
 #
 # Which tag is newest is deploy-poll's decision, never a second ordering here: without --tag,
 # the first build is of git's highest version (pre-releases before their release), and then
@@ -92,6 +94,14 @@ as_owner() {
 # and deploy-poll never work on the same server at once. The holder waits on a pipe that only
 # this shell keeps open; it ends, releasing the lock, when this shell exits or calls unlock.
 lock_dir=$root/data/materia/landing/.locks
+lock_wait_secs=${MATERIA_DEPLOY_LOCK_WAIT_SECS:-600}
+case "$lock_wait_secs" in '' | *[!0-9]*) echo "bootstrap: MATERIA_DEPLOY_LOCK_WAIT_SECS='$lock_wait_secs' is not a number of seconds" >&2; exit 2 ;; esac
+for d in "$root/data/materia" "$root/data/materia/landing" "$lock_dir"; do
+    if [ -L "$d" ]; then
+        echo "bootstrap: refused: $d is a symbolic link (to $(readlink "$d")); root does not follow links in directories another user can write; nothing changed" >&2
+        exit 1
+    fi
+done
 private=$(mktemp -d)
 holder=""
 unlock() {
@@ -113,7 +123,7 @@ if [ -d "$root/data/materia/landing" ]; then
     (
         exec 8>&-
         exec setpriv --reuid="$uid" --regid="$gid" --clear-groups -- env HOME="$app" PATH=/usr/bin:/bin \
-            flock -n -E 75 "$lock_dir/deploy-poll.lock" sh -c 'echo held; read -r _ || true'
+            flock -w "$lock_wait_secs" -E 75 "$lock_dir/deploy-poll.lock" sh -c 'echo held; read -r _ || true'
     ) <"$private/release" >"$private/held" &
     holder=$!
     waited=0
@@ -123,14 +133,14 @@ if [ -d "$root/data/materia/landing" ]; then
             wait "$holder" || rc=$?
             holder=""
             if [ "$rc" -eq 75 ]; then
-                echo "bootstrap: deploy-poll is running (lock $lock_dir/deploy-poll.lock: $(as_owner cat "$lock_dir/deploy-poll.lock" 2>/dev/null || true)); nothing changed, run again when it is done" >&2
+                echo "bootstrap: deploy-poll is running (lock $lock_dir/deploy-poll.lock held for more than ${lock_wait_secs}s: $(as_owner cat "$lock_dir/deploy-poll.lock" 2>/dev/null || true)); nothing changed, run again when it is done" >&2
                 exit 75
             fi
             echo "bootstrap: cannot take deploy-poll's lock $lock_dir/deploy-poll.lock (exit $rc)" >&2
             exit 1
         fi
         waited=$((waited + 1))
-        [ "$waited" -lt 300 ] || { echo "bootstrap: timed out taking deploy-poll's lock" >&2; exit 1; }
+        [ "$waited" -lt $(((lock_wait_secs + 30) * 10)) ] || { echo "bootstrap: timed out taking deploy-poll's lock" >&2; exit 1; }
         sleep 0.1
     done
 fi

@@ -1031,7 +1031,19 @@ fn regression_bootstrap_takes_deploy_polls_lock_and_honours_its_bad_tags() {
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(500));
     let before = tree(&s.app());
-    let out = s.bootstrap(&[]);
+    let mut cmd = script(
+        "bootstrap_supervisor.sh",
+        &[
+            "--root",
+            s.root.path().to_str().unwrap(),
+            "--repo",
+            s.origin.to_str().unwrap(),
+        ],
+    );
+    let out = cmd
+        .env("MATERIA_DEPLOY_LOCK_WAIT_SECS", "1")
+        .output_within(CHILD_LIMIT)
+        .unwrap();
     let _ = holder.kill();
     let _ = holder.wait();
     assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));

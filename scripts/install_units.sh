@@ -13,7 +13,7 @@
 #
 # The release's decrypted dotenv (written 0600 by deploy-poll or bootstrap) is read as the
 # service user, split per unit into root-owned 0600 files under /etc/materia/env/<tag>/
-# (credentials of R2 only for materia-backup.service; other variables for every unit), and
+# (R2_* and BACKUP_* only for materia-backup.service; other variables for every unit), and
 # /etc/materia/env/current is pointed at that directory. The plaintext is then removed from
 # the release.
 #
@@ -193,8 +193,9 @@ for unit in "$work/units"/*; do
 done
 units_changed=$changes
 
-# Per-unit environment files. Variables whose names say they are secret go only to the unit
-# that needs them (R2_*: materia-backup.service) and otherwise to none.
+# Per-unit environment files. The backup's variables (R2_*, BACKUP_*) go only to
+# materia-backup.service; other variables whose names say they are secret go to none; the rest
+# (paths, URLs, bounds) to every unit.
 env_dir=$etc/env/$tag
 if as_user cat "$env_from" >"$work/env" 2>/dev/null; then
     mkdir -p "$work/env.d"
@@ -204,7 +205,7 @@ if as_user cat "$env_from" >"$work/env" 2>/dev/null; then
         k=${line%%=*}
         k=$(printf '%s' "$k" | tr -d ' \t')
         case "$k" in
-            R2_ACCESS_KEY_ID | R2_SECRET_ACCESS_KEY) targets=backup ;;
+            R2_* | BACKUP_*) targets=backup ;;
             *SECRET* | *TOKEN* | *PASSWORD* | *PASSPHRASE* | *PRIVATE* | *ACCESS_KEY*)
                 echo "install_units: warning: $k looks secret and no unit is known to need it; given to none" >&2
                 targets="" ;;

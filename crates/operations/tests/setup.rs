@@ -968,7 +968,9 @@ fn install_units_splits_the_secrets_per_unit_root_owned_and_removes_the_plaintex
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("STATE_DB=/data/s"), "{unit}: {text}");
         assert!(!text.contains("t0k"), "{unit}: {text}");
-        let has_r2 = text.contains("secret-key") || text.contains("R2_ACCESS_KEY_ID");
+        let has_r2 = text.contains("secret-key")
+            || text.contains("R2_ACCESS_KEY_ID")
+            || text.contains("R2_ENDPOINT");
         assert_eq!(has_r2, unit == "backup", "{unit}: {text}");
     }
     // The web unit reads exactly that file, and cannot see the keys.

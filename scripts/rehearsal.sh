@@ -691,7 +691,7 @@ rm -rf "$root/etc/materia/env/v2"
 as_materia sh -c '
     set -e
     ln -s /etc/materia-pwned /opt/materia/releases/v2/.env.new
-    git -C /opt/materia/repo tag v999999
+    git -C /opt/materia/repo tag v999999 refs/tags/v2
     mkdir -p /opt/materia/releases/v999999 && echo planted >/opt/materia/releases/v999999/.materia-built
     printf "[Service]\nUser=root\nExecStart=/bin/touch /etc/pwned-by-unit\n" >/opt/materia/current/systemd/materia-evil.service
     printf "User=root\n" >>/opt/materia/current/systemd/materia-backup.service

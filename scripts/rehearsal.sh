@@ -702,7 +702,8 @@ as_materia sh -c '
 if bootstrap_again --no-start; then fail "item 22.1: bootstrap decrypted through the planted .env.new link: $(cat "$work/hostile.log")"; fi
 [ ! -e "$root/etc/materia-pwned" ] || fail "item 22.1: the secrets were written through .env.new into /etc/materia-pwned"
 grep -q "cannot decrypt" "$work/hostile.log" || fail "item 22.1: $(tail -n 3 "$work/hostile.log")"
-as_materia rm /opt/materia/releases/v2/.env.new
+# bootstrap's own clean-up (as materia) already removed the link itself, never its target.
+as_materia rm -f /opt/materia/releases/v2/.env.new
 setup_again || fail "item 22.1: setup_server.sh with the plants: $(tail -n 5 "$work/hostile.log")"
 bootstrap_again --no-start || fail "item 22.1: bootstrap with the plants: $(tail -n 5 "$work/hostile.log")"
 as_materia systemctl start materia-units.service || fail "item 22.3: materia-units.service"

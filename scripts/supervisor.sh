@@ -19,7 +19,7 @@
 #
 # Environment: the variables of docs/INTERFACES.md section 1 (LANDING_DIR, STATE_DB, DUCKDB_PATH,
 # SERVING_DUCKDB_PATH, METRICS_DIR), PSD_URL and the other step variables pass through. Also:
-#   MATERIA_ENV_FILE           dotenv file read first, as data (systemd units load /opt/materia/.env themselves)
+#   MATERIA_ENV_FILE           dotenv file read first, as data (systemd units load /etc/materia/env/current/<unit>.env themselves)
 #   MATERIA_BIN_DIR            the step binaries (default ./bin, else the cargo target directory)
 #   MATERIA_WORKFLOWS          the workflow registry (default workflows.toml, in this directory)
 #   SUPERVISOR_INTERVAL_SECS   sleep between good cycles (default 3600)

@@ -81,6 +81,12 @@ pub const R2_ENDPOINT: &str = "R2_ENDPOINT";
 pub const MATERIA_ROOT: &str = "MATERIA_ROOT";
 /// The sops executable deploy-poll decrypts `.env.prod.sops` with. Default `sops` on PATH.
 pub const MATERIA_SOPS: &str = "MATERIA_SOPS";
+/// deploy-poll deploys only SSH-signed tags when `true` (`--require-signed`); the shipped
+/// materia-deploy.service sets it.
+pub const MATERIA_REQUIRE_SIGNED: &str = "MATERIA_REQUIRE_SIGNED";
+/// ssh-keygen allowed_signers file that release tags are verified against. Default
+/// `/etc/materia/allowed_signers` (root-owned, written by setup_server.sh).
+pub const MATERIA_ALLOWED_SIGNERS: &str = "MATERIA_ALLOWED_SIGNERS";
 /// The server's age key for sops (read by sops itself).
 pub const SOPS_AGE_KEY_FILE: &str = "SOPS_AGE_KEY_FILE";
 

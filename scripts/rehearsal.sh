@@ -761,7 +761,10 @@ chmod 0755 "$root/srv/fake-bin/"*
 ln -sf /opt/materia/current/bin/materia-status "$root/srv/fake-bin/materia-status"
 fixture=/srv/materia-src/crates/operations/tests/fixtures/tricky.env
 by_systemd=$(inside systemd-run --wait --pipe --quiet --collect -p "EnvironmentFile=$fixture" /bin/sh /srv/fake-bin/extract-psd)
-by_supervisor=$(inside env MATERIA_ENV_FILE="$fixture" MATERIA_BIN_DIR=/srv/fake-bin MATERIA_WORKFLOWS=/srv/materia-src/workflows.toml sh /srv/materia-src/scripts/supervisor.sh --once 2>/dev/null)
+# A landing directory of its own: materia-status would otherwise find the server's, where
+# extract-psd has just run and is not due.
+mkdir -p "$root/srv/item11-landing"
+by_supervisor=$(inside env MATERIA_ENV_FILE="$fixture" MATERIA_BIN_DIR=/srv/fake-bin MATERIA_WORKFLOWS=/srv/materia-src/workflows.toml LANDING_DIR=/srv/item11-landing sh /srv/materia-src/scripts/supervisor.sh --once 2>/dev/null)
 [ "$by_systemd" = "$by_supervisor" ] || fail "item 11: systemd read
 $by_systemd
 the supervisor read

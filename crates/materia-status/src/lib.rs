@@ -29,6 +29,9 @@ pub struct StepStatus {
     /// The last success is older than `max_age` (or there is none).
     pub stale: bool,
     pub error: Option<String>,
+    /// What the last run did, as it recorded it (the transform: incremental or full rebuild and
+    /// why, files applied, rows read, changes stored, seconds).
+    pub detail: Option<String>,
 }
 
 impl StepStatus {
@@ -113,6 +116,7 @@ pub fn status_of(
         max_age_secs: max_age.map(|m| m.as_secs()),
         stale,
         error: summary.and_then(|s| s.error.clone()),
+        detail: summary.and_then(|s| s.detail.clone()),
     }
 }
 

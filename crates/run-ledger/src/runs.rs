@@ -206,6 +206,8 @@ pub struct StepSummary {
     pub error: Option<String>,
     /// When the newest run that ended `success` or `unchanged` finished.
     pub last_success_at: Option<String>,
+    /// The latest run's detail (what it did: the transform's mode, rows read, changes stored).
+    pub detail: Option<String>,
 }
 
 /// One row of the `runs` view.
@@ -325,13 +327,14 @@ impl Ledger {
     pub fn step_summaries(&self) -> Result<Vec<StepSummary>, LedgerError> {
         self.rows(
             "WITH ranked AS (
-                 SELECT step, status, started_at, finished_at, error,
+                 SELECT step, status, started_at, finished_at, error, detail,
                         row_number() OVER (PARTITION BY step ORDER BY started_at DESC, run_id DESC) AS rn
                    FROM runs),
              good AS (
                  SELECT step, max(finished_at) AS last_success_at FROM runs
                   WHERE status IN ('success', 'unchanged') GROUP BY step)
-             SELECT r.step, r.status, r.started_at, r.finished_at, r.error, g.last_success_at
+             SELECT r.step, r.status, r.started_at, r.finished_at, r.error, g.last_success_at,
+                    r.detail
                FROM ranked r LEFT JOIN good g ON g.step = r.step
               WHERE r.rn = 1 ORDER BY r.step",
             [],
@@ -343,6 +346,7 @@ impl Ledger {
                     finished_at: r.get(3)?,
                     error: r.get(4)?,
                     last_success_at: r.get(5)?,
+                    detail: r.get(6)?,
                 })
             },
         )

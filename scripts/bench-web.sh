@@ -2,9 +2,10 @@
 # Benchmark of materia-web on the serving file of the full-size generated dataset, with wrk
 # (Debian) on loopback: /api/v1/global-balance?commodity=0711100 and / against nginx (Debian)
 # serving the same JSON bytes as a static file, in the same run; then the API's p99 latency while
-# export-serving publishes a new generation every 2 s; then materia-web's peak RSS.
+# export-serving publishes a new generation every 2 s; then /healthz and the cached page while 8
+# clients ask for uncached heavy answers; then materia-web's peak RSS.
 # Goals (2 cores): API >= 0.25x nginx's requests per second; p99 < 25 ms while publishing;
-# RSS < 150 MiB.
+# /healthz p99 < 50 ms and the cached page p99 < 20 ms under heavy uncached load; RSS < 150 MiB.
 # Usage: BIN_DIR=... VENV=... scripts/bench-web.sh
 set -eu
 
@@ -14,14 +15,16 @@ rows=${BENCH_ROWS:-2100000}
 secs=${BENCH_WEB_SECS:-10}
 connections=${BENCH_WEB_CONNECTIONS:-16}
 publish_every_secs=2
+heavy_clients=${BENCH_WEB_HEAVY_CLIENTS:-8}
 cache=${BENCH_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/materia/bench}
 repo=$(pwd)
 work=$(mktemp -d)
 web_pid=""
 nginx_pid=""
 publisher_pid=""
+heavy_pid=""
 cleanup() {
-    for p in $publisher_pid $web_pid $nginx_pid; do
+    for p in $heavy_pid $publisher_pid $web_pid $nginx_pid; do
         kill "$p" 2>/dev/null || true
     done
     rm -rf "$work"
@@ -154,6 +157,40 @@ load publishing "http://$web$api" $((secs * 2))
 kill "$publisher_pid" 2>/dev/null || true
 wait "$publisher_pid" 2>/dev/null || true
 publisher_pid=""
+
+# Heavy uncached answers: $heavy_clients clients ask for revisions pages and API answers with
+# a random limit (up to 10,000 rows: a 3.6 MB page), so nearly every answer is rendered anew,
+# while /healthz and the cached coffee page are measured beside them. Renders run on a bounded
+# blocking pool, so the async workers stay free for these.
+cat >"$work/heavy.lua" <<'LUA'
+local paths = {
+  "/revisions?limit=%d",
+  "/api/v1/revisions?commodity=0711100&limit=%d",
+  "/api/v1/revisions?commodity=0711100&limit=%d&format=csv",
+  "/revisions?commodity=0711100&limit=%d",
+}
+math.randomseed(os.time())
+request = function()
+  local p = string.format(paths[math.random(#paths)], math.random(5000, 10000))
+  return wrk.format("GET", p)
+end
+LUA
+timeout $((secs + 60)) wrk -t 2 -c "$heavy_clients" -d "$((secs + 4))s" --latency -s "$work/heavy.lua" "http://$web" >"$work/heavy.wrk" 2>&1 &
+heavy_pid=$!
+sleep 2
+connections_before=$connections
+connections=2
+load healthz_heavy "http://$web/healthz" "$secs"
+connections=$connections_before
+wait "$heavy_pid" || true
+timeout $((secs + 60)) wrk -t 2 -c "$heavy_clients" -d "$((secs + 4))s" --latency -s "$work/heavy.lua" "http://$web" >"$work/heavy2.wrk" 2>&1 &
+heavy_pid=$!
+sleep 2
+connections=2
+load cached_heavy "http://$web/" "$secs"
+connections=$connections_before
+wait "$heavy_pid" || true
+heavy_rps=$(awk '/^Requests\/sec:/ {print $2}' "$work/heavy.wrk")
 published=$(wc -l <"$work/published" 2>/dev/null || echo 0)
 swaps=$(grep -c "serving the generation" "$work/web.log" || true)
 rss_kib=$(awk '/^VmHWM:/ {print $2}' "/proc/$web_pid/status")
@@ -162,14 +199,20 @@ read -r n_rps n_p99 _ <"$work/static"
 read -r a_rps a_p99 a_bad <"$work/api"
 read -r g_rps g_p99 g_bad <"$work/page"
 read -r p_rps p_p99 p_bad <"$work/publishing"
+read -r _ h_p99 h_bad <"$work/healthz_heavy"
+read -r _ c_p99 c_bad <"$work/cached_heavy"
 printf '\nmateria-web benchmark: serving file of %s rows, wrk -t2 -c%s, %s s per run (%s cores)\n' "$rows" "$connections" "$secs" "$(nproc)"
 printf '  %-58s %10.0f req/s, p99 %6.2f ms\n' "nginx, the same JSON as a static file (baseline)" "$n_rps" "$n_p99"
 printf '  %-58s %10.0f req/s, p99 %6.2f ms, non-2xx %s\n' "materia-web $api" "$a_rps" "$a_p99" "$a_bad"
 printf '  %-58s %10.0f req/s, p99 %6.2f ms, non-2xx %s\n' "materia-web / (the coffee page)" "$g_rps" "$g_p99" "$g_bad"
 printf '  %-58s %10.0f req/s, p99 %6.2f ms, non-2xx %s\n' "materia-web API while publishing every ${publish_every_secs} s" "$p_rps" "$p_p99" "$p_bad"
 printf '  %-58s %s published, %s generations read\n' "generations during that run" "$published" "$((swaps - 1))"
-awk -v a="$a_rps" -v n="$n_rps" -v g="$g_rps" -v p="$p_p99" -v r="$rss_kib" 'BEGIN {
+printf '  %-58s %10s req/s of heavy answers\n' "$heavy_clients clients asking for uncached heavy answers" "${heavy_rps:-?}"
+printf '  %-58s p99 %6.2f ms, non-2xx %s\n' "  /healthz beside them (2 connections)" "$h_p99" "$h_bad"
+printf '  %-58s p99 %6.2f ms, non-2xx %s\n' "  / (cached) beside them (2 connections)" "$c_p99" "$c_bad"
+awk -v a="$a_rps" -v n="$n_rps" -v g="$g_rps" -v p="$p_p99" -v r="$rss_kib" -v h="$h_p99" -v c="$c_p99" 'BEGIN {
     printf "  API %.2fx nginx (goal >= 0.25x); page %.2fx nginx\n", a / n, g / n
     printf "  p99 while publishing %.2f ms (goal < 25 ms)\n", p
+    printf "  under heavy uncached load: /healthz p99 %.2f ms (goal < 50 ms), cached page p99 %.2f ms (goal < 20 ms)\n", h, c
     printf "  peak RSS %.1f MiB (goal < 150 MiB)\n", r / 1024
 }'

@@ -1,10 +1,11 @@
 #!/bin/sh
 # Installs the system tools that builds, tests, the demo and benchmarks need, from Debian's
 # packages, only where missing. Idempotent: with everything present it changes nothing.
-# Usage: scripts/install-deps.sh [build|test|bench|rehearsal|all]
+# Usage: scripts/install-deps.sh [build|secrets|test|bench|rehearsal|all]
 #   build: what `make release` needs on a server (run as the service user, who cannot install
 #          anything: there a missing tool is an error naming it, and setup_server.sh installs
-#          them); test: build + the tools the tests drive; bench: the baselines' tools;
+#          them); secrets: sops's virtualenv and age (make secrets-*); test: build + the tools
+#          the tests drive; bench: the baselines' tools;
 #          rehearsal: test + a container with a real systemd (`make rehearsal`).
 set -eu
 
@@ -12,16 +13,18 @@ profile=${1:-all}
 
 # command -> Debian package
 need_build="python3:python3 cc:gcc git:git npm:npm openssl:openssl timeout:coreutils"
-need_test="$need_build shellcheck:shellcheck dash:dash curl:curl systemd-analyze:systemd git:git rclone:rclone age-keygen:age ssh-keygen:openssh-client setpriv:util-linux unshare:util-linux mount:mount useradd:passwd rsync:rsync c++:g++ systemd-socket-activate:systemd chromium:chromium"
+need_test="$need_build shellcheck:shellcheck dash:dash curl:curl systemd-analyze:systemd git:git rclone:rclone age-keygen:age ssh-keygen:openssh-client setpriv:util-linux unshare:util-linux mount:mount useradd:passwd rsync:rsync c++:g++ systemd-socket-activate:systemd chromium:chromium promtool:prometheus"
+need_secrets="python3:python3 age-keygen:age"
 need_bench="pigz:pigz unzip:unzip curl:curl wrk:wrk nginx:nginx"
 need_rehearsal="$need_test systemd-nspawn:systemd-container debootstrap:debootstrap zstd:zstd nsenter:util-linux"
 case "$profile" in
     build) wanted=$need_build ;;
+    secrets) wanted=$need_secrets ;;
     test) wanted=$need_test ;;
     bench) wanted=$need_bench ;;
     rehearsal) wanted=$need_rehearsal ;;
     all) wanted="$need_rehearsal $need_bench" ;;
-    *) echo "install-deps: unknown profile '$profile' (build, test, bench, rehearsal or all)" >&2; exit 2 ;;
+    *) echo "install-deps: unknown profile '$profile' (build, secrets, test, bench, rehearsal or all)" >&2; exit 2 ;;
 esac
 # GNU time, for the tests' and benchmarks' peak RSS figures (a shell keyword or builtin called
 # "time" does not count); a release build does not need it.

@@ -20,9 +20,12 @@
 # What is rehearsed is the working tree as `git stash create` sees it (committed and staged
 # or modified tracked files), published to the origin as tags v1, v2 and v3.
 #
-# The root (debootstrap --variant=minbase of bookworm, plus the packages a server gets from
-# setup_server.sh except pigz and sqlite3, which setup_server.sh then installs) is cached as
-# a zstd tarball keyed by everything that built it, and rebuilt when the key changes.
+# The root is what a provider's fresh Debian 12 cloud image holds, and nothing Materia needs
+# (debootstrap --variant=minbase of bookworm plus the packages listed at `include=` below, each
+# with why); everything else, polkitd included, comes from setup_server.sh inside the
+# container. It is cached as a zstd tarball keyed by everything that built it, and rebuilt when
+# the key changes; the .deb files setup_server.sh downloads are kept between runs
+# ($REHEARSAL_CACHE/apt-archives, bound as the container's /var/cache/apt/archives).
 # The container shares the host's network (loopback servers are reachable) and gets the
 # host's Rust toolchain read-only, which setup_server.sh copies in (--rustup, --toolchain-dir)
 # instead of downloading it. MemoryMax=/TasksMax= are not enforced here (no cgroup
@@ -72,9 +75,18 @@ mirror=${REHEARSAL_MIRROR:-}
 [ -n "$mirror" ] || mirror=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n 1)
 [ -n "$mirror" ] || mirror=$(awk '$1 == "deb" && $3 == "bookworm" { print $2; exit }' /etc/apt/sources.list 2>/dev/null)
 [ -n "$mirror" ] || mirror=http://deb.debian.org/debian
-include=systemd,systemd-sysv,dbus,ca-certificates
-extra="polkitd git make gcc libc6-dev pkg-config curl python3 python3-venv rclone age npm openssl openssh-client procps"
-key=$(printf '%s\n' "root v1" "$suite" "$mirror" "$include" "$extra" | sha256sum | cut -c1-16)
+# What a provider's Debian 12 cloud image has, beyond minbase (and nothing else):
+#   systemd, systemd-sysv  the init system every image boots
+#   dbus                   the system bus (systemctl, logind, hostnamectl; and polkit's)
+#   ca-certificates        TLS roots (apt over https, cloud-init's metadata fetches)
+#   openssh-server         how the operator reaches the server (masked here: the container
+#                          shares this machine's network and port 22)
+#   procps                 ps, free, top (the rehearsal's checks use ps)
+# Left out though some images have it: sudo (nothing of Materia needs it, checked below),
+# cloud-init (no metadata service here). Git, the C toolchain, Python, npm, rclone, age,
+# sqlite3, curl and polkitd come from setup_server.sh.
+include=systemd,systemd-sysv,dbus,ca-certificates,openssh-server,procps
+key=$(printf '%s\n' "root v2" "$suite" "$mirror" "$include" | sha256sum | cut -c1-16)
 tarball=$cache/root-$key.tar.zst
 
 started_at=$(date +%s)
@@ -209,7 +221,7 @@ until_true() {
 
 # --- the root: cached tarball, or built once -------------------------------------------------
 build_root() {
-    log "building the $suite root ($include + $extra) from $mirror; cached as $tarball"
+    log "building the $suite root ($include) from $mirror; cached as $tarball"
     b=$work/build
     rm -rf "$b"
     mkdir -p "$b" "$cache"
@@ -218,18 +230,8 @@ build_root() {
         tail -n 20 "$work/debootstrap.log" >&2
         fail "debootstrap of $suite from $mirror"
     }
-    mount -t proc proc "$b/proc"
-    chroot_proc=$b/proc
-    # shellcheck disable=SC2086 # a list of package names
-    timeout "$debootstrap_timeout_secs" chroot "$b" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $extra \
-        >"$work/apt.log" 2>&1 || {
-        tail -n 20 "$work/apt.log" >&2
-        fail "apt-get install in the new root"
-    }
     chroot "$b" apt-get clean
-    umount "$b/proc"
-    chroot_proc=""
+    ln -sfn /dev/null "$b/etc/systemd/system/ssh.service"
     rm -rf "$b/var/lib/apt/lists/"* "$b/var/cache/apt/"*.bin
     : >"$b/etc/machine-id"
     echo rehearsal >"$b/etc/hostname"
@@ -255,6 +257,9 @@ ok "root $tarball ($(du -h "$tarball" | cut -f1)) unpacked${extra_cas:+; local C
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 mkdir -p "$work/upstream"
 "$bin/psd-gen" --rows "$psd_rows" --out "$work/upstream/psd_alldata_csv.zip" 2>/dev/null
+# The prices upstream (extract-prices, the registry's second extractor): a FRED-shaped CSV.
+printf 'observation_date,PCOFFOTMUSDM,PCOFFROBUSDM\n2024-10-01,250.5,180\n2024-11-01,.,185.25\n' \
+    >"$work/upstream/fredgraph.csv"
 served=$(sh "$repo/scripts/serve-dir.sh" "$work/upstream")
 psd_pid=${served% *}
 psd_port=${served#* }
@@ -297,7 +302,7 @@ toolchain=$(readlink -f "${RUSTUP_HOME:-$HOME/.rustup}/toolchains/$channel-x86_6
 [ -x "$toolchain/bin/rustc" ] || fail "no toolchain $channel on this machine ($toolchain)"
 
 boot() {
-    mkdir -p "$cg_unified" "$cg_systemd"
+    mkdir -p "$cg_unified" "$cg_systemd" "$cache/apt-archives/partial"
     (
         echo 0 >"$cg_unified/cgroup.procs"
         echo 0 >"$cg_systemd/cgroup.procs"
@@ -306,6 +311,7 @@ boot() {
             --capability=CAP_BPF,CAP_PERFMON,CAP_NET_ADMIN --system-call-filter=bpf \
             --resolv-conf=copy-host --timezone=off \
             --bind-ro="$src:/srv/materia-src" --bind="$work/origin.git:/srv/origin.git" \
+            --bind="$cache/apt-archives:/var/cache/apt/archives" \
             --bind-ro="$rustup_bin:/srv/rust/rustup" --bind-ro="$toolchain:/srv/rust/toolchain"
     ) >>"$work/nspawn.log" 2>&1 &
     nspawn_pid=$!
@@ -359,6 +365,26 @@ probe() {
     inside systemctl start "rehearsal-$pname.service" >/dev/null 2>&1 || true
     echo "$(inside systemctl show -P Result "rehearsal-$pname.service") $(inside systemctl show -P ExecMainStatus "rehearsal-$pname.service")"
 }
+# --- set-up from a clean root ----------------------------------------------------------------
+# Who signs releases: an SSH key of this run (the release key), and a stranger's key that the
+# server does not trust. allowed_signers reaches the server as an operator's file would.
+for k in sign stranger; do
+    ssh-keygen -q -t ed25519 -N "" -C "rehearsal-$k" -f "$work/$k" || fail "ssh-keygen $k"
+done
+printf 'release@rehearsal namespaces="git" %s\n' "$(cat "$work/sign.pub")" >"$root/srv/allowed_signers"
+setup_args="--rustup /srv/rust/rustup --toolchain-dir /srv/rust/toolchain --allowed-signers /srv/allowed_signers"
+log "setup_server.sh (packages, polkitd included, sops, the toolchain from this machine, keys, allowed signers)"
+# shellcheck disable=SC2086 # $setup_args is a list of arguments
+inside --timeout "$bootstrap_timeout_secs" sh /srv/materia-src/scripts/setup_server.sh \
+    $setup_args >"$work/setup.log" 2>&1 || {
+    tail -n 30 "$work/setup.log" >&2
+    fail "setup_server.sh"
+}
+grep -q "installed.* pigz\|installed.*sqlite3" "$work/setup.log" || fail "setup_server.sh installed no missing package: $(cat "$work/setup.log")"
+grep -q "installed.* polkitd" "$work/setup.log" || fail "issue 23.1: setup_server.sh did not install polkitd on the bare root: $(grep installed "$work/setup.log")"
+# shellcheck disable=SC2016 # dpkg-query's format, not the shell's
+inside dpkg-query -W -f='${Status}' polkitd | grep -q "install ok installed" || fail "issue 23.1: polkitd is not installed"
+ok "issue 23.1: on the bare root ($include), setup_server.sh installed everything Materia needs, polkitd included"
 r=$(probe rclone-old old "/usr/bin/rclone version")
 [ "$r" = "signal 31" ] || fail "regression (item 1): rclone under the old filter ended '$r', not killed by SIGSYS (31)"
 ok "regression (item 1): the old filter kills rclone version with SIGSYS ($r)"
@@ -366,14 +392,7 @@ r=$(probe rclone-backup materia-backup.service "/usr/bin/rclone version")
 [ "$r" = "success 0" ] || fail "item 1: rclone under materia-backup.service's filter ended '$r'"
 ok "item 1: rclone version runs under materia-backup.service's filter ($r)"
 
-# --- set-up from a clean root ----------------------------------------------------------------
-log "setup_server.sh (packages, sops, the toolchain from this machine, keys)"
-inside --timeout "$bootstrap_timeout_secs" sh /srv/materia-src/scripts/setup_server.sh \
-    --rustup /srv/rust/rustup --toolchain-dir /srv/rust/toolchain >"$work/setup.log" 2>&1 || {
-    tail -n 30 "$work/setup.log" >&2
-    fail "setup_server.sh"
-}
-grep -q "installed.* pigz\|installed.*sqlite3" "$work/setup.log" || fail "setup_server.sh installed no missing package: $(cat "$work/setup.log")"
+
 grep -q "installed Rust $channel" "$work/setup.log" || fail "setup_server.sh installed no toolchain"
 ok "setup_server.sh: $(grep -c '^setup_server: ' "$work/setup.log") lines, packages and Rust $channel installed"
 for f in /opt/materia/.ssh/id_ed25519 /opt/materia/.config/sops/age/keys.txt; do
@@ -383,7 +402,8 @@ for want in "ssh-ed25519 " "age1" "sops updatekeys"; do
     grep -q "$want" "$work/setup.log" || fail "item 12: setup_server.sh did not print '$want' (public keys, next steps)"
 done
 ok "item 12: deploy key and age key generated as materia, mode 0600, public keys and next steps printed"
-again=$(inside sh /srv/materia-src/scripts/setup_server.sh --rustup /srv/rust/rustup --toolchain-dir /srv/rust/toolchain 2>&1)
+# shellcheck disable=SC2086 # $setup_args is a list of arguments
+again=$(inside sh /srv/materia-src/scripts/setup_server.sh $setup_args 2>&1)
 case "$again" in *"setup_server: 0 changes"*) ok "setup_server.sh again: 0 changes" ;; *) fail "setup_server.sh is not idempotent: $again" ;; esac
 materia_uid=$(inside id -u materia)
 chown -R "$materia_uid:$materia_uid" "$work/origin.git"
@@ -406,6 +426,7 @@ DUCKDB_PATH=/data/materia/lakehouse.duckdb
 SERVING_DUCKDB_PATH=/data/materia/analytics.duckdb
 METRICS_DIR=/var/lib/node_exporter/textfile_collector
 PSD_URL=http://127.0.0.1:$psd_port/psd_alldata_csv.zip
+PRICES_URL=http://127.0.0.1:$psd_port/fredgraph.csv
 BACKUP_REMOTE=r2:materia/rehearsal
 R2_ACCESS_KEY_ID=rehearsal
 R2_SECRET_ACCESS_KEY=rehearsal-secret
@@ -416,11 +437,16 @@ MATERIA_WEB_LISTEN=127.0.0.1:$web_port
 EOF
 (cd "$work" && env -i PATH=/usr/bin:/bin "$tools/bin/sops" --encrypt --age "$age_recipient" \
     --input-type dotenv --output-type dotenv plain.env >"$src/.env.prod.sops")
-# release TAG MESSAGE: commits what changed in $src, tags it, pushes.
+# release TAG MESSAGE [KEY]: commits what changed in $src, tags it, pushes. The tag is signed
+# with KEY (an SSH key; default the release key), or not signed at all when KEY is "-".
 release() {
     hgit -C "$src" add -A
     hgit -C "$src" commit -q --allow-empty -m "$2"
-    hgit -C "$src" tag -a -m "$2" "$1"
+    if [ "${3:-$work/sign}" = - ]; then
+        hgit -C "$src" tag -a -m "$2" "$1"
+    else
+        hgit -C "$src" -c gpg.format=ssh -c user.signingkey="${3:-$work/sign}" tag -s -m "$2" "$1"
+    fi
     hgit -C "$src" push -q origin main "refs/tags/$1"
     chown -R "$materia_uid:$materia_uid" "$work/origin.git"
 }
@@ -466,15 +492,20 @@ r=$(probe numpy-supervisor materia-supervisor.service "/opt/materia/current/.ven
 ok "item 0: SQLMesh's Python runs under materia-supervisor.service's filter ($r)"
 
 # --- a supervisor cycle under the hardened unit, as materia ----------------------------------
-# cycle_since ISO: extract-psd, transform and export-serving all ended well after ISO.
-cycle_since() {
-    [ "$(ledger "SELECT count(DISTINCT step) FROM runs WHERE step IN ('extract-psd','transform','export-serving') AND status IN ('success','unchanged') AND started_at >= '$1'")" = 3 ]
+# first_cycle_since ISO: both extractors of workflows.toml, transform and export-serving all
+# ended well after ISO. cycle_since ISO: transform and export-serving did (a later cycle runs
+# only the extractors that are due, and after a restart within the day none is).
+first_cycle_since() {
+    [ "$(ledger "SELECT count(DISTINCT step) FROM runs WHERE step IN ('extract-psd','extract-prices','transform','export-serving') AND status IN ('success','unchanged') AND started_at >= '$1'")" = 4 ]
 }
-until_true "$cycle_timeout_secs" "a supervisor cycle" cycle_since 2000
+cycle_since() {
+    [ "$(ledger "SELECT count(DISTINCT step) FROM runs WHERE step IN ('transform','export-serving') AND status IN ('success','unchanged') AND started_at >= '$1'")" = 2 ]
+}
+until_true "$cycle_timeout_secs" "a supervisor cycle" first_cycle_since 2000
 [ "$(inside systemctl show -P User materia-supervisor.service)" = materia ] || fail "the supervisor does not run as materia"
 journal_sup=$(inside journalctl -u materia-supervisor.service --no-pager)
 case "$journal_sup" in *"status=31/SYS"* | *"Bad system call"* | *"Read-only file system"*) fail "item 0: $journal_sup" ;; esac
-ok "item 0: a cycle (extract-psd, transform, export-serving) succeeded under materia-supervisor.service as materia"
+ok "item 0: a cycle (extract-psd, extract-prices, transform, export-serving) succeeded under materia-supervisor.service as materia"
 landed=$(find "$root/data/materia/landing/psd" -name '*.csv.gzip' | wc -l)
 [ "$landed" -eq 1 ] || fail "$landed landing files, expected 1"
 
@@ -579,6 +610,141 @@ until_true 120 "three more polls" more_polls
 until_true "$cycle_timeout_secs" "v2's supervisor to complete a cycle after the rollback" cycle_since "$(ledger "SELECT max(started_at) FROM step_runs WHERE step = 'deploy-poll' AND detail LIKE 'rolled-back v3 %'")"
 ok "item 5: v3 never retried in three more polls, and v2's supervisor completes cycles again"
 
+# --- trust boundaries (issue 22): what the service user plants never reaches root ------------
+# as_materia CMD...: CMD as the service user inside, as a compromised step would run it.
+as_materia() {
+    inside setpriv --reuid="$materia_uid" --regid="$materia_uid" --clear-groups \
+        env HOME=/opt/materia PATH=/usr/local/bin:/usr/bin:/bin "$@"
+}
+# The web process: no secret in its environment, and the keys and secrets are out of its reach.
+p=$(web_pid)
+web_env=$(inside cat "/proc/$p/environ" | tr '\0' '\n')
+case "$web_env" in *R2_*) fail "item 22.4: materia-web's environment holds an R2 variable" ;; esac
+case "$web_env" in *rehearsal-secret*) fail "item 22.4: materia-web's environment holds the R2 secret" ;; esac
+for f in /opt/materia/.config/sops/age/keys.txt /opt/materia/.ssh/id_ed25519 \
+    /etc/materia/env/current/backup.env /opt/materia/current/.env.prod.sops; do
+    if inside nsenter -t "$p" -m setpriv --reuid="$materia_uid" --regid="$materia_uid" --clear-groups cat "$f" >/dev/null 2>&1; then
+        case "$f" in
+            *.env.prod.sops) ;; # encrypted, readable by design
+            *) fail "item 22.4: materia-web's sandbox can read $f" ;;
+        esac
+    else
+        case "$f" in *.env.prod.sops) fail "item 22.4: the probe cannot even read the encrypted $f (the probe is broken)" ;; esac
+    fi
+done
+plaintext=$(find "$root/opt/materia/releases" -maxdepth 2 -name .env)
+[ -z "$plaintext" ] || fail "item 22.4: decrypted secrets left in the releases: $plaintext"
+sup_env=$(inside cat "/proc/$(inside systemctl show -P MainPID materia-supervisor.service)/environ" | tr '\0' '\n')
+case "$sup_env" in *R2_SECRET*) fail "item 22.4: the supervisor's environment holds the R2 secret" ;; esac
+grep -q '^R2_SECRET_ACCESS_KEY=' "$root/etc/materia/env/current/backup.env" || fail "item 22.4: backup.env lacks the R2 key"
+for u in supervisor deploy web; do
+    grep -q '^R2_SECRET_ACCESS_KEY=\|^R2_ACCESS_KEY_ID=' "$root/etc/materia/env/current/$u.env" && fail "item 22.4: $u.env holds R2 credentials"
+    [ "$(stat -c '%u %a' "$root/etc/materia/env/current/$u.env")" = "0 600" ] || fail "item 22.4: $u.env is not root 0600"
+done
+ok "item 22.4: materia-web (pid $p) holds no secret in its environment and cannot read the age key, the deploy key or backup.env; only backup.env has the R2 keys (root 0600); no plaintext left in a release"
+
+# The polkit rule: materia may do exactly what a deploy does.
+as_materia systemctl start materia-units.service || fail "item 22.2: materia cannot start materia-units.service"
+as_materia systemctl restart materia-web.service || fail "issue 23.1: materia cannot restart materia-web.service (polkitd from setup_server.sh)"
+if as_materia systemctl restart materia-backup.timer 2>/dev/null; then fail "item 22.2: materia may restart materia-backup.timer"; fi
+if as_materia systemctl stop materia-supervisor.service 2>/dev/null; then fail "item 22.2: materia may stop the supervisor"; fi
+ok "issue 23.1 / item 22.2: as materia, restarting materia-web.service and starting materia-units.service work; restarting materia-backup.timer or stopping the supervisor is refused"
+
+# Bootstrap after the rollback of v3 (issue 23.4): v3 stays bad, nothing moves, it says so.
+inside sh /srv/materia-src/scripts/bootstrap_supervisor.sh --repo file:///srv/origin.git >"$work/rerun.log" 2>&1 ||
+    fail "issue 23.4: bootstrap re-run: $(tail -n 5 "$work/rerun.log")"
+[ "$(current)" = releases/v2 ] || fail "issue 23.4: bootstrap moved current to $(current)"
+grep -q "v2 is current" "$work/rerun.log" || fail "issue 23.4: $(cat "$work/rerun.log")"
+if inside sh /srv/materia-src/scripts/bootstrap_supervisor.sh --repo file:///srv/origin.git --tag v3 >"$work/rerun.log" 2>&1; then
+    fail "issue 23.4: bootstrap --tag v3 (recorded bad) succeeded"
+fi
+grep -q "v3 is recorded bad" "$work/rerun.log" || fail "issue 23.4: $(cat "$work/rerun.log")"
+ok "issue 23.4: bootstrap re-run after the rollback keeps v2 and refuses the bad v3 ($(tail -n 1 "$work/rerun.log"))"
+
+# The plants. Nothing runs meanwhile that would trip over them.
+inside systemctl stop materia-deploy.timer materia-supervisor.service
+deploy_idle() { [ "$(inside systemctl show -P ActiveState materia-deploy.service)" != activating ]; }
+until_true 600 "the running poll to end" deploy_idle
+# fp: what root owns and must not change.
+fp() {
+    inside sh -c 'stat -c "%n %u:%g %a" /etc /etc/shadow /etc/passwd /root /etc/systemd/system; sha256sum /etc/shadow /etc/passwd; ls -la /root /etc/systemd/system | sha256sum'
+}
+before=$(fp)
+bootstrap_again() {
+    inside sh /srv/materia-src/scripts/bootstrap_supervisor.sh --repo file:///srv/origin.git "$@" >"$work/hostile.log" 2>&1
+}
+setup_again() {
+    # shellcheck disable=SC2086 # $setup_args is a list of arguments
+    inside sh /srv/materia-src/scripts/setup_server.sh $setup_args >"$work/hostile.log" 2>&1
+}
+for plant in "/data/materia/landing:/etc" "/opt/materia/.ssh/id_ed25519:/etc/shadow"; do
+    path=${plant%%:*}
+    as_materia sh -c "mv '$path' '$path.aside' && ln -s '${plant#*:}' '$path'" || fail "planting $plant"
+    if setup_again; then fail "item 22.1: setup_server.sh followed $path -> ${plant#*:}: $(cat "$work/hostile.log")"; fi
+    grep -q "refused: $path is a symbolic link" "$work/hostile.log" || fail "item 22.1: $(tail -n 3 "$work/hostile.log")"
+    # Bootstrap refuses a link where its lock lives, and does not care about the deploy key's.
+    case "$path" in
+        /data/*)
+            if bootstrap_again --no-start; then fail "item 22.1: bootstrap went on with $path -> ${plant#*:}"; fi
+            grep -q "refused: $path is a symbolic link" "$work/hostile.log" || fail "item 22.1: bootstrap: $(tail -n 3 "$work/hostile.log")"
+            ;;
+        *) bootstrap_again --no-start || fail "item 22.1: bootstrap with $path -> ${plant#*:}: $(tail -n 5 "$work/hostile.log")" ;;
+    esac
+    [ "$(fp)" = "$before" ] || fail "item 22.1: root's files changed with $path -> ${plant#*:}: $(fp)"
+    as_materia sh -c "rm '$path' && mv '$path.aside' '$path'"
+    ok "item 22.1: $path -> ${plant#*:} planted by materia: setup_server.sh refuses it by name, and so does bootstrap where it matters; ${plant#*:} unchanged"
+done
+# .env.new as a link, a local tag v999999, a built marker for it, units with User=root in the
+# current release's tree (a new one and a changed shipped one), a replaced tools/ and sops.
+rm -rf "$root/etc/materia/env/v2"
+as_materia sh -c '
+    set -e
+    ln -s /etc/materia-pwned /opt/materia/releases/v2/.env.new
+    git -C /opt/materia/repo tag v999999 refs/tags/v2
+    mkdir -p /opt/materia/releases/v999999 && echo planted >/opt/materia/releases/v999999/.materia-built
+    printf "[Service]\nUser=root\nExecStart=/bin/touch /etc/pwned-by-unit\n" >/opt/materia/current/systemd/materia-evil.service
+    printf "User=root\n" >>/opt/materia/current/systemd/materia-backup.service
+    mkdir -p /opt/materia/tools/bin /opt/materia/.cargo/bin
+    printf "#!/bin/sh\ntouch /etc/pwned-by-tools\n" >/opt/materia/tools/bin/sops
+    cp /opt/materia/tools/bin/sops /opt/materia/.cargo/bin/sops
+    chmod 0755 /opt/materia/tools/bin/sops /opt/materia/.cargo/bin/sops' || fail "planting as materia"
+if bootstrap_again --no-start; then fail "item 22.1: bootstrap decrypted through the planted .env.new link: $(cat "$work/hostile.log")"; fi
+[ ! -e "$root/etc/materia-pwned" ] || fail "item 22.1: the secrets were written through .env.new into /etc/materia-pwned"
+grep -q "cannot decrypt" "$work/hostile.log" || fail "item 22.1: $(tail -n 3 "$work/hostile.log")"
+# bootstrap's own clean-up (as materia) already removed the link itself, never its target.
+as_materia rm -f /opt/materia/releases/v2/.env.new
+setup_again || fail "item 22.1: setup_server.sh with the plants: $(tail -n 5 "$work/hostile.log")"
+bootstrap_again --no-start || fail "item 22.1: bootstrap with the plants: $(tail -n 5 "$work/hostile.log")"
+as_materia systemctl start materia-units.service || fail "item 22.3: materia-units.service"
+[ "$(fp)" = "$before" ] || fail "item 22.1: root's files changed: $(fp)"
+for f in /etc/materia-pwned /etc/pwned-by-unit /etc/pwned-by-tools /etc/systemd/system/materia-evil.service; do
+    [ ! -e "$root$f" ] || fail "items 22.1-3: $f exists"
+done
+cmp -s "$root/etc/systemd/system/materia-backup.service" "$src/systemd/materia-backup.service" ||
+    fail "item 22.3: the installed materia-backup.service is not the tag's"
+[ -z "$(as_materia git -C /opt/materia/repo tag --list v999999)" ] || fail "item 22.3: the local tag v999999 survived"
+[ "$(current)" = releases/v2 ] || fail "item 22.3: current is $(current)"
+[ "$(readlink "$root/usr/local/bin/sops")" = /usr/local/lib/materia/sops/bin/sops ] || fail "item 22.1: /usr/local/bin/sops is $(readlink "$root/usr/local/bin/sops")"
+[ "$(stat -c %u "$root/etc/materia/env/v2/backup.env")" = 0 ] || fail "item 22.4: the secrets of v2 are not back, root-owned"
+ok "items 22.1-3: a symlinked .env.new, local tag v999999, a built marker, User=root units in the release, a replaced tools/ and sops: setup_server.sh, bootstrap and materia-units.service wrote nothing through them, installed none of them, ran none of them"
+as_materia sh -c 'cd /opt/materia/current && git checkout -q -- systemd && rm -f systemd/materia-evil.service && rm -rf /opt/materia/tools /opt/materia/.cargo/bin/sops /opt/materia/releases/v999999'
+bootstrap_again || fail "bootstrap after the plants: $(tail -n 5 "$work/hostile.log")"
+inside systemctl is-active --quiet materia-supervisor.service || fail "bootstrap did not start the supervisor again"
+
+# Tags that are not signed by an allowed signer are never deployed by the shipped units.
+echo "rehearsal v4" >"$src/REHEARSAL"
+release v4 "rehearsal v4: not signed" -
+refused_tag() { [ "$(ledger "SELECT count(*) FROM deploy_bad_tags WHERE tag = '$1'")" = 1 ]; }
+until_true "$deploy_timeout_secs" "materia-deploy.service to refuse the unsigned v4" refused_tag v4
+echo "rehearsal v5" >"$src/REHEARSAL"
+release v5 "rehearsal v5: signed by a key outside allowed_signers" "$work/stranger"
+until_true "$deploy_timeout_secs" "materia-deploy.service to refuse v5 (a stranger's signature)" refused_tag v5
+[ "$(current)" = releases/v2 ] || fail "item 22.3: current is $(current) after v4 and v5"
+for t in v4 v5; do
+    [ ! -e "$root/opt/materia/releases/$t/.materia-built" ] || fail "item 22.3: $t was built"
+done
+ok "item 22.3: the unsigned v4 ($(ledger "SELECT reason FROM deploy_bad_tags WHERE tag = 'v4'" | head -n 1 | cut -c1-80)) and v5 signed by a stranger were refused unbuilt by materia-deploy.service; v2 (signed) stays"
+
 # --- EnvironmentFile= against the supervisor's reading of the same file (item 11) ------------
 mkdir -p "$root/srv/fake-bin"
 cat >"$root/srv/fake-bin/extract-psd" <<'EOF'
@@ -589,10 +755,13 @@ done
 EOF
 printf '#!/bin/sh\nexit 0\n' >"$root/srv/fake-bin/transform"
 cp "$root/srv/fake-bin/transform" "$root/srv/fake-bin/export-serving"
+cp "$root/srv/fake-bin/transform" "$root/srv/fake-bin/extract-prices"
 chmod 0755 "$root/srv/fake-bin/"*
+# The supervisor asks the real materia-status which extractors are due (none has run here).
+ln -sf /opt/materia/current/bin/materia-status "$root/srv/fake-bin/materia-status"
 fixture=/srv/materia-src/crates/operations/tests/fixtures/tricky.env
 by_systemd=$(inside systemd-run --wait --pipe --quiet --collect -p "EnvironmentFile=$fixture" /bin/sh /srv/fake-bin/extract-psd)
-by_supervisor=$(inside env MATERIA_ENV_FILE="$fixture" MATERIA_BIN_DIR=/srv/fake-bin sh /srv/materia-src/scripts/supervisor.sh --once 2>/dev/null)
+by_supervisor=$(inside env MATERIA_ENV_FILE="$fixture" MATERIA_BIN_DIR=/srv/fake-bin MATERIA_WORKFLOWS=/srv/materia-src/workflows.toml sh /srv/materia-src/scripts/supervisor.sh --once 2>/dev/null)
 [ "$by_systemd" = "$by_supervisor" ] || fail "item 11: systemd read
 $by_systemd
 the supervisor read
@@ -629,7 +798,7 @@ until_true "$cycle_timeout_secs" "a cycle after the reboot" cycle_since "$boot_a
 [ "$(find "$root/data/materia/landing/psd" -type f | sort | sha256sum)" = "$landing_before" ] || fail "landing files changed across the reboot"
 [ "$(ledger "SELECT count(*) FROM runs")" -gt "$runs_before" ] || fail "no new runs after the reboot"
 [ "$(current)" = releases/v2 ] || fail "current is $(current) after the reboot"
-[ "$(ledger "SELECT tag FROM deploy_bad_tags")" = v3 ] || fail "the bad tags changed across the reboot"
+[ "$(ledger "SELECT group_concat(tag, ' ') FROM (SELECT tag FROM deploy_bad_tags ORDER BY tag)")" = "v3 v4 v5" ] || fail "the bad tags changed across the reboot"
 inside systemctl is-active --quiet materia-web.socket || fail "materia-web.socket is not active after the reboot"
 until_true 120 "materia-web's /healthz to answer ok after the reboot" web_healthy
 web_answers "web after the reboot"

@@ -7,29 +7,39 @@
 #   scripts/supervisor.sh          loop forever (systemd: materia-supervisor.service)
 #   scripts/supervisor.sh --once   run one cycle and exit with its status
 #
-# A cycle is extract-psd -> transform -> export-serving; the first step that fails ends it, and
-# the cycle's status is that step's exit code (75: a lock was held; try later).
+# A cycle runs the extractors of workflows.toml that are due (`materia-status --due` reads the
+# registry and the state DB; this script never parses TOML), each on its own: one that fails is
+# logged, recorded by itself and tried again when due, and never stops the others. Then
+# transform and export-serving, which do work only when their inputs changed (what landed, the
+# quarantine, the project), on whatever landed. The first of those two that fails ends the
+# cycle with its exit code and the next cycle backs off; when both succeed, the cycle's status
+# is that of the first required extractor that failed (0 when none did; `required = false` in
+# the registry marks a source whose failure is logged and alerted but not the cycle's). A
+# registry error stops the supervisor with exit 2 before it runs anything.
 #
 # Environment: the variables of docs/INTERFACES.md section 1 (LANDING_DIR, STATE_DB, DUCKDB_PATH,
 # SERVING_DUCKDB_PATH, METRICS_DIR), PSD_URL and the other step variables pass through. Also:
-#   MATERIA_ENV_FILE           dotenv file read first, as data (systemd units load /opt/materia/.env themselves)
+#   MATERIA_ENV_FILE           dotenv file read first, as data (systemd units load /etc/materia/env/current/<unit>.env themselves)
 #   MATERIA_BIN_DIR            the step binaries (default ./bin, else the cargo target directory)
+#   MATERIA_WORKFLOWS          the workflow registry (default workflows.toml, in this directory)
 #   SUPERVISOR_INTERVAL_SECS   sleep between good cycles (default 3600)
 #   SUPERVISOR_BACKOFF_SECS    first sleep after a failed cycle, doubled each time (default 60)
 #   SUPERVISOR_BACKOFF_MAX_SECS  cap of that sleep (default 21600)
 #   SUPERVISOR_STEP_TIMEOUT_SECS bound on each step (default 7200); SIGKILL 30 s after SIGTERM
+#   MATERIA_ALERT_URL          a failed step, and its recovery, are reported there (scripts/alert.sh)
 set -eu
 
-# The cycle, in order: the steps declared as such in crates/step-runtime/src/binaries.rs
-# (crates/operations/tests/binaries.rs checks that the two agree).
-steps="extract-psd transform export-serving"
+# After the due extractors, in order: the steps of the cycle declared in
+# crates/step-runtime/src/binaries.rs that are not extractors (crates/operations/tests/
+# binaries.rs checks that the two agree).
+steps="transform export-serving"
 
 once=false
 case "${1:-}" in
     --once) once=true ;;
     "") ;;
     -h | --help)
-        sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
@@ -119,12 +129,22 @@ fi
 
 if [ -n "${MATERIA_BIN_DIR:-}" ]; then
     bin=$MATERIA_BIN_DIR
-elif [ -x "bin/${steps%% *}" ]; then
+elif [ -x bin/materia-status ]; then
     bin=bin
 else
     bin=${CARGO_TARGET_DIR:-$HOME/.cache/materia/target}/release
 fi
-for step in $steps; do
+[ -x "$bin/materia-status" ] || { echo "supervisor: no materia-status in $bin (make release, or set MATERIA_BIN_DIR)" >&2; exit 2; }
+# The registry is checked once at start: an error stops here (exit 2), never half a registry.
+code=0
+extractors=$("$bin/materia-status" --extractors) || code=$?
+if [ "$code" -ne 0 ]; then
+    echo "supervisor: the workflow registry is unusable (materia-status --extractors: exit $code; its message is above)" >&2
+    exit 2
+fi
+# Extractors marked `required = false`, space-separated and padded for a `case` match.
+optional=" $("$bin/materia-status" --extractors --optional | tr '\n' ' ') "
+for step in $extractors $steps; do
     [ -x "$bin/$step" ] || { echo "supervisor: no $step in $bin (make release, or set MATERIA_BIN_DIR)" >&2; exit 2; }
 done
 
@@ -168,10 +188,50 @@ run_step() {
         126 | 127) log "$name: could not start (exit $code; see the loader's message above): $bin/$name and the DuckDB library it loads from $bin/../lib/libduckdb.so must both be there (make release)" ;;
         *) log "$name: failed (exit $code)" ;;
     esac
+    notify "$name" "$code"
     return "$code"
 }
 
+# A failed step (any exit but 0 and 75) and its next success are reported by scripts/alert.sh,
+# which is bounded, always exits 0 and sends nothing without MATERIA_ALERT_URL.
+alert_script=$(dirname "$0")/alert.sh
+notify() {
+    case "$2" in
+        0) event=recovered ;;
+        75) return 0 ;;
+        *) event=failed ;;
+    esac
+    [ ! -f "$alert_script" ] || sh "$alert_script" "$1" "$event" </dev/null || true
+}
+
+# Sets extract_status (the first extractor failure, 0 if none) and returns the status of
+# transform and export-serving.
 cycle() {
+    extract_status=0
+    due_code=0
+    due=$("$bin/materia-status" --due) || due_code=$?
+    case "$due_code" in
+        0) ;;
+        2)
+            log "the workflow registry became unusable (materia-status --due: exit 2); stopping"
+            exit 2
+            ;;
+        *)
+            log "cannot tell which extractors are due (materia-status --due: exit $due_code)"
+            extract_status=$due_code
+            due=""
+            ;;
+    esac
+    [ -n "$due" ] || log "no extractor is due"
+    for step in $due; do
+        code=0
+        run_step "$step" || code=$?
+        [ "$code" -ne 0 ] || continue
+        case "$optional" in
+            *" $step "*) log "$step is optional (required = false): its failure does not fail the cycle" ;;
+            *) [ "$extract_status" -ne 0 ] || extract_status=$code ;;
+        esac
+    done
     for step in $steps; do
         run_step "$step" || return "$?"
     done
@@ -182,8 +242,11 @@ while :; do
     status=0
     cycle || status=$?
     if [ "$once" = true ]; then
+        [ "$status" -ne 0 ] || status=$extract_status
         exit "$status"
     fi
+    [ "$extract_status" -eq 0 ] || log "an extractor failed (first: exit $extract_status); each is tried again when due"
+
     if [ "$status" -eq 0 ]; then
         backoff=$backoff_first
         pause=$interval

@@ -1,4 +1,4 @@
-//! extract-psd's streaming zip reader on arbitrary bytes: it never panics or hangs, its output
+//! extract-core's streaming zip reader (extract-psd's) on arbitrary bytes: it never panics or hangs, its output
 //! does not depend on how the download is cut into chunks, and what it accepts the central
 //! directory check can judge.
 
@@ -8,11 +8,7 @@ use std::io::Cursor;
 
 use libfuzzer_sys::fuzz_target;
 
-#[path = "../../crates/extract-psd/src/zipentry.rs"]
-#[allow(dead_code)]
-mod zipentry;
-
-use zipentry::{EntryDecoder, verify_central_directory};
+use extract_core::zipentry::{self, EntryDecoder, verify_central_directory};
 
 /// Inflated bytes kept per run: a bomb stops here, as the CSV cap stops it in extract-psd.
 const OUTPUT_BYTES_MAX: usize = 8 << 20;

@@ -16,3 +16,7 @@ pub const STDERR_TAIL_LINES: usize = 12;
 pub const STDOUT_MAX_BYTES: usize = 300 << 20;
 /// Mismatches listed in the report and the error (all are counted).
 pub const MISMATCHES_SHOWN_MAX: usize = 100;
+/// Default cap on a restored file's decompressed CSV (`restore --max-csv-bytes`, read from
+/// `PSD_MAX_CSV_BYTES` like extract-psd's): the same 4 GiB, so a restore accepts what an
+/// extract would have landed and refuses a gzip bomb.
+pub const CSV_BYTES_MAX_DEFAULT: u64 = 4 << 30;

@@ -50,6 +50,11 @@ pub enum Cmd {
         /// The landing directory to fill: empty, an earlier partial restore, or a live one
         #[arg(long, value_name = "DIR")]
         to: PathBuf,
+
+        /// Cap on a restored file's decompressed CSV, in bytes, as extract-psd's (gzip bombs)
+        #[arg(long, env = env_vars::PSD_MAX_CSV_BYTES, value_name = "BYTES",
+              default_value_t = limits::CSV_BYTES_MAX_DEFAULT, value_parser = clap::value_parser!(u64).range(1..))]
+        max_csv_bytes: u64,
     },
 }
 

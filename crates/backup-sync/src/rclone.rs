@@ -285,11 +285,45 @@ mod tests {
 
     #[test]
     fn json_logs_become_messages_without_secrets() {
-        let text = r#"{"level":"error","msg":"Failed to copy: key sekrit rejected","object":"psd/x","source":"x"}
-plain line"#;
+        // A stand-in rclone that prints, the way rclone does, JSON log lines and a plain line
+        // that repeat both credentials it was given in its environment.
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let program = dir.path().join("rclone");
+        std::fs::write(
+            &program,
+            r#"#!/bin/sh
+printf '{"level":"error","msg":"Failed to copy: key %s rejected","object":"psd/x","source":"x"}\n' "$RCLONE_CONFIG_R2_SECRET_ACCESS_KEY" >&2
+printf 'plain line naming %s\n' "$RCLONE_CONFIG_R2_ACCESS_KEY_ID" >&2
+exit 3
+"#,
+        )
+        .unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let rclone = Rclone {
+            program,
+            remote: Remote::parse(
+                "r2:bucket/materia",
+                creds("akid-x1", "sekrit-y2", "https://e"),
+            )
+            .unwrap(),
+            timeout: Duration::from_secs(30),
+            config: dir.path().join("rclone.conf"),
+        };
+        let out = rclone.run(&["copy"]).unwrap();
+        assert_eq!(out.code, Some(3));
         assert_eq!(
-            messages(text),
-            "psd/x: Failed to copy: key sekrit rejected; plain line"
+            out.stderr,
+            "psd/x: Failed to copy: key *** rejected; plain line naming ***"
         );
+        let Err(err) = rclone.run_ok(&["copy"]) else {
+            panic!("rclone exited 3, run_ok must fail");
+        };
+        let err = format!("{err:#}");
+        assert!(
+            !err.contains("sekrit-y2") && !err.contains("akid-x1"),
+            "{err}"
+        );
+        assert!(err.contains("key *** rejected"), "{err}");
     }
 }

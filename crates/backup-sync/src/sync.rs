@@ -150,7 +150,7 @@ pub fn run(ctx: &StepContext, args: &Args) -> Result<SyncReport, StepError> {
         let mut report = match &args.command {
             Cmd::Push => push(&store, &ledger, &rclone),
             Cmd::Verify => verify(&store, &rclone),
-            Cmd::Restore { to } => restore(&rclone, to),
+            Cmd::Restore { to, max_csv_bytes } => restore(&rclone, &ledger, to, *max_csv_bytes),
         }?;
         report.command = Some(command);
         report.remote = Some(rclone.remote.display());
@@ -488,9 +488,87 @@ fn verify(store: &LandingStore, rclone: &Rclone) -> anyhow::Result<SyncReport> {
     ))
 }
 
-/// Checks a restored file: its path relative to `root` is `<dataset>/YYYY/MM/<sha256>.csv.gzip`
-/// and the SHA-256 of its decompressed content is that name.
-fn check_restored(root: &Path, path: &Path) -> Result<LandingPath, String> {
+/// What a restored file must be besides its content address: the dataset's validator (PSD's
+/// streaming CSV validator for `psd`, as extract-psd validates a download) within the
+/// decompressed-size cap, and the ledger's row count for its address when the ledger has one.
+struct RestoreChecks {
+    csv_bytes_max: u64,
+    /// Data rows by content address, per dataset, from the state DB's successful extractions.
+    ledger_rows: BTreeMap<String, BTreeMap<String, u64>>,
+}
+
+impl RestoreChecks {
+    fn new(ledger: &Ledger, datasets: &[String], csv_bytes_max: u64) -> anyhow::Result<Self> {
+        let mut ledger_rows = BTreeMap::new();
+        for dataset in datasets {
+            let rows: BTreeMap<String, u64> = ledger
+                .landed_rows(dataset)
+                .context("cannot read the landed row counts of the state DB")?
+                .into_iter()
+                .collect();
+            ledger_rows.insert(dataset.clone(), rows);
+        }
+        Ok(RestoreChecks {
+            csv_bytes_max,
+            ledger_rows,
+        })
+    }
+}
+
+/// Feeds the decompressed bytes of a file of `dataset` to its validator. Datasets without one
+/// are checked by content address alone (docs/INTERFACES.md, `backup-sync`).
+enum ContentCheck {
+    Psd(Box<psd_format::CsvValidator>),
+    AddressOnly,
+}
+
+impl ContentCheck {
+    fn of(dataset: &str) -> ContentCheck {
+        match dataset {
+            "psd" => ContentCheck::Psd(Box::new(psd_format::CsvValidator::new())),
+            _ => ContentCheck::AddressOnly,
+        }
+    }
+}
+
+/// A writer that hashes and validates what it is given, refusing more than `cap` bytes.
+struct Checked {
+    hasher: Sha256,
+    content: ContentCheck,
+    bytes: u64,
+    cap: u64,
+    invalid: Option<String>,
+}
+
+impl Write for Checked {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.bytes += buf.len() as u64;
+        if self.bytes > self.cap {
+            return Err(io::Error::other(format!(
+                "decompresses to more than {} bytes (--max-csv-bytes): refused as a gzip bomb",
+                self.cap
+            )));
+        }
+        self.hasher.update(buf);
+        if self.invalid.is_none()
+            && let ContentCheck::Psd(v) = &mut self.content
+            && let Err(e) = v.feed(buf)
+        {
+            self.invalid = Some(e.to_string());
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Checks a restored file: its path relative to `root` is `<dataset>/YYYY/MM/<sha256>.csv.gzip`,
+/// the SHA-256 of its decompressed content is that name, the content is what the dataset's
+/// validator accepts (within the size cap), and its data rows are the ledger's for that
+/// address when the ledger knows it.
+fn check_restored(root: &Path, path: &Path, checks: &RestoreChecks) -> Result<LandingPath, String> {
     let rel = path
         .strip_prefix(root)
         .unwrap_or(path)
@@ -501,11 +579,46 @@ fn check_restored(root: &Path, path: &Path) -> Result<LandingPath, String> {
     };
     let file = File::open(path).map_err(|e| format!("{rel}: {e}"))?;
     let mut decoder = flate2::read::MultiGzDecoder::new(io::BufReader::new(file));
-    let mut hasher = Sha256::new();
-    io::copy(&mut decoder, &mut hasher).map_err(|e| format!("{rel}: not a readable gzip ({e})"))?;
-    let got = ContentAddress::from_digest(&hasher.finalize());
+    let mut checked = Checked {
+        hasher: Sha256::new(),
+        content: ContentCheck::of(&landing.dataset),
+        bytes: 0,
+        cap: checks.csv_bytes_max,
+        invalid: None,
+    };
+    if let Err(e) = io::copy(&mut decoder, &mut checked) {
+        return Err(if checked.bytes > checked.cap {
+            format!("{rel}: {e}")
+        } else {
+            format!("{rel}: not a readable gzip ({e})")
+        });
+    }
+    let got = ContentAddress::from_digest(&checked.hasher.finalize());
     if got != landing.address {
         return Err(format!("{rel}: content hashes to {got}"));
+    }
+    let summary = match checked.content {
+        ContentCheck::Psd(v) => match checked.invalid {
+            Some(why) => return Err(format!("{rel}: not a valid PSD CSV: {why}")),
+            None => Some(
+                v.finish()
+                    .map_err(|e| format!("{rel}: not a valid PSD CSV: {e}"))?,
+            ),
+        },
+        ContentCheck::AddressOnly => None,
+    };
+    if let (Some(summary), Some(expected)) = (
+        summary,
+        checks
+            .ledger_rows
+            .get(&landing.dataset)
+            .and_then(|rows| rows.get(landing.address.as_str())),
+    ) && summary.rows != *expected
+    {
+        return Err(format!(
+            "{rel}: holds {} data rows, the state DB recorded {expected} when it landed",
+            summary.rows
+        ));
     }
     Ok(landing)
 }
@@ -581,7 +694,12 @@ impl Drop for Staging {
 /// (fsync, read-only, a hard link that never replaces a name, directory fsync). A file that
 /// fails the check is never linked; a killed restore leaves its staging directory, which the
 /// next restore removes, and no partial file under a landing name.
-fn restore(rclone: &Rclone, to: &Path) -> anyhow::Result<SyncReport> {
+fn restore(
+    rclone: &Rclone,
+    ledger: &Ledger,
+    to: &Path,
+    csv_bytes_max: u64,
+) -> anyhow::Result<SyncReport> {
     let to = std::path::absolute(to).context("cannot resolve --to")?;
     let datasets = remote_datasets(rclone)?;
     if datasets.is_empty() {
@@ -589,6 +707,14 @@ fn restore(rclone: &Rclone, to: &Path) -> anyhow::Result<SyncReport> {
             "{} holds no landing files: no dataset directory at its top",
             rclone.remote.display()
         );
+    }
+    let checks = RestoreChecks::new(ledger, &datasets, csv_bytes_max)?;
+    for dataset in &datasets {
+        if matches!(ContentCheck::of(dataset), ContentCheck::AddressOnly) {
+            log::warn!(
+                "dataset {dataset} has no content validator here: its files are checked by content address only"
+            );
+        }
     }
     let store = LandingStore::open(&to)?;
     let removed = store.clean_temp(RESTORE_PREFIX)?;
@@ -625,7 +751,7 @@ fn restore(rclone: &Rclone, to: &Path) -> anyhow::Result<SyncReport> {
     let mut mismatches = Vec::new();
     let (mut linked, mut present, mut bytes) = (0u64, 0u64, 0u64);
     for path in &files {
-        let landing = match check_restored(&staging.0, path) {
+        let landing = match check_restored(&staging.0, path, &checks) {
             Ok(l) => l,
             Err(m) => {
                 mismatches.push(m);
@@ -663,7 +789,7 @@ fn restore(rclone: &Rclone, to: &Path) -> anyhow::Result<SyncReport> {
                 bytes += size;
             }
             // Another writer linked that name meanwhile: keep it if it verifies by itself.
-            Published::AlreadyPresent(f) => match check_restored(&to, &f.path) {
+            Published::AlreadyPresent(f) => match check_restored(&to, &f.path, &checks) {
                 Ok(_) => present += 1,
                 Err(m) => mismatches.push(m),
             },
@@ -681,7 +807,7 @@ fn restore(rclone: &Rclone, to: &Path) -> anyhow::Result<SyncReport> {
     };
     Ok(with_mismatches(
         report,
-        "restored file(s) do not match their content address or the file already there, and were not linked",
+        "restored file(s) do not match their content address, are not valid for their dataset, or differ from the file already there, and were not linked",
         mismatches,
     ))
 }

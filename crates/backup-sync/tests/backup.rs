@@ -101,12 +101,13 @@ struct Site {
 }
 
 impl Site {
-    /// A landing store with `n` content-addressed files (a few KiB of text each).
+    /// A landing store with `n` content-addressed files (valid PSD CSVs of a few KiB each:
+    /// restore validates what it links as extract-psd validates a download).
     fn new(n: usize) -> Site {
         let dir = tempfile::tempdir().unwrap();
         let mut files = Vec::new();
         for i in 0..n {
-            let csv = format!("header\n{}\n", format!("row {i} ").repeat(200 + i));
+            let csv = psd_csv(i, 40 + i);
             let sha = hex(&Sha256::digest(csv.as_bytes()));
             let rel = format!("psd/2026/{:02}/{sha}.csv.gzip", 1 + i % 12);
             let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -162,6 +163,22 @@ impl Site {
             .collect::<Result<_, _>>()
             .unwrap()
     }
+}
+
+const PSD_HEADER: &str = "Commodity_Code,Commodity_Description,Country_Code,Country_Name,Market_Year,Calendar_Year,Month,Attribute_ID,Attribute_Description,Unit_ID,Unit_Description,Value";
+
+/// A valid PSD CSV of `rows` data rows, distinct for each `seed`.
+fn psd_csv(seed: usize, rows: usize) -> String {
+    let mut csv = format!("{PSD_HEADER}\n");
+    for r in 0..rows {
+        csv.push_str(&format!(
+            "0711100,Coffee,BR,Brazil,{},2026,{:02},028,Production,002,(1000 60 KG BAGS),{}.5\n",
+            1990 + r,
+            1 + seed % 12,
+            seed * 1000 + r
+        ));
+    }
+    csv
 }
 
 fn hex(b: &[u8]) -> String {
@@ -840,4 +857,129 @@ fn restore_into_a_live_landing_dir_keeps_identical_files_and_refuses_different_o
     // The state DB beside the datasets is untouched and still records the runs.
     let statuses: Vec<String> = site.ledger().into_iter().map(|(s, _)| s).collect();
     assert_eq!(statuses, ["success", "failed"]);
+}
+
+/// The gzip of `csv` and its landing name under `psd/2026/05/`: a name that matches its content,
+/// as whoever holds the bucket key can make for anything.
+fn addressed(csv: &[u8]) -> (String, Vec<u8>) {
+    let sha = hex(&Sha256::digest(csv));
+    (format!("psd/2026/05/{sha}.csv.gzip"), gzip(csv, 9))
+}
+
+/// Issue 22 finding 5: restore trusted the bucket. An object named by its own hash whose content
+/// is not a PSD CSV, and a gzip bomb named by its hash, are refused and named, and never
+/// linked; the real files are restored.
+#[test]
+fn regression_restore_refuses_valid_hashes_of_invalid_content_and_gzip_bombs() {
+    let moto = Moto::start();
+    let site = Site::new(3);
+    let (out, json) = site.run(Some(&moto), &["push"]);
+    ok(&out, &json);
+    let (not_psd, not_psd_gz) = addressed(b"not,a,psd,file\n");
+    plant(&moto, &not_psd, &not_psd_gz);
+    // 2 MiB of a valid-looking CSV (header, then one long run of rows) past a 1 MiB cap.
+    let mut bomb = format!("{PSD_HEADER}\n").into_bytes();
+    while bomb.len() < 2 << 20 {
+        bomb.extend_from_slice(
+            b"0711100,Coffee,BR,Brazil,2020,2026,05,028,Production,002,(1000 60 KG BAGS),1\n",
+        );
+    }
+    let (bomb_name, bomb_gz) = addressed(&bomb);
+    assert!(bomb_gz.len() < 64 << 10, "{} bytes", bomb_gz.len());
+    plant(&moto, &bomb_name, &bomb_gz);
+
+    let to = site.path("restored");
+    let (out, json) = site.run(
+        Some(&moto),
+        &[
+            "restore",
+            "--to",
+            to.to_str().unwrap(),
+            "--max-csv-bytes",
+            "1048576",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(json["status"], "failed");
+    let found = mismatches(&json);
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(
+        found.iter().any(|m| m.starts_with(not_psd.as_str())
+            && m.contains("not a valid PSD CSV: CSV header is not the PSD header")),
+        "{found:?}"
+    );
+    assert!(
+        found.iter().any(|m| m.starts_with(bomb_name.as_str())
+            && m.contains("decompresses to more than 1048576 bytes")),
+        "{found:?}"
+    );
+    assert!(
+        json["error"].as_str().unwrap().contains(not_psd.as_str()),
+        "{json}"
+    );
+    let mut expected: Vec<String> = site.files.iter().map(|(r, _)| r.clone()).collect();
+    expected.sort();
+    let landed: Vec<String> = files_in(&to)
+        .into_iter()
+        .filter(|r| !r.starts_with(".tmp/"))
+        .collect();
+    assert_eq!(landed, expected, "a refused object was linked");
+    assert_eq!(site.ledger().last().unwrap().0, "failed");
+}
+
+/// A restored file whose rows differ from what the state DB recorded when it landed is refused
+/// (a file of the right format and hash that is not the one that landed cannot pass either).
+#[test]
+fn restore_refuses_a_file_whose_rows_differ_from_the_ledger() {
+    let site = Site::new(2);
+    let remote = site.path("backup");
+    let r = remote.to_str().unwrap();
+    let (out, json) = site.run(None, &["push", "--remote", r]);
+    ok(&out, &json);
+    let (rel, _) = &site.files[0];
+    let sha = rel
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .trim_end_matches(".csv.gzip");
+    let db = rusqlite::Connection::open(site.path("landing/.state.sqlite")).unwrap();
+    db.execute(
+        "INSERT INTO extraction_runs (extractor, status, started_at, finished_at, sha256, path, rows)
+         VALUES ('psd', 'success', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:01.000Z', ?1, ?2, 999)",
+        rusqlite::params![sha, rel],
+    )
+    .unwrap();
+    // The other file's recorded count is right: it is restored.
+    let (other, _) = &site.files[1];
+    let other_sha = other
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .trim_end_matches(".csv.gzip");
+    db.execute(
+        "INSERT INTO extraction_runs (extractor, status, started_at, finished_at, sha256, path, rows)
+         VALUES ('psd', 'success', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:01.000Z', ?1, ?2, 41)",
+        rusqlite::params![other_sha, other],
+    )
+    .unwrap();
+    drop(db);
+
+    let to = site.path("restored");
+    let (out, json) = site.run(
+        None,
+        &["restore", "--to", to.to_str().unwrap(), "--remote", r],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let found = mismatches(&json);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with(rel.as_str())
+            && found[0].contains("holds 40 data rows, the state DB recorded 999"),
+        "{found:?}"
+    );
+    let landed: Vec<String> = files_in(&to)
+        .into_iter()
+        .filter(|r| !r.starts_with(".tmp/"))
+        .collect();
+    assert_eq!(landed, std::slice::from_ref(other));
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, anyhow};
 use run_ledger::{Ledger, RunOutcome, RunStatus};
 use serde::Serialize;
-use step_runtime::{Report, ResultExt, StepContext, StepError, iso8601, run_recorded};
+use step_runtime::{Metric, Report, ResultExt, StepContext, StepError, iso8601, run_recorded};
 
 use crate::Args;
 use crate::limits::{
@@ -91,6 +91,14 @@ impl Report for DeployReport {
                 .clone()
                 .unwrap_or_else(|| self.status.as_str().to_owned())
         })
+    }
+
+    fn metrics(&self) -> Vec<Metric> {
+        vec![Metric::new(
+            "rolled_back",
+            "1 if the last poll rolled a deploy back (ops/alerts.yml: MateriaDeployRolledBack)",
+            f64::from(u8::from(self.status == DeployStatus::RolledBack)),
+        )]
     }
 
     fn outcome(&self) -> RunOutcome {
@@ -453,27 +461,25 @@ fn prune(layout: &Layout, current: &str, previous: Option<&str>, keep: u32) -> a
 /// there and decrypts its secrets. A directory without the built marker is a leftover of a
 /// failed or killed attempt and is redone from scratch.
 fn prepare(args: &Args, layout: &Layout, tag: &str) -> anyhow::Result<()> {
+    let tag_ref = format!("refs/tags/{tag}");
     if args.require_signed {
-        let tag_ref = format!("refs/tags/{tag}");
-        git(layout, &["verify-tag", &tag_ref], GIT_TIMEOUT)
-            .with_context(|| format!("tag {tag} has no signature git verify-tag accepts"))?;
-        // The signature covers the tag object, whose own `tag` header names it; the ref's name
-        // is not signed. An old signed tag republished as `refs/tags/v999` names itself v1.
-        let object = git(layout, &["cat-file", "tag", &tag_ref], GIT_TIMEOUT)?;
-        let signed_name = object
-            .lines()
-            .take_while(|l| !l.is_empty())
-            .find_map(|l| l.strip_prefix("tag "));
-        if signed_name != Some(tag) {
-            return Err(anyhow!(
-                "tag {tag} is a signed tag object named {}: a signed tag published under \
-                 another name is refused",
-                signed_name.map_or_else(|| "nothing".to_owned(), |n| format!("{n:?}"))
-            ));
-        }
+        verify_signed(layout, tag, &args.allowed_signers)?;
     }
+    // The commit the tag names: a release directory is only reused when it was built from it.
+    let commit = git(
+        layout,
+        &[
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            &format!("{tag_ref}^{{commit}}"),
+        ],
+        GIT_TIMEOUT,
+    )?
+    .trim()
+    .to_owned();
     let release = layout.releases.join(tag);
-    if !release.join(BUILT_MARKER).exists() {
+    if !built_from(&release, &commit) {
         if release.exists() {
             fs::remove_dir_all(&release)
                 .with_context(|| format!("cannot remove the incomplete {}", release.display()))?;
@@ -500,10 +506,89 @@ fn prepare(args: &Args, layout: &Layout, tag: &str) -> anyhow::Result<()> {
         )?;
         shell("build", &args.build_cmd, &release, BUILD_TIMEOUT)
             .with_context(|| format!("building {tag} failed"))?;
-        fs::write(release.join(BUILT_MARKER), tag)
+        fs::write(release.join(BUILT_MARKER), &commit)
             .with_context(|| format!("cannot mark {} built", release.display()))?;
     }
     decrypt(args, &release).with_context(|| format!("cannot decrypt the secrets of {tag}"))
+}
+
+/// Whether `release` is a finished build of `commit`: its marker names that commit and its
+/// checkout is at it. A marker planted in a directory that was never built (or built from
+/// another commit) does not skip the build.
+fn built_from(release: &Path, commit: &str) -> bool {
+    let marker = fs::read_to_string(release.join(BUILT_MARKER)).unwrap_or_default();
+    if marker.trim() != commit {
+        return false;
+    }
+    run::run(
+        "git rev-parse",
+        Path::new("git"),
+        &["rev-parse", "--verify", "--quiet", "HEAD"],
+        release,
+        GIT_TIMEOUT,
+    )
+    .is_ok_and(|head| head.stdout.trim() == commit)
+}
+
+/// The tag carries an SSH signature that a key of `allowed_signers` made, and its signed tag
+/// object names the tag itself. The clone's git configuration is overridden for everything
+/// the check reads (format, signers file, program): whoever can write the clone cannot widen
+/// the trust. GPG signatures are refused (`git verify-tag` accepts any key of a keyring).
+pub fn verify_signed(layout: &Layout, tag: &str, allowed_signers: &Path) -> anyhow::Result<()> {
+    let tag_ref = format!("refs/tags/{tag}");
+    let meta = fs::metadata(allowed_signers).with_context(|| {
+        format!(
+            "tag {tag} cannot be verified: cannot read the allowed signers file {}",
+            allowed_signers.display()
+        )
+    })?;
+    if !meta.is_file() {
+        return Err(anyhow!(
+            "tag {tag} cannot be verified: {} is not a file",
+            allowed_signers.display()
+        ));
+    }
+    let object = git(layout, &["cat-file", "tag", &tag_ref], GIT_TIMEOUT).with_context(|| {
+        format!("tag {tag} has no signature git verify-tag accepts (not an annotated tag)")
+    })?;
+    if !object.contains("-----BEGIN SSH SIGNATURE-----") {
+        return Err(anyhow!(
+            "tag {tag} has no signature git verify-tag accepts: only SSH signatures by a key of {} are trusted",
+            allowed_signers.display()
+        ));
+    }
+    let signers = format!("gpg.ssh.allowedSignersFile={}", allowed_signers.display());
+    git(
+        layout,
+        &[
+            "-c",
+            "gpg.format=ssh",
+            "-c",
+            &signers,
+            "-c",
+            "gpg.ssh.program=ssh-keygen",
+            "-c",
+            "gpg.program=false",
+            "verify-tag",
+            &tag_ref,
+        ],
+        GIT_TIMEOUT,
+    )
+    .with_context(|| format!("tag {tag} has no signature git verify-tag accepts"))?;
+    // The signature covers the tag object, whose own `tag` header names it; the ref's name
+    // is not signed. An old signed tag republished as `refs/tags/v999` names itself v1.
+    let signed_name = object
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .find_map(|l| l.strip_prefix("tag "));
+    if signed_name != Some(tag) {
+        return Err(anyhow!(
+            "tag {tag} is a signed tag object named {}: a signed tag published under \
+             another name is refused",
+            signed_name.map_or_else(|| "nothing".to_owned(), |n| format!("{n:?}"))
+        ));
+    }
+    Ok(())
 }
 
 /// `sops -d .env.prod.sops` into the release's `.env`, mode 0600, replaced by rename only
@@ -570,8 +655,9 @@ mod tests {
         }
     }
 
-    /// git commands of one deploy: tag list, verify-tag, cat-file, clone, checkout.
-    const GIT_CALLS_MAX: u64 = 5;
+    /// git commands of one deploy: tag list, cat-file, verify-tag, rev-parse, clone, checkout,
+    /// rev-parse in the release.
+    const GIT_CALLS_MAX: u64 = 7;
 
     /// The longest one poll can take by the bounds of its commands: a deploy whose restart,
     /// health check and rollback restart all run to their bound (a poll that settles an

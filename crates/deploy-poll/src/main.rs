@@ -15,8 +15,11 @@ use clap::Parser;
 use step_runtime::{CommonArgs, env_vars};
 
 /// Restarts what runs a release. Plain `systemctl` calls, allowed to the service user by the
-/// polkit rule of `scripts/setup_server.sh`.
-const DEFAULT_RESTART_CMD: &str = "systemctl restart materia-supervisor.service && \
+/// polkit rule of `scripts/setup_server.sh`. `materia-units.service` (root's, installed by
+/// setup_server.sh) first installs the units and per-unit environment files of the release
+/// `current` points to, read from its verified tag (`scripts/install_units.sh`).
+const DEFAULT_RESTART_CMD: &str = "systemctl start materia-units.service && \
+     systemctl restart materia-supervisor.service && \
      if systemctl is-enabled --quiet materia-web.socket 2>/dev/null; then \
      systemctl restart materia-web.service; fi";
 /// Proves the new release does its job (its steps succeed), not only that a unit is active.
@@ -79,9 +82,17 @@ pub struct Args {
           value_parser = clap::value_parser!(u32).range(limits::KEEP_RELEASES_MIN as i64..=limits::KEEP_RELEASES_MAX as i64))]
     pub keep_releases: u32,
 
-    /// Deploy only tags whose signature `git verify-tag` accepts (SSH or GPG)
-    #[arg(long)]
+    /// Deploy only tags with an SSH signature by a key of --allowed-signers, whose signed tag
+    /// object carries the tag's own name (GPG signatures are refused). The shipped
+    /// materia-deploy.service sets MATERIA_REQUIRE_SIGNED=true
+    #[arg(long, env = env_vars::MATERIA_REQUIRE_SIGNED, value_parser = clap::builder::FalseyValueParser::new())]
     pub require_signed: bool,
+
+    /// Who may sign release tags (ssh-keygen's allowed_signers format), root-owned on the
+    /// server; the clone's own git configuration is never trusted for this
+    #[arg(long, env = env_vars::MATERIA_ALLOWED_SIGNERS, value_name = "FILE",
+          default_value = "/etc/materia/allowed_signers")]
+    pub allowed_signers: PathBuf,
 
     /// The sops executable that decrypts the release's .env.prod.sops
     #[arg(long, env = env_vars::MATERIA_SOPS, value_name = "PATH", default_value = "sops")]

@@ -191,6 +191,7 @@ impl World {
             .env("HOME", self.dir.path())
             .env("STATE_DB", self.path("state.sqlite"))
             .env("MATERIA_SOPS", tool("sops"))
+            .env("MATERIA_ALLOWED_SIGNERS", self.path("allowed_signers"))
             .env("SOPS_AGE_KEY_FILE", self.path("server.agekey"))
             .args(["--root", root.to_str().unwrap(), "--once", "--json"])
             .args(["--build-cmd", "sh build.sh", "--health-cmd", "sh health.sh"])
@@ -904,4 +905,92 @@ fn regression_a_build_killed_every_time_is_recorded_bad_after_three_attempts() {
         "built again after three kills"
     );
     assert_eq!(w.current().as_deref(), Some("releases/v1"));
+}
+
+#[test]
+fn regression_the_clones_git_config_cannot_widen_who_may_sign() {
+    // Whoever can write the clone (its .git/config) points gpg.ssh.allowedSignersFile at a
+    // file that trusts their own key: deploy-poll verifies against --allowed-signers only.
+    let w = World::new();
+    let trusted = w.signing_key("trusted");
+    let stranger = w.signing_key("stranger");
+    w.trust(&[&trusted]);
+    let widened = w.path("widened_signers");
+    let public = std::fs::read_to_string(stranger.with_extension("pub")).unwrap();
+    std::fs::write(
+        &widened,
+        format!("release@example.com namespaces=\"git\" {public}"),
+    )
+    .unwrap();
+    let repo = w.root().join("repo");
+    git(
+        &repo,
+        &[
+            "config",
+            "gpg.ssh.allowedSignersFile",
+            widened.to_str().unwrap(),
+        ],
+    );
+    w.release("v1", OK, OK, Some(&stranger));
+    let (out, json) = w.poll(&["--require-signed"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        json["error"]
+            .as_str()
+            .unwrap()
+            .contains("no signature git verify-tag accepts"),
+        "{json}"
+    );
+    assert_eq!(w.current(), None);
+    assert!(
+        w.lines("builds.log").is_empty(),
+        "a stranger's tag was built"
+    );
+}
+
+#[test]
+fn require_signed_comes_from_materia_require_signed_and_needs_the_signers_file() {
+    let w = World::new();
+    w.release("v1", OK, OK, None);
+    let mut cmd = w.command(&[]);
+    cmd.env("MATERIA_REQUIRE_SIGNED", "true");
+    let (out, json) = w.poll_with(cmd);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let error = json["error"].as_str().unwrap();
+    assert!(
+        error.contains("cannot read the allowed signers file"),
+        "{error}"
+    );
+    assert_eq!(w.current(), None);
+    assert!(
+        w.lines("builds.log").is_empty(),
+        "an unverified tag was built"
+    );
+    // MATERIA_REQUIRE_SIGNED=false is the development opt-out.
+    w.release("v2", OK, OK, None);
+    let mut cmd = w.command(&[]);
+    cmd.env("MATERIA_REQUIRE_SIGNED", "false");
+    assert_eq!(w.poll_with(cmd).1["status"], "deployed");
+}
+
+#[test]
+fn regression_a_planted_built_marker_does_not_skip_the_build() {
+    // A release directory someone prepared, with the marker, is not a build of the tag.
+    let w = World::new();
+    w.release("v1", OK, OK, None);
+    let planted = w.root().join("releases/v1");
+    std::fs::create_dir_all(planted.join("bin")).unwrap();
+    std::fs::write(planted.join("bin/built"), "planted").unwrap();
+    std::fs::write(planted.join(".materia-built"), "v1").unwrap();
+    let (out, json) = w.poll(&[]);
+    assert_eq!(json["status"], "deployed", "{}", stderr(&out));
+    assert_eq!(
+        w.lines("builds.log"),
+        ["v1"],
+        "the planted release was not rebuilt"
+    );
+    assert_eq!(
+        std::fs::read_to_string(planted.join("bin/built")).unwrap(),
+        "v1"
+    );
 }

@@ -1,15 +1,49 @@
 //! `extract-psd`: downloads the USDA PSD bulk zip into the content-addressed landing store.
+//! A thin binary over `extract-core`: its flags, its names, and the PSD validator.
 
-mod extract;
-mod fetch;
-mod ingest;
 mod limits;
-mod zipentry;
 
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
+use extract_core::{Container, ContentValidator, ExtractStatus, Extractor, FetchLimits, Format};
 use step_runtime::{CommonArgs, env_vars};
+
+/// The step's name in the ledger, locks and metrics.
+pub const STEP: &str = "extract-psd";
+
+/// `extract-psd`: the dataset `psd`, a zip of one CSV checked by `psd_format::CsvValidator`.
+pub fn extractor() -> Extractor {
+    Extractor {
+        step: STEP,
+        dataset: "psd",
+        format: Format {
+            container: Container::Zip,
+            validator: Arc::new(psd_validator),
+            cap_flag: "--max-csv-bytes",
+        },
+        wire: ExtractStatus::as_str,
+    }
+}
+
+/// The PSD CSV validator (header, 12 fields a row, CSV quoting, at least one row).
+struct PsdValidator(psd_format::CsvValidator);
+
+impl ContentValidator for PsdValidator {
+    fn feed(&mut self, block: &[u8]) -> anyhow::Result<()> {
+        Ok(self.0.feed(block)?)
+    }
+
+    fn finish(self: Box<Self>) -> anyhow::Result<u64> {
+        Ok(self.0.finish()?.rows)
+    }
+}
+
+fn psd_validator() -> Box<dyn ContentValidator> {
+    Box::new(PsdValidator(psd_format::CsvValidator::new()))
+}
 
 /// The USDA FAS PSD Online bulk file of every commodity and country.
 pub const DEFAULT_URL: &str = "https://apps.fas.usda.gov/psdonline/downloads/psd_alldata_csv.zip";
@@ -49,5 +83,27 @@ fn main() -> ExitCode {
         Ok(args) => args,
         Err(code) => return code,
     };
-    step_runtime::run_step(extract::STEP, &args.common, |ctx| extract::run(ctx, &args))
+    let request = extract_core::Request {
+        url: args.url.clone(),
+        limits: FetchLimits {
+            content_bytes_max: args.max_csv_bytes,
+            timeout: Duration::from_secs(args.timeout_secs),
+            retries: args.retries,
+        },
+    };
+    step_runtime::run_step(STEP, &args.common, |ctx| {
+        extract_core::run::run(ctx, &extractor(), &request)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_step_is_the_extractor_of_its_dataset() {
+        let extractor = extractor();
+        assert_eq!(run_ledger::dataset_of_step(STEP), Some(extractor.dataset));
+        assert_eq!(extractor.step, STEP);
+    }
 }

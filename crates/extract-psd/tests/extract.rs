@@ -697,7 +697,11 @@ fn read_only_landing_directory_fails_cleanly() {
     std::fs::create_dir_all(sb.state_db.parent().unwrap()).unwrap();
     std::fs::create_dir_all(&sb.metrics).unwrap();
     let as_root = test_support::is_root();
+    // Under root, nobody runs a copy of the binary in the sandbox: the target directory may be
+    // where nobody cannot go (under root's 0700 home by default).
+    let copy = sb.dir.path().join("extract-psd");
     if as_root {
+        std::fs::copy(test_support::own_bin("extract-psd"), &copy).unwrap();
         // The sandbox belongs to nobody, except the temp directory it must not write.
         let out = std::process::Command::new("chown")
             .args(["-R", "65534:65534"])
@@ -721,11 +725,10 @@ fn read_only_landing_directory_fails_cleanly() {
     let server = Server::start(move |_| Reply::ok(zip.clone()));
     let mut cmd = sb.command(&["--json", "--url", &server.url("/psd.zip")]);
     if as_root {
-        let program = cmd.get_program().to_owned();
         let mut wrapped = std::process::Command::new("setpriv");
         wrapped
             .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-            .arg(program)
+            .arg(&copy)
             .args(cmd.get_args())
             .env_clear()
             .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))));

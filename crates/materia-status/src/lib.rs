@@ -3,6 +3,8 @@
 //! `materia-status` binary prints it; `materia-web` shows it on its `/status` page. Also the
 //! landing files held in quarantine, and the commands that hold and release them.
 
+pub mod bad_tags;
+pub mod due;
 pub mod limits;
 pub mod quarantine;
 
@@ -32,6 +34,9 @@ pub struct StepStatus {
     /// What the last run did, as it recorded it (the transform: incremental or full rebuild and
     /// why, files applied, rows read, changes stored, seconds).
     pub detail: Option<String>,
+    /// For a failed last run: `upstream` when its source could not be reached or answered with
+    /// an error (not the release's fault; the ledger row's detail), else `operational`.
+    pub error_class: Option<&'static str>,
 }
 
 impl StepStatus {
@@ -71,12 +76,26 @@ pub struct HeldFile {
     pub quarantined_at: String,
 }
 
+/// The age of a dataset's newest content (`--max-data-age`), apart from its confirmations.
+#[derive(Debug, Clone, Serialize)]
+pub struct DataAge {
+    pub dataset: String,
+    /// When its extractor last landed a new file (status `success`).
+    pub last_new_at: Option<String>,
+    pub age_secs: Option<u64>,
+    pub max_age_secs: u64,
+    pub stale: bool,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusReport {
     pub status: Health,
     pub state_db: String,
     pub steps: Vec<StepStatus>,
+    /// Steps past `--max-age`, and `data:DATASET` for datasets past `--max-data-age`.
     pub stale: Vec<String>,
+    /// One entry per `--max-data-age`.
+    pub data: Vec<DataAge>,
     /// Landing files the transform skips, oldest quarantine first.
     pub quarantined: Vec<HeldFile>,
     pub error: Option<String>,
@@ -117,6 +136,13 @@ pub fn status_of(
         stale,
         error: summary.and_then(|s| s.error.clone()),
         detail: summary.and_then(|s| s.detail.clone()),
+        error_class: summary.filter(|s| s.status == RunStatus::Failed).map(|s| {
+            if s.detail.as_deref() == Some(run_ledger::DETAIL_UPSTREAM) {
+                "upstream"
+            } else {
+                "operational"
+            }
+        }),
     }
 }
 
@@ -163,8 +189,28 @@ pub fn table(report: &StatusReport) -> String {
             && let Some(e) = &s.error
         {
             let line: String = e.chars().take(limits::ERROR_CHARS_SHOWN_MAX).collect();
-            out.push_str(&format!("{:<16} error: {line}\n", ""));
+            // scripts/health-check.sh reads `error (upstream):` under an extractor's row.
+            let label = match s.error_class {
+                Some("upstream") => "error (upstream)",
+                _ => "error",
+            };
+            out.push_str(&format!("{:<16} {label}: {line}\n", ""));
         }
+    }
+    for d in &report.data {
+        let age = d
+            .age_secs
+            .map_or_else(|| "never".to_owned(), |a| short(Duration::from_secs(a)));
+        out.push_str(&format!(
+            "\ndata {}: newest content landed {} ({age} ago), max {}{}",
+            d.dataset,
+            d.last_new_at.as_deref().unwrap_or("-"),
+            short(Duration::from_secs(d.max_age_secs)),
+            if d.stale { "  STALE" } else { "" }
+        ));
+    }
+    if !report.data.is_empty() {
+        out.push('\n');
     }
     if !report.quarantined.is_empty() {
         out.push_str(&format!(
@@ -193,6 +239,7 @@ pub fn report(
     state_db: &Path,
     landing_dir: &Path,
     max_age: &[(String, Duration)],
+    max_data_age: &[(String, Duration)],
 ) -> anyhow::Result<StatusReport> {
     let ledger = Ledger::open_read_only(state_db)?;
     let summaries = ledger
@@ -231,10 +278,32 @@ pub fn report(
             )
         })
         .collect();
+    let mut data = Vec::new();
+    for (dataset, max) in max_data_age {
+        let last_new_at = ledger
+            .last_new_data(dataset)
+            .context("cannot read the extraction runs of the state DB")?;
+        let age = last_new_at
+            .as_deref()
+            .and_then(parse_time)
+            .map(|t| now.duration_since(t).unwrap_or_default());
+        data.push(DataAge {
+            dataset: dataset.clone(),
+            last_new_at,
+            age_secs: age.map(|a| a.as_secs()),
+            max_age_secs: max.as_secs(),
+            stale: age.is_none_or(|a| a > *max),
+        });
+    }
     let stale: Vec<String> = steps
         .iter()
         .filter(|s| s.stale)
         .map(|s| s.step.clone())
+        .chain(
+            data.iter()
+                .filter(|d| d.stale)
+                .map(|d| format!("data:{}", d.dataset)),
+        )
         .collect();
     let quarantined = ledger
         .quarantined()
@@ -257,6 +326,7 @@ pub fn report(
         state_db: state_db.display().to_string(),
         steps,
         stale,
+        data,
         quarantined,
         error: None,
     })

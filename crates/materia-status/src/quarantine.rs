@@ -205,7 +205,7 @@ fn check_reason(reason: &str) -> Result<String, CommandError> {
 
 /// A write to the state DB by another user than its owner (root by `sudo`) can leave SQLite's
 /// `-wal`/`-shm` files owned by that user, which the service user then cannot open: refused.
-fn check_owner(state_db: &Path) -> Result<(), CommandError> {
+pub(crate) fn check_owner(state_db: &Path) -> Result<(), CommandError> {
     let Ok(db) = fs::metadata(state_db) else {
         return Err(usage(format!(
             "no state DB at {}: set --state-db (or STATE_DB) to the pipeline's",

@@ -198,3 +198,114 @@ fn a_missing_state_db_fails_clearly_and_bad_flags_exit_2() {
         assert_eq!(out.status.code(), Some(2), "{bad}");
     }
 }
+
+/// Issue 23: an operator clears a tag's bad mark with one command; deploy-poll then sees it as
+/// never tried. Clearing an unmarked tag changes nothing; a tag that is not one path component
+/// is a usage error.
+#[test]
+fn clear_bad_forgets_a_tags_bad_mark() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.sqlite");
+    let ledger = Ledger::open(&db).unwrap();
+    ledger
+        .mark_bad_tag(
+            "v7",
+            "health check failed: USDA down",
+            "2026-01-01T00:00:00.000Z",
+        )
+        .unwrap();
+    ledger.mark_bad_tag("v8", "build failed", "t").unwrap();
+    drop(ledger);
+
+    let out = status(&db, &["clear-bad", "v7"]);
+    assert_eq!(out.status.code(), Some(0), "{}", test_support::stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("cleared the bad mark of v7 (it was: health check failed: USDA down)"),
+        "{said}"
+    );
+    assert_eq!(
+        Ledger::open_read_only(&db).unwrap().bad_tags().unwrap(),
+        ["v8"]
+    );
+
+    let out = status(&db, &["clear-bad", "v7", "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["status"], "not-marked", "{report}");
+    assert_eq!(
+        Ledger::open_read_only(&db).unwrap().bad_tags().unwrap(),
+        ["v8"]
+    );
+
+    let out = status(&db, &["clear-bad", "v3/hotfix", "--json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["status"], "failed");
+    assert!(
+        report["error"]
+            .as_str()
+            .unwrap()
+            .contains("is not a release tag")
+    );
+    assert_eq!(
+        Ledger::open_read_only(&db).unwrap().bad_tags().unwrap(),
+        ["v8"]
+    );
+}
+
+/// Issue 23: for an extractor, `--max-age` measures the time since the last confirmation of
+/// upstream (a 304 counts), and `--max-data-age` separately bounds the age of the content: 70
+/// days without a new file but a 304 an hour ago is fresh for the first and stale for a 62-day
+/// bound on the second.
+#[test]
+fn max_age_counts_confirmations_and_max_data_age_counts_new_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.sqlite");
+    let ledger = Ledger::open(&db).unwrap();
+    let day = Duration::from_secs(86_400);
+    let landed = ledger.begin("extract-psd", &ago(70 * day)).unwrap();
+    ledger
+        .finish(landed, &ago(70 * day), &RunOutcome::new(RunStatus::Success))
+        .unwrap();
+    let confirmed = ledger
+        .begin("extract-psd", &ago(Duration::from_secs(3_600)))
+        .unwrap();
+    ledger
+        .finish(
+            confirmed,
+            &ago(Duration::from_secs(3_590)),
+            &RunOutcome::new(RunStatus::Unchanged),
+        )
+        .unwrap();
+    drop(ledger);
+
+    let out = status(&db, &["--max-age", "extract-psd=2d", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", test_support::stderr(&out));
+
+    let out = status(
+        &db,
+        &[
+            "--max-age",
+            "extract-psd=2d",
+            "--max-data-age",
+            "psd=62d",
+            "--json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["status"], "stale");
+    assert_eq!(report["stale"], serde_json::json!(["data:psd"]), "{report}");
+    assert_eq!(report["data"][0]["dataset"], "psd");
+    assert!(report["data"][0]["age_secs"].as_u64().unwrap() >= 70 * 86_400);
+
+    let out = status(&db, &["--max-data-age", "psd=90d"]);
+    assert_eq!(out.status.code(), Some(0), "{}", test_support::stderr(&out));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("data psd: newest content landed"), "{table}");
+
+    // A dataset that never landed anything is stale under a bound.
+    let out = status(&db, &["--max-data-age", "prices=400d"]);
+    assert_eq!(out.status.code(), Some(1));
+}

@@ -1,16 +1,14 @@
 //! A rendered answer (body, type, and its gzip form once asked for), and the per-generation
 //! cache of them: a page or an API answer is rendered once per generation and URL, then
-//! served from memory. The cache is bounded in bytes and entries; past the bound answers are
-//! rendered each time instead.
+//! served from memory. The cache is bounded in bytes and entries and evicts the least
+//! recently used answer first.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::io::Write;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use bytes::Bytes;
-use flate2::Compression;
-use flate2::write::GzEncoder;
+use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 
 use crate::limits;
 
@@ -25,17 +23,25 @@ pub struct Answer {
 }
 
 impl Answer {
-    pub fn new(content_type: &'static str, body: impl Into<Bytes>) -> Answer {
+    pub fn new(content_type: &'static str, body: impl Into<Vec<u8>>) -> Answer {
+        let mut body = body.into();
+        // Exactly its length: a rendered String has spare capacity that the cache's byte
+        // bound would not see.
+        body.shrink_to_fit();
         Answer {
             content_type,
-            body: body.into(),
+            body: Bytes::from(body),
             gzip: OnceLock::new(),
         }
     }
 
     /// An answer whose gzip form is made now (assets, at start-up).
     pub fn precompressed(content_type: &'static str, body: impl Into<Bytes>) -> Answer {
-        let answer = Answer::new(content_type, body);
+        let answer = Answer {
+            content_type,
+            body: body.into(),
+            gzip: OnceLock::new(),
+        };
         let _ = answer.gzip();
         answer
     }
@@ -48,65 +54,166 @@ impl Answer {
                 if self.body.len() < limits::COMPRESS_BYTES_MIN {
                     return None;
                 }
-                let mut encoder =
-                    GzEncoder::new(Vec::with_capacity(self.body.len() / 3), Compression::new(6));
-                encoder.write_all(&self.body).ok()?;
-                let packed = encoder.finish().ok()?;
+                let packed = gzip(&self.body)?;
                 (packed.len() < self.body.len()).then(|| Bytes::from(packed))
             })
             .as_ref()
     }
 }
 
+/// One cached answer: what it costs in memory and when it was last used.
+struct Entry {
+    answer: Arc<Answer>,
+    cost: usize,
+    used: u64,
+}
+
+/// `body` as a gzip member, made with this thread's deflate state. One state per thread, reset
+/// for each answer: a new one per answer (about 300 KB of tables) freed while the answer stays
+/// cached fragmented the heap by about that much per cached answer.
+fn gzip(body: &[u8]) -> Option<Vec<u8>> {
+    thread_local! {
+        static DEFLATE: RefCell<Compress> = RefCell::new(Compress::new(Compression::new(6), false));
+    }
+    DEFLATE.with(|deflate| {
+        let mut deflate = deflate.borrow_mut();
+        deflate.reset();
+        // Header: magic, deflate, no flags, no time, no extra flags, unknown OS.
+        let mut out = Vec::with_capacity(body.len() / 3 + 64);
+        out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
+        loop {
+            let consumed = usize::try_from(deflate.total_in()).ok()?;
+            if out.capacity() - out.len() < 64 {
+                out.reserve(out.capacity() / 2 + 64);
+            }
+            let status = deflate
+                .compress_vec(&body[consumed..], &mut out, FlushCompress::Finish)
+                .ok()?;
+            if status == Status::StreamEnd {
+                break;
+            }
+        }
+        let mut crc = Crc::new();
+        crc.update(body);
+        out.extend_from_slice(&crc.sum().to_le_bytes());
+        out.extend_from_slice(&u32::try_from(body.len() % (1 << 32)).ok()?.to_le_bytes());
+        out.shrink_to_fit();
+        Some(out)
+    })
+}
+
+#[derive(Default)]
+struct Entries {
+    map: HashMap<String, Entry>,
+    bytes: usize,
+    /// Bumped on every use: the entry with the smallest `used` is the least recently used.
+    clock: u64,
+}
+
+/// The answers of one generation, least recently used evicted first, bounded in entries
+/// ([`limits::ANSWER_CACHE_ENTRIES_MAX`]) and bytes ([`limits::ANSWER_CACHE_BYTES_MAX`],
+/// bodies and their gzip forms). Eviction scans the entries for the oldest: a few thousand
+/// comparisons, paid only when a newly rendered answer goes in.
 #[derive(Default)]
 pub struct AnswerCache {
-    answers: Mutex<HashMap<String, Arc<Answer>>>,
-    bytes: AtomicUsize,
+    entries: Mutex<Entries>,
 }
 
 impl AnswerCache {
-    /// The answer for `key`, rendered by `render` the first time (outside the lock: two
-    /// concurrent first requests may both render; the first one stored wins).
-    pub fn get_or_render(&self, key: &str, render: impl FnOnce() -> Answer) -> Arc<Answer> {
-        if let Some(found) = self
-            .answers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(key)
-        {
-            return found.clone();
+    pub fn get(&self, key: &str) -> Option<Arc<Answer>> {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries.clock += 1;
+        let now = entries.clock;
+        entries.map.get_mut(key).map(|e| {
+            e.used = now;
+            e.answer.clone()
+        })
+    }
+
+    /// Keeps `answer` under `key` (an answer already there wins) and returns what is kept. An
+    /// answer larger than the whole bound is returned without being kept.
+    pub fn insert(&self, key: &str, answer: Answer) -> Arc<Answer> {
+        let cost = key.len()
+            + answer.body.len()
+            + answer
+                .gzip
+                .get()
+                .and_then(Option::as_ref)
+                .map_or(0, Bytes::len)
+            + ENTRY_OVERHEAD_BYTES;
+        let answer = Arc::new(answer);
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries.clock += 1;
+        let now = entries.clock;
+        if let Some(e) = entries.map.get_mut(key) {
+            e.used = now;
+            return e.answer.clone();
         }
-        let answer = Arc::new(render());
-        // The gzip form is counted too (about a third of the body for JSON and HTML).
-        let cost = key.len() + answer.body.len() + answer.body.len() / 3;
-        let mut answers = self.answers.lock().unwrap_or_else(PoisonError::into_inner);
-        if answers.len() < limits::ANSWER_CACHE_ENTRIES_MAX
-            && self.bytes.load(Ordering::Relaxed) + cost <= limits::ANSWER_CACHE_BYTES_MAX
+        if cost > limits::ANSWER_CACHE_BYTES_MAX {
+            return answer;
+        }
+        while entries.map.len() >= limits::ANSWER_CACHE_ENTRIES_MAX
+            || entries.bytes + cost > limits::ANSWER_CACHE_BYTES_MAX
         {
-            let stored = answers
-                .entry(key.to_owned())
-                .or_insert_with(|| answer.clone())
-                .clone();
-            if Arc::ptr_eq(&stored, &answer) {
-                self.bytes.fetch_add(cost, Ordering::Relaxed);
+            let Some(oldest) = entries
+                .map
+                .iter()
+                .min_by_key(|(_, e)| e.used)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            if let Some(gone) = entries.map.remove(&oldest) {
+                entries.bytes -= gone.cost;
             }
-            return stored;
         }
+        entries.bytes += cost;
+        entries.map.insert(
+            key.to_owned(),
+            Entry {
+                answer: answer.clone(),
+                cost,
+                used: now,
+            },
+        );
         answer
     }
 
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.answers
+        self.entries
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .map
             .len()
     }
+
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .bytes
+    }
 }
+
+/// The map's own memory per entry (key and entry headers, hash table slot), roughly.
+const ENTRY_OVERHEAD_BYTES: usize = 128;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn get_or_render(
+        cache: &AnswerCache,
+        key: &str,
+        render: impl FnOnce() -> Answer,
+    ) -> Arc<Answer> {
+        match cache.get(key) {
+            Some(found) => found,
+            None => cache.insert(key, render()),
+        }
+    }
 
     #[test]
     fn answers_are_rendered_once_and_gzip_round_trips() {
@@ -114,7 +221,7 @@ mod tests {
         let mut renders = 0;
         let body = "x".repeat(10_000);
         for _ in 0..3 {
-            let a = cache.get_or_render("k", || {
+            let a = get_or_render(&cache, "k", || {
                 renders += 1;
                 Answer::new(JSON, body.clone())
             });
@@ -131,13 +238,44 @@ mod tests {
     }
 
     #[test]
-    fn the_cache_stops_growing_at_its_byte_bound() {
+    fn the_cache_evicts_the_least_recently_used_at_its_byte_bound() {
         let cache = AnswerCache::default();
         let big = "y".repeat(limits::ANSWER_CACHE_BYTES_MAX / 4);
-        for i in 0..10 {
-            cache.get_or_render(&format!("k{i}"), || Answer::new(JSON, big.clone()));
+        for i in 0..3 {
+            cache.insert(&format!("k{i}"), Answer::new(JSON, big.clone()));
         }
-        assert!(cache.len() < 4, "{} entries", cache.len());
-        assert!(cache.bytes.load(Ordering::Relaxed) <= limits::ANSWER_CACHE_BYTES_MAX);
+        // k0 used again: k1 is now the least recently used and goes first.
+        assert!(cache.get("k0").is_some());
+        cache.insert("k3", Answer::new(JSON, big.clone()));
+        cache.insert("k4", Answer::new(JSON, big));
+        assert!(
+            cache.get("k1").is_none(),
+            "the least recently used is evicted"
+        );
+        assert!(cache.get("k0").is_some(), "a recently used answer stays");
+        assert!(cache.get("k4").is_some(), "the newest answer is kept");
+        assert!(cache.bytes() <= limits::ANSWER_CACHE_BYTES_MAX);
+        // Larger than the whole bound: answered, never kept.
+        let huge = cache.insert(
+            "huge",
+            Answer::new(JSON, "z".repeat(limits::ANSWER_CACHE_BYTES_MAX + 1)),
+        );
+        assert_eq!(huge.body.len(), limits::ANSWER_CACHE_BYTES_MAX + 1);
+        assert!(cache.get("huge").is_none());
+    }
+
+    #[test]
+    fn the_cache_evicts_at_its_entry_bound() {
+        let cache = AnswerCache::default();
+        for i in 0..limits::ANSWER_CACHE_ENTRIES_MAX + 10 {
+            cache.insert(&format!("k{i}"), Answer::new(JSON, "small"));
+        }
+        assert_eq!(cache.len(), limits::ANSWER_CACHE_ENTRIES_MAX);
+        assert!(cache.get("k0").is_none());
+        assert!(
+            cache
+                .get(&format!("k{}", limits::ANSWER_CACHE_ENTRIES_MAX + 9))
+                .is_some()
+        );
     }
 }

@@ -1,10 +1,14 @@
-//! The JSON API's bodies, and the same rows as CSV (`?format=csv`): written by hand, in the
-//! field order of the OpenAPI document, numbers in their shortest exact form (`ryu`, as
-//! serde_json writes them), NULL as `null` in JSON and an empty field in CSV.
+//! The JSON API's bodies (serde, derived, in the field order of the OpenAPI document), and the
+//! same rows as CSV (`?format=csv`, through [`Csv`]). NULL is `null` in JSON and an empty cell
+//! in CSV. The prepared data keeps NULL as NaN; [`value`] turns it into `None` here.
+//!
+//! serde_json writes an `f64` with `ryu`, the shortest form that reads back as the same value,
+//! so JSON numbers are the serving tables' values exactly.
 
-use std::fmt::Write as _;
+use serde::Serialize;
 
-use crate::data::{Commodity, Country, Data, MEASURES, Measures, Revision, WorldRow, value};
+use crate::data::{Commodity, Country, Data, MEASURES, Measures, Revision, WorldRow};
+use crate::format::{Csv, UnitChoice, marketing_year, scaled, value};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -21,194 +25,268 @@ impl Format {
     }
 }
 
-/// Appends `s` as a JSON string.
-pub fn json_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if u32::from(c) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
+fn json(body: &impl Serialize) -> String {
+    // Serializing these types cannot fail: plain structs of strings, numbers and options.
+    serde_json::to_string(body).expect("API bodies serialize")
+}
+
+#[derive(Serialize)]
+struct CommodityOut<'a> {
+    commodity_code: &'a str,
+    commodity: &'a str,
+    unit: &'a str,
+    first_year: i32,
+    last_year: i32,
+}
+
+#[derive(Serialize)]
+struct Commodities<'a> {
+    commodities: Vec<CommodityOut<'a>>,
+}
+
+/// The measures of a row, named as the API names them.
+#[derive(Serialize)]
+struct MeasuresOut {
+    beginning_stocks: Option<f64>,
+    production: Option<f64>,
+    imports: Option<f64>,
+    total_supply: Option<f64>,
+    exports: Option<f64>,
+    domestic_consumption: Option<f64>,
+    ending_stocks: Option<f64>,
+    total_distribution: Option<f64>,
+    stocks_to_use: Option<f64>,
+}
+
+impl MeasuresOut {
+    /// The row's measures, quantities times `factor` (see [`UnitChoice`]).
+    fn new(m: &Measures, factor: f64) -> MeasuresOut {
+        let m = scaled(m, factor);
+        MeasuresOut {
+            beginning_stocks: value(m[0]),
+            production: value(m[1]),
+            imports: value(m[2]),
+            total_supply: value(m[3]),
+            exports: value(m[4]),
+            domestic_consumption: value(m[5]),
+            ending_stocks: value(m[6]),
+            total_distribution: value(m[7]),
+            stocks_to_use: value(m[8]),
         }
     }
-    out.push('"');
 }
 
-/// Appends a number in its shortest form that reads back as the same `f64`; NULL as `null`
-/// (`empty` in CSV).
-fn number(out: &mut String, v: f64, null: &str) {
-    match value(v) {
-        Some(v) => out.push_str(ryu::Buffer::new().format_finite(v)),
-        None => out.push_str(null),
-    }
+/// Countries that reported each measure, on world rows.
+#[derive(Serialize)]
+struct CountsOut {
+    country_count_beginning_stocks: Option<i64>,
+    country_count_production: Option<i64>,
+    country_count_imports: Option<i64>,
+    country_count_total_supply: Option<i64>,
+    country_count_exports: Option<i64>,
+    country_count_domestic_consumption: Option<i64>,
+    country_count_ending_stocks: Option<i64>,
+    country_count_total_distribution: Option<i64>,
 }
 
-/// The text of a value for a page's `data-value` attribute: the JSON form, empty for NULL.
-pub fn plain_number(v: f64) -> String {
-    let mut s = String::new();
-    number(&mut s, v, "");
-    s
-}
-
-fn csv_field(out: &mut String, s: &str) {
-    if s.contains([',', '"', '\n', '\r']) {
-        out.push('"');
-        out.push_str(&s.replace('"', "\"\""));
-        out.push('"');
-    } else {
-        out.push_str(s);
-    }
-}
-
-fn key(out: &mut String, name: &str) {
-    json_str(out, name);
-    out.push(':');
-}
-
-fn json_measures(out: &mut String, m: &Measures) {
-    for (k, name) in MEASURES.iter().enumerate() {
-        if k > 0 {
-            out.push(',');
+impl From<&[Option<i64>; 8]> for CountsOut {
+    fn from(c: &[Option<i64>; 8]) -> CountsOut {
+        CountsOut {
+            country_count_beginning_stocks: c[0],
+            country_count_production: c[1],
+            country_count_imports: c[2],
+            country_count_total_supply: c[3],
+            country_count_exports: c[4],
+            country_count_domestic_consumption: c[5],
+            country_count_ending_stocks: c[6],
+            country_count_total_distribution: c[7],
         }
-        key(out, name);
-        number(out, m[k], "null");
     }
 }
 
-fn csv_measures(out: &mut String, m: &Measures) {
+#[derive(Serialize)]
+struct WorldRowOut {
+    market_year: i32,
+    marketing_year: String,
+    #[serde(flatten)]
+    m: MeasuresOut,
+    country_count: Option<i64>,
+    #[serde(flatten)]
+    counts: CountsOut,
+}
+
+#[derive(Serialize)]
+struct BalanceRowOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    country_code: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    country: Option<&'a str>,
+    market_year: i32,
+    marketing_year: String,
+    #[serde(flatten)]
+    m: MeasuresOut,
+}
+
+#[derive(Serialize)]
+struct Balance<'a, R> {
+    commodity_code: &'a str,
+    commodity: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    country_code: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    country: Option<&'a str>,
+    unit: &'a str,
+    rows: Vec<R>,
+}
+
+#[derive(Serialize)]
+struct RevisionOut<'a> {
+    country_code: &'a str,
+    country: &'a str,
+    market_year: i32,
+    marketing_year: String,
+    attribute_id: &'a str,
+    attribute: &'a str,
+    revised_in: &'a str,
+    previous_value: Option<f64>,
+    value: Option<f64>,
+    change: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct Rows<R> {
+    rows: Vec<R>,
+}
+
+fn csv_measures(csv: &mut Csv, m: &Measures) {
     for v in m {
-        out.push(',');
-        number(out, *v, "");
+        csv.number(*v);
     }
 }
 
-fn csv_header(out: &mut String, leading: &[&str], trailing: &[&str]) {
-    let names: Vec<&str> = leading
+fn header<'a>(leading: &[&'a str], trailing: &[&'a str]) -> Vec<&'a str> {
+    leading
         .iter()
         .chain(MEASURES.iter())
         .chain(trailing.iter())
         .copied()
-        .collect();
-    out.push_str(&names.join(","));
-    out.push_str("\r\n");
+        .collect()
 }
 
 pub fn commodities(data: &Data, format: Format) -> String {
-    let mut out = String::with_capacity(64 * data.commodities.len() + 32);
     match format {
-        Format::Json => {
-            out.push_str("{\"commodities\":[");
-            for (i, c) in data.commodities.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push('{');
-                key(&mut out, "commodity_code");
-                json_str(&mut out, &c.code);
-                out.push(',');
-                key(&mut out, "commodity");
-                json_str(&mut out, &c.name);
-                out.push(',');
-                key(&mut out, "unit");
-                json_str(&mut out, &c.unit);
-                let _ = write!(
-                    out,
-                    ",\"first_year\":{},\"last_year\":{}}}",
-                    c.first_year, c.last_year
-                );
-            }
-            out.push_str("]}");
-        }
+        Format::Json => json(&Commodities {
+            commodities: data
+                .commodities
+                .iter()
+                .map(|c| CommodityOut {
+                    commodity_code: &c.code,
+                    commodity: &c.name,
+                    unit: &c.unit,
+                    first_year: c.first_year,
+                    last_year: c.last_year,
+                })
+                .collect(),
+        }),
         Format::Csv => {
-            out.push_str("commodity_code,commodity,unit,first_year,last_year\r\n");
+            let mut csv = Csv::new(&[
+                "commodity_code",
+                "commodity",
+                "unit",
+                "first_year",
+                "last_year",
+            ]);
             for c in &data.commodities {
-                csv_field(&mut out, &c.code);
-                out.push(',');
-                csv_field(&mut out, &c.name);
-                out.push(',');
-                csv_field(&mut out, &c.unit);
-                let _ = write!(out, ",{},{}\r\n", c.first_year, c.last_year);
+                csv.text(&c.code);
+                csv.text(&c.name);
+                csv.text(&c.unit);
+                csv.int(c.first_year);
+                csv.int(c.last_year);
+                csv.end_row();
             }
+            csv.finish()
         }
     }
-    out
 }
 
-fn world_row_json(out: &mut String, r: &WorldRow) {
-    let _ = write!(out, "{{\"market_year\":{},", r.market_year);
-    json_measures(out, &r.m);
-    out.push_str(",\"country_count\":");
-    match r.country_count {
-        Some(n) => {
-            let _ = write!(out, "{n}");
-        }
-        None => out.push_str("null"),
+fn world_row(r: &WorldRow, factor: f64) -> WorldRowOut {
+    WorldRowOut {
+        market_year: r.market_year,
+        marketing_year: marketing_year(r.market_year),
+        m: MeasuresOut::new(&r.m, factor),
+        country_count: r.country_count,
+        counts: CountsOut::from(&r.counts),
     }
-    out.push('}');
 }
 
-pub fn global_balance(c: &Commodity, format: Format) -> String {
-    let mut out = String::with_capacity(300 * c.world.len() + 128);
+/// The per-measure count columns of world rows.
+const COUNT_COLUMNS: [&str; 8] = [
+    "country_count_beginning_stocks",
+    "country_count_production",
+    "country_count_imports",
+    "country_count_total_supply",
+    "country_count_exports",
+    "country_count_domestic_consumption",
+    "country_count_ending_stocks",
+    "country_count_total_distribution",
+];
+
+pub fn global_balance(c: &Commodity, format: Format, unit: UnitChoice) -> String {
+    let (unit, factor) = unit.convert(&c.unit);
     match format {
-        Format::Json => {
-            out.push('{');
-            key(&mut out, "commodity_code");
-            json_str(&mut out, &c.code);
-            out.push(',');
-            key(&mut out, "commodity");
-            json_str(&mut out, &c.name);
-            out.push(',');
-            key(&mut out, "unit");
-            json_str(&mut out, &c.unit);
-            out.push_str(",\"rows\":[");
-            for (i, r) in c.world.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                world_row_json(&mut out, r);
-            }
-            out.push_str("]}");
-        }
+        Format::Json => json(&Balance {
+            commodity_code: &c.code,
+            commodity: &c.name,
+            country_code: None,
+            country: None,
+            unit: &unit,
+            rows: c.world.iter().map(|r| world_row(r, factor)).collect(),
+        }),
         Format::Csv => {
-            csv_header(
-                &mut out,
-                &["commodity_code", "commodity", "unit", "market_year"],
-                &["country_count"],
-            );
+            let trailing: Vec<&str> = std::iter::once("country_count")
+                .chain(COUNT_COLUMNS)
+                .collect();
+            let mut csv = Csv::new(&header(
+                &[
+                    "commodity_code",
+                    "commodity",
+                    "unit",
+                    "market_year",
+                    "marketing_year",
+                ],
+                &trailing,
+            ));
             for r in &c.world {
-                csv_field(&mut out, &c.code);
-                out.push(',');
-                csv_field(&mut out, &c.name);
-                out.push(',');
-                csv_field(&mut out, &c.unit);
-                let _ = write!(out, ",{}", r.market_year);
-                csv_measures(&mut out, &r.m);
-                match r.country_count {
-                    Some(n) => {
-                        let _ = write!(out, ",{n}\r\n");
-                    }
-                    None => out.push_str(",\r\n"),
+                csv.text(&c.code);
+                csv.text(&c.name);
+                csv.text(&unit);
+                csv.int(r.market_year);
+                csv.text(&marketing_year(r.market_year));
+                csv_measures(&mut csv, &scaled(&r.m, factor));
+                csv.opt_int(r.country_count);
+                for n in r.counts {
+                    csv.opt_int(n);
                 }
+                csv.end_row();
             }
+            csv.finish()
         }
     }
-    out
 }
 
-fn balance_head_json(out: &mut String, c: &Commodity) {
-    out.push('{');
-    key(out, "commodity_code");
-    json_str(out, &c.code);
-    out.push(',');
-    key(out, "commodity");
-    json_str(out, &c.name);
-    out.push(',');
+const COUNTRY_HEAD: [&str; 7] = [
+    "commodity_code",
+    "commodity",
+    "country_code",
+    "country",
+    "unit",
+    "market_year",
+    "marketing_year",
+];
+
+/// The unit of a country's rows: its own, or the commodity's when it has none.
+pub fn country_unit<'a>(c: &'a Commodity, k: &'a Country) -> &'a str {
+    if k.unit.is_empty() { &c.unit } else { &k.unit }
 }
 
 /// One country's history, ascending market year; only `market_year` when given.
@@ -217,121 +295,92 @@ pub fn country_balance(
     k: &Country,
     market_year: Option<i32>,
     format: Format,
+    unit: UnitChoice,
 ) -> String {
-    let rows: Vec<_> = k
+    let rows = k
         .rows
         .iter()
-        .filter(|r| market_year.is_none_or(|y| r.market_year == y))
-        .collect();
-    let unit = if k.unit.is_empty() { &c.unit } else { &k.unit };
-    let mut out = String::with_capacity(300 * rows.len() + 160);
+        .filter(|r| market_year.is_none_or(|y| r.market_year == y));
+    let (unit, factor) = unit.convert(country_unit(c, k));
     match format {
-        Format::Json => {
-            balance_head_json(&mut out, c);
-            key(&mut out, "country_code");
-            json_str(&mut out, &k.code);
-            out.push(',');
-            key(&mut out, "country");
-            json_str(&mut out, &k.name);
-            out.push(',');
-            key(&mut out, "unit");
-            json_str(&mut out, unit);
-            out.push_str(",\"rows\":[");
-            for (i, r) in rows.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                let _ = write!(out, "{{\"market_year\":{},", r.market_year);
-                json_measures(&mut out, &r.m);
-                out.push('}');
-            }
-            out.push_str("]}");
-        }
+        Format::Json => json(&Balance {
+            commodity_code: &c.code,
+            commodity: &c.name,
+            country_code: Some(&k.code),
+            country: Some(&k.name),
+            unit: &unit,
+            rows: rows
+                .map(|r| BalanceRowOut {
+                    country_code: None,
+                    country: None,
+                    market_year: r.market_year,
+                    marketing_year: marketing_year(r.market_year),
+                    m: MeasuresOut::new(&r.m, factor),
+                })
+                .collect(),
+        }),
         Format::Csv => {
-            csv_header(
-                &mut out,
-                &[
-                    "commodity_code",
-                    "commodity",
-                    "country_code",
-                    "country",
-                    "unit",
-                    "market_year",
-                ],
-                &[],
-            );
+            let mut csv = Csv::new(&header(&COUNTRY_HEAD, &[]));
             for r in rows {
-                for field in [&c.code, &c.name, &k.code, &k.name, unit] {
-                    csv_field(&mut out, field);
-                    out.push(',');
+                for field in [&c.code, &c.name, &k.code, &k.name, &unit] {
+                    csv.text(field);
                 }
-                let _ = write!(out, "{}", r.market_year);
-                csv_measures(&mut out, &r.m);
-                out.push_str("\r\n");
+                csv.int(r.market_year);
+                csv.text(&marketing_year(r.market_year));
+                csv_measures(&mut csv, &scaled(&r.m, factor));
+                csv.end_row();
             }
+            csv.finish()
         }
     }
-    out
 }
 
 /// Every country's row of one market year, by production descending.
-pub fn year_balance(c: &Commodity, market_year: i32, format: Format) -> String {
+pub fn year_balance(c: &Commodity, market_year: i32, format: Format, unit: UnitChoice) -> String {
     let rows = c.year(market_year);
-    let mut out = String::with_capacity(340 * rows.len() + 128);
+    let choice = unit;
+    let (unit, factor) = choice.convert(&c.unit);
     match format {
-        Format::Json => {
-            balance_head_json(&mut out, c);
-            key(&mut out, "unit");
-            json_str(&mut out, &c.unit);
-            out.push_str(",\"rows\":[");
-            for (i, (k, r)) in rows.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push('{');
-                key(&mut out, "country_code");
-                json_str(&mut out, &k.code);
-                out.push(',');
-                key(&mut out, "country");
-                json_str(&mut out, &k.name);
-                let _ = write!(out, ",\"market_year\":{},", r.market_year);
-                json_measures(&mut out, &r.m);
-                out.push('}');
-            }
-            out.push_str("]}");
-        }
+        Format::Json => json(&Balance {
+            commodity_code: &c.code,
+            commodity: &c.name,
+            country_code: None,
+            country: None,
+            unit: &unit,
+            rows: rows
+                .iter()
+                .map(|(k, r)| BalanceRowOut {
+                    country_code: Some(&k.code),
+                    country: Some(&k.name),
+                    market_year: r.market_year,
+                    marketing_year: marketing_year(r.market_year),
+                    m: MeasuresOut::new(&r.m, factor),
+                })
+                .collect(),
+        }),
         Format::Csv => {
-            csv_header(
-                &mut out,
-                &[
-                    "commodity_code",
-                    "commodity",
-                    "country_code",
-                    "country",
-                    "unit",
-                    "market_year",
-                ],
-                &[],
-            );
+            let mut csv = Csv::new(&header(&COUNTRY_HEAD, &[]));
             for (k, r) in rows {
-                let unit = if k.unit.is_empty() { &c.unit } else { &k.unit };
-                for field in [&c.code, &c.name, &k.code, &k.name, unit] {
-                    csv_field(&mut out, field);
-                    out.push(',');
+                let (unit, factor) = choice.convert(country_unit(c, k));
+                for field in [&c.code, &c.name, &k.code, &k.name, &unit] {
+                    csv.text(field);
                 }
-                let _ = write!(out, "{}", r.market_year);
-                csv_measures(&mut out, &r.m);
-                out.push_str("\r\n");
+                csv.int(r.market_year);
+                csv.text(&marketing_year(r.market_year));
+                csv_measures(&mut csv, &scaled(&r.m, factor));
+                csv.end_row();
             }
+            csv.finish()
         }
     }
-    out
 }
 
-const REVISION_FIELDS: [&str; 9] = [
+const REVISION_HEAD: [&str; 11] = [
+    "commodity_code",
     "country_code",
     "country",
     "market_year",
+    "marketing_year",
     "attribute_id",
     "attribute",
     "revised_in",
@@ -340,123 +389,101 @@ const REVISION_FIELDS: [&str; 9] = [
     "change",
 ];
 
-/// Revisions (indices into `data.revisions`, newest first), at most `limit`.
+/// Revisions (newest first), at most `limit`.
 pub fn revisions<'a>(
     data: &Data,
     picked: impl Iterator<Item = &'a Revision>,
     limit: usize,
     format: Format,
 ) -> String {
-    let mut out = String::new();
+    let picked = picked.take(limit);
     match format {
-        Format::Json => out.push_str("{\"rows\":["),
+        Format::Json => json(&Rows {
+            rows: picked
+                .map(|r| {
+                    let place = &data.places[r.place as usize];
+                    let attribute = &data.attributes[r.attribute as usize];
+                    RevisionOut {
+                        country_code: &place.code,
+                        country: &place.name,
+                        market_year: r.market_year,
+                        marketing_year: marketing_year(r.market_year),
+                        attribute_id: &attribute.id,
+                        attribute: &attribute.name,
+                        revised_in: &data.months[r.month as usize],
+                        previous_value: value(r.previous_value),
+                        value: value(r.value),
+                        change: value(r.change),
+                    }
+                })
+                .collect(),
+        }),
         Format::Csv => {
-            out.push_str("commodity_code,");
-            out.push_str(&REVISION_FIELDS.join(","));
-            out.push_str("\r\n");
+            let mut csv = Csv::new(&REVISION_HEAD);
+            for r in picked {
+                let place = &data.places[r.place as usize];
+                let attribute = &data.attributes[r.attribute as usize];
+                csv.text(&data.commodities[r.commodity as usize].code);
+                csv.text(&place.code);
+                csv.text(&place.name);
+                csv.int(r.market_year);
+                csv.text(&marketing_year(r.market_year));
+                csv.text(&attribute.id);
+                csv.text(&attribute.name);
+                csv.text(&data.months[r.month as usize]);
+                csv.number(r.previous_value);
+                csv.number(r.value);
+                csv.number(r.change);
+                csv.end_row();
+            }
+            csv.finish()
         }
     }
-    for (i, r) in picked.take(limit).enumerate() {
-        let place = &data.places[r.place as usize];
-        let attribute = &data.attributes[r.attribute as usize];
-        let month = &data.months[r.month as usize];
-        let commodity = &data.commodities[r.commodity as usize];
-        match format {
-            Format::Json => {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push('{');
-                key(&mut out, "country_code");
-                json_str(&mut out, &place.code);
-                out.push(',');
-                key(&mut out, "country");
-                json_str(&mut out, &place.name);
-                let _ = write!(out, ",\"market_year\":{},", r.market_year);
-                key(&mut out, "attribute_id");
-                json_str(&mut out, &attribute.id);
-                out.push(',');
-                key(&mut out, "attribute");
-                json_str(&mut out, &attribute.name);
-                out.push(',');
-                key(&mut out, "revised_in");
-                json_str(&mut out, month);
-                for (name, v) in [
-                    ("previous_value", r.previous_value),
-                    ("value", r.value),
-                    ("change", r.change),
-                ] {
-                    out.push(',');
-                    key(&mut out, name);
-                    number(&mut out, v, "null");
-                }
-                out.push('}');
-            }
-            Format::Csv => {
-                for field in [&commodity.code, &place.code, &place.name] {
-                    csv_field(&mut out, field);
-                    out.push(',');
-                }
-                let _ = write!(out, "{},", r.market_year);
-                for field in [&attribute.id, &attribute.name, month] {
-                    csv_field(&mut out, field);
-                    out.push(',');
-                }
-                number(&mut out, r.previous_value, "");
-                out.push(',');
-                number(&mut out, r.value, "");
-                out.push(',');
-                number(&mut out, r.change, "");
-                out.push_str("\r\n");
-            }
-        }
-    }
-    if format == Format::Json {
-        out.push_str("]}");
-    }
-    out
+}
+
+#[derive(Serialize)]
+struct ErrorOut<'a> {
+    error: &'a str,
 }
 
 /// A JSON error body: `{"error": "..."}`.
 pub fn error(message: &str) -> String {
-    let mut out = String::from("{\"error\":");
-    json_str(&mut out, message);
-    out.push('}');
-    out
+    json(&ErrorOut { error: message })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+#[derive(Serialize)]
+struct HealthOk<'a> {
+    status: &'static str,
+    exported_at: &'a str,
+    age_secs: u64,
+    confirmed_at: Option<&'a str>,
+    confirmed_age_secs: Option<u64>,
+}
 
-    #[test]
-    fn json_strings_escape_quotes_backslashes_and_controls() {
-        let mut s = String::new();
-        json_str(&mut s, "a\"b\\c\nd\u{1}é");
-        assert_eq!(s, r#""a\"b\\c\nd\u0001é""#);
-        let parsed: String = serde_json::from_str(&s).unwrap();
-        assert_eq!(parsed, "a\"b\\c\nd\u{1}é");
-    }
+#[derive(Serialize)]
+struct HealthProblem<'a> {
+    status: &'a str,
+    reason: &'a str,
+}
 
-    #[test]
-    fn numbers_read_back_exactly() {
-        for v in [0.0, 170000.0, 0.1 + 0.2, 1e21, -3.5e-7, 123456789.123] {
-            let mut s = String::new();
-            number(&mut s, v, "null");
-            let back: f64 = serde_json::from_str(&s).unwrap();
-            assert_eq!(back.to_bits(), v.to_bits(), "{s}");
-        }
-        assert_eq!(plain_number(f64::NAN), "");
-    }
+/// `/healthz` when healthy: `{"status": "ok", "exported_at", "age_secs", "confirmed_at",
+/// "confirmed_age_secs"}` (the last confirmation of upstream; null without a state DB).
+pub fn health_ok(
+    exported_at: &str,
+    age_secs: u64,
+    confirmed_at: Option<&str>,
+    confirmed_age_secs: Option<u64>,
+) -> String {
+    json(&HealthOk {
+        status: "ok",
+        exported_at,
+        age_secs,
+        confirmed_at,
+        confirmed_age_secs,
+    })
+}
 
-    #[test]
-    fn csv_fields_are_quoted_only_when_needed() {
-        let mut s = String::new();
-        csv_field(&mut s, "Korea, South");
-        s.push(',');
-        csv_field(&mut s, "plain");
-        s.push(',');
-        csv_field(&mut s, "say \"hi\"");
-        assert_eq!(s, "\"Korea, South\",plain,\"say \"\"hi\"\"\"");
-    }
+/// `/healthz` otherwise: `{"status": "unavailable"|"stale", "reason"}`.
+pub fn health_problem(status: &str, reason: &str) -> String {
+    json(&HealthProblem { status, reason })
 }

@@ -156,6 +156,8 @@ mod tests {
             "/api/v1/global-balance",
             "/api/v1/commodity-balance",
             "/api/v1/revisions",
+            "/api/v1/releases",
+            "/api/v1/release-changes",
             "/api/v1/openapi.json",
             "/healthz",
         ] {

@@ -18,6 +18,7 @@ use serving_reader::{Generation, PrepareError};
 use sha2::{Digest, Sha256};
 
 use crate::answer::AnswerCache;
+use crate::format::value;
 
 /// The measures of a balance row, in the order of the API's rows.
 pub const MEASURES: [&str; 9] = [
@@ -41,16 +42,14 @@ pub const STOCKS_TO_USE: usize = 8;
 /// Measures of one row; NaN where the serving table has NULL.
 pub type Measures = [f64; 9];
 
-/// A value as the answers carry it: `None` for NULL.
-pub fn value(v: f64) -> Option<f64> {
-    v.is_finite().then_some(v)
-}
-
 #[derive(Debug)]
 pub struct WorldRow {
     pub market_year: i32,
     pub m: Measures,
     pub country_count: Option<i64>,
+    /// Countries that reported each of the eight measures (`country_count_<measure>`); `None`
+    /// when the serving file predates these columns.
+    pub counts: [Option<i64>; 8],
 }
 
 #[derive(Debug)]
@@ -98,8 +97,9 @@ pub struct Commodity {
 }
 
 impl Commodity {
-    pub fn country(&self, code: &str) -> Option<&Country> {
-        self.by_country.get(code).map(|&i| &self.countries[i])
+    /// The position of country `code` in [`Commodity::countries`].
+    pub fn country_index(&self, code: &str) -> Option<usize> {
+        self.by_country.get(code).copied()
     }
 
     /// The countries with a row in `market_year`, by production descending (NULL last), then
@@ -122,6 +122,47 @@ impl Commodity {
         });
         rows
     }
+}
+
+/// A change of coverage above this share between two market years is marked on the pages: a
+/// world sum over more (or fewer) countries is not a change in the market.
+pub const COVERAGE_CHANGE_RATIO: f64 = 0.10;
+
+/// A market year where the number of countries reporting a measure changed by more than
+/// [`COVERAGE_CHANGE_RATIO`] from the year before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoverageBreak {
+    pub market_year: i32,
+    /// Index into [`MEASURES`].
+    pub measure: usize,
+    pub from: i64,
+    pub to: i64,
+}
+
+/// The coverage breaks of world rows (ascending market year), by year then measure.
+pub fn coverage_breaks(world: &[WorldRow]) -> Vec<CoverageBreak> {
+    let mut out = Vec::new();
+    for pair in world.windows(2) {
+        for measure in 0..8 {
+            let (Some(from), Some(to)) = (pair[0].counts[measure], pair[1].counts[measure]) else {
+                continue;
+            };
+            let changed = if from == 0 {
+                to > 0
+            } else {
+                (to - from).abs() as f64 / from as f64 > COVERAGE_CHANGE_RATIO
+            };
+            if changed {
+                out.push(CoverageBreak {
+                    market_year: pair[1].market_year,
+                    measure,
+                    from,
+                    to,
+                });
+            }
+        }
+    }
+    out
 }
 
 /// A country as revisions name it: code and the name the revised snapshot gave.
@@ -172,11 +213,37 @@ pub struct Data {
     /// attribute id.
     pub revisions: Vec<Revision>,
     pub answers: AnswerCache,
+    /// Releases from `serving.value_history`; `None` when the serving file has no such table.
+    pub releases: Option<Vec<Release>>,
+    /// Monthly prices from `serving.coffee_prices`, by series then month; `None` when the
+    /// serving file has no such table.
+    pub prices: Option<Vec<Price>>,
+}
+
+/// A release: its `YYYY-MM` and the landing file that is its final state.
+#[derive(Debug, Clone)]
+pub struct Release {
+    pub release: String,
+    pub landing_sha256: String,
+}
+
+/// One month of one price series (`serving.coffee_prices`).
+#[derive(Debug, Clone)]
+pub struct Price {
+    /// `YYYY-MM`.
+    pub month: String,
+    pub year: i32,
+    /// 1 to 12.
+    pub month_of_year: u32,
+    pub series: String,
+    pub value: f64,
+    pub unit: String,
 }
 
 impl Data {
-    pub fn commodity(&self, code: &str) -> Option<&Commodity> {
-        self.by_code.get(code).map(|&i| &self.commodities[i])
+    /// The position of commodity `code` in [`Data::commodities`].
+    pub fn commodity_index(&self, code: &str) -> Option<usize> {
+        self.by_code.get(code).copied()
     }
 
     pub fn country_name(&self, code: &str) -> Option<&str> {
@@ -204,6 +271,8 @@ impl Data {
             months: Vec::new(),
             revisions: Vec::new(),
             answers: AnswerCache::default(),
+            releases: None,
+            prices: None,
         };
         // One DuckDB thread and a small memory budget: the read runs beside the request
         // workers on a small server, and what it reads fits in memory many times over.
@@ -215,14 +284,39 @@ impl Data {
         data.read_balances(conn)?;
         data.read_revisions(conn)?;
         data.index_countries();
+        if has_table(conn, "value_history")? {
+            data.releases = Some(read_releases(conn)?);
+        }
+        if has_table(conn, "coffee_prices")? {
+            data.prices = Some(read_prices(conn)?);
+        }
         Ok(data)
     }
 
     fn read_world(&mut self, conn: &Connection) -> Result<(), PrepareError> {
+        // Per-measure counts came later: a file without them is read with NULLs.
+        let has_counts: bool = conn.query_row(
+            "SELECT count(*) = 8 FROM duckdb_columns()
+              WHERE schema_name = 'serving' AND table_name = 'global_balance'
+                AND column_name LIKE 'country\\_count\\_%' ESCAPE '\\'",
+            [],
+            |r| r.get(0),
+        )?;
+        let counts = MEASURES[..8]
+            .iter()
+            .map(|m| {
+                if has_counts {
+                    format!("CAST(country_count_{m} AS BIGINT)")
+                } else {
+                    "CAST(NULL AS BIGINT)".to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
         let sql = format!(
             "SELECT CAST(commodity_code AS VARCHAR), CAST(commodity AS VARCHAR),
                     CAST(market_year AS INTEGER), CAST(unit AS VARCHAR), {},
-                    CAST(country_count AS BIGINT)
+                    CAST(country_count AS BIGINT), {counts}
                FROM serving.global_balance
               ORDER BY commodity_code, market_year",
             measure_columns()
@@ -234,6 +328,9 @@ impl Data {
             let unit = Text::of(batch, 3, "unit")?;
             let measures = measure_arrays(batch, 4)?;
             let count = int64(batch, 13, "country_count")?;
+            let per_measure = (0..8)
+                .map(|k| int64(batch, 14 + k, "country_count_<measure>"))
+                .collect::<Result<Vec<_>, _>>()?;
             for i in 0..batch.num_rows() {
                 let Some(code) = code.get(i) else { continue };
                 let Some(market_year) = (!year.is_null(i)).then(|| year.value(i)) else {
@@ -262,6 +359,9 @@ impl Data {
                     market_year,
                     m: measures_at(&measures, i),
                     country_count: (!count.is_null(i)).then(|| count.value(i)),
+                    counts: std::array::from_fn(|k| {
+                        (!per_measure[k].is_null(i)).then(|| per_measure[k].value(i))
+                    }),
                 });
             }
             Ok(())
@@ -439,6 +539,88 @@ impl Data {
     }
 }
 
+/// Whether the serving file has table (or view) `serving.<name>`: the tables other steps add
+/// later are optional, and the pages say when one is absent.
+fn has_table(conn: &Connection, name: &str) -> Result<bool, PrepareError> {
+    let n: i64 = conn.query_row(
+        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'serving' AND table_name = ?",
+        [name],
+        |r| r.get(0),
+    )?;
+    let v: i64 = conn.query_row(
+        "SELECT count(*) FROM duckdb_views() WHERE schema_name = 'serving' AND view_name = ?",
+        [name],
+        |r| r.get(0),
+    )?;
+    Ok(n + v > 0)
+}
+
+/// The releases in the history, oldest first; a release's landing file is the one its rows
+/// came from (the later landed when two share a release).
+fn read_releases(conn: &Connection) -> Result<Vec<Release>, PrepareError> {
+    let mut out = Vec::new();
+    for_each_batch(
+        conn,
+        "SELECT CAST(valid_from_release AS VARCHAR), CAST(max(landing_sha256) AS VARCHAR)
+           FROM serving.value_history
+          WHERE valid_from_release IS NOT NULL
+          GROUP BY valid_from_release ORDER BY valid_from_release",
+        |batch| {
+            let release = Text::of(batch, 0, "valid_from_release")?;
+            let sha = Text::of(batch, 1, "landing_sha256")?;
+            for i in 0..batch.num_rows() {
+                if let Some(r) = release.get(i) {
+                    out.push(Release {
+                        release: r.to_owned(),
+                        landing_sha256: sha.get(i).unwrap_or_default().to_owned(),
+                    });
+                }
+            }
+            Ok(())
+        },
+    )?;
+    Ok(out)
+}
+
+fn read_prices(conn: &Connection) -> Result<Vec<Price>, PrepareError> {
+    let mut out = Vec::new();
+    for_each_batch(
+        conn,
+        "SELECT CAST(strftime(month, '%Y-%m') AS VARCHAR), CAST(series AS VARCHAR),
+                CAST(value AS DOUBLE), CAST(unit AS VARCHAR)
+           FROM serving.coffee_prices
+          WHERE month IS NOT NULL AND series IS NOT NULL
+          ORDER BY series, month",
+        |batch| {
+            let month = Text::of(batch, 0, "month")?;
+            let series = Text::of(batch, 1, "series")?;
+            let value = float64(batch, 2, "value")?;
+            let unit = Text::of(batch, 3, "unit")?;
+            for i in 0..batch.num_rows() {
+                let (Some(m), Some(sr)) = (month.get(i), series.get(i)) else {
+                    continue;
+                };
+                let (Some(year), Some(month_of_year)) = (
+                    m.get(..4).and_then(|y| y.parse().ok()),
+                    m.get(5..7).and_then(|mm| mm.parse().ok()),
+                ) else {
+                    continue;
+                };
+                out.push(Price {
+                    month: m.to_owned(),
+                    year,
+                    month_of_year,
+                    series: sr.to_owned(),
+                    value: at(value, i),
+                    unit: unit.get(i).unwrap_or_default().to_owned(),
+                });
+            }
+            Ok(())
+        },
+    )?;
+    Ok(out)
+}
+
 fn intern<T: Clone + Eq + std::hash::Hash>(
     map: &mut HashMap<T, u32>,
     list: &mut Vec<T>,
@@ -603,6 +785,45 @@ fn measures_at(arrays: &[&Float64Array], i: usize) -> Measures {
 mod tests {
     use super::*;
 
+    fn world(year: i32, consumption: f64, counts: [i64; 8]) -> WorldRow {
+        let mut m = [f64::NAN; 9];
+        m[DOMESTIC_CONSUMPTION] = consumption;
+        WorldRow {
+            market_year: year,
+            m,
+            country_count: Some(counts.iter().copied().max().unwrap_or(0)),
+            counts: counts.map(Some),
+        }
+    }
+
+    /// PSD coffee, as landed: world domestic consumption jumps from 27,575 to 114,625
+    /// thousand bags between 2001/02 and 2002/03 because 51 countries report it, then 76.
+    #[test]
+    fn the_2001_to_2002_coffee_coverage_break_is_flagged() {
+        let rows = [
+            world(2000, 27_210.0, [60, 77, 70, 77, 70, 51, 60, 77]),
+            world(2001, 27_575.0, [60, 77, 70, 77, 70, 51, 60, 77]),
+            world(2002, 114_625.0, [62, 78, 72, 78, 72, 76, 62, 78]),
+            world(2003, 116_000.0, [62, 78, 72, 78, 72, 77, 62, 78]),
+        ];
+        let breaks = coverage_breaks(&rows);
+        assert_eq!(
+            breaks,
+            vec![CoverageBreak {
+                market_year: 2002,
+                measure: DOMESTIC_CONSUMPTION,
+                from: 51,
+                to: 76
+            }]
+        );
+        // Without per-measure counts (an older serving file) nothing is flagged.
+        let mut old = rows;
+        for r in &mut old {
+            r.counts = [None; 8];
+        }
+        assert!(coverage_breaks(&old).is_empty());
+    }
+
     #[test]
     fn exported_at_parses_with_and_without_a_fraction() {
         let t = parse_exported_at("2026-11-21 12:00:00.123").unwrap();
@@ -617,12 +838,5 @@ mod tests {
         );
         assert!(parse_exported_at("").is_err());
         assert!(parse_exported_at("yesterday").is_err());
-    }
-
-    #[test]
-    fn null_and_non_finite_values_are_absent() {
-        assert_eq!(value(1.5), Some(1.5));
-        assert_eq!(value(f64::NAN), None);
-        assert_eq!(value(f64::INFINITY), None);
     }
 }

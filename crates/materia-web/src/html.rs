@@ -1,10 +1,10 @@
 //! HTML building blocks: escaping (every text from the data or the request goes through
-//! [`esc`]), number formatting for people, and the page layout shared by every page.
+//! [`esc`]), value cells, and the page layout shared by every page.
 
 use std::fmt::Write as _;
 
-use crate::api;
 use crate::assets::Assets;
+use crate::format::{grouped, percent, plain_number, value};
 
 /// Escapes text for HTML element content and double-quoted attribute values.
 pub fn esc(s: &str) -> String {
@@ -43,61 +43,25 @@ pub fn script_json(json: &str) -> String {
     json.replace("</", "<\\/").replace("<!--", "<\\!--")
 }
 
-/// `1234567.0` as `1,234,567`; fractions keep two decimals; NULL as an en dash.
-pub fn number(v: Option<f64>) -> String {
-    let Some(v) = v else {
-        return "–".to_owned();
-    };
-    let text = if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.2}")
-    };
-    let (sign, digits) = match text.strip_prefix('-') {
-        Some(rest) => ("-", rest),
-        None => ("", text.as_str()),
-    };
-    let (int, frac) = match digits.split_once('.') {
-        Some((i, f)) => (i, Some(f)),
-        None => (digits, None),
-    };
-    let mut grouped = String::with_capacity(int.len() + int.len() / 3);
-    for (i, c) in int.chars().enumerate() {
-        if i > 0 && (int.len() - i) % 3 == 0 {
-            grouped.push(',');
-        }
-        grouped.push(c);
-    }
-    match frac {
-        Some(f) => format!("{sign}{grouped}.{f}"),
-        None => format!("{sign}{grouped}"),
-    }
-}
-
-/// A ratio as a percentage with one decimal, `–` for NULL.
-pub fn percent(v: Option<f64>) -> String {
-    v.map_or_else(|| "–".to_owned(), |v| format!("{:.1}%", v * 100.0))
-}
-
 /// A table cell holding a value: the exact value in `data-value`, a readable one inside.
 pub fn cell(v: f64) -> String {
-    let value = crate::data::value(v);
-    let class = if value.is_some() { "num" } else { "num null" };
+    let shown = value(v);
+    let class = if shown.is_some() { "num" } else { "num null" };
     format!(
         "<td class=\"{class}\" data-value=\"{}\">{}</td>",
-        api::plain_number(v),
-        number(value)
+        plain_number(v),
+        grouped(shown)
     )
 }
 
 /// A cell for a ratio (stocks-to-use), shown as a percentage.
 pub fn ratio_cell(v: f64) -> String {
-    let value = crate::data::value(v);
-    let class = if value.is_some() { "num" } else { "num null" };
+    let shown = value(v);
+    let class = if shown.is_some() { "num" } else { "num null" };
     format!(
         "<td class=\"{class}\" data-value=\"{}\">{}</td>",
-        api::plain_number(v),
-        percent(value)
+        plain_number(v),
+        percent(shown)
     )
 }
 
@@ -184,15 +148,5 @@ mod tests {
         assert_eq!(url_part("NA"), "NA");
         assert_eq!(url_part("a/b c"), "a%2Fb%20c");
         assert_eq!(script_json(r#"{"x":"</script>"}"#), r#"{"x":"<\/script>"}"#);
-    }
-
-    #[test]
-    fn numbers_are_grouped_for_people() {
-        assert_eq!(number(Some(1234567.0)), "1,234,567");
-        assert_eq!(number(Some(-1234.5)), "-1,234.50");
-        assert_eq!(number(Some(12.0)), "12");
-        assert_eq!(number(Some(0.25)), "0.25");
-        assert_eq!(number(None), "–");
-        assert_eq!(percent(Some(0.2345)), "23.4%");
     }
 }

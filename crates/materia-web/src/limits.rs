@@ -45,11 +45,23 @@ pub const GENERATION_POLL_MILLIS: u64 = 1000;
 pub const GENERATION_READ_TIMEOUT_SECS: u64 = 120;
 /// DuckDB's memory limit while it reads a generation, in MiB.
 pub const GENERATION_READ_MEMORY_MIB: u64 = 256;
+/// Generations in `<serving>.previous/` tried, newest first, when the serving file cannot be
+/// read at start.
+pub const FALLBACK_CANDIDATES_MAX: usize = 8;
 /// A file that could not be read is tried again after this long, in seconds.
 pub const GENERATION_RETRY_SECS: u64 = 5;
 
+/// How long `/healthz` reuses its read of the state DB's last confirmation of upstream, so a
+/// flood of health requests reads SQLite at most once per this many seconds.
+pub const CONFIRMATION_CACHE_SECS: u64 = 5;
+
 /// State DB reads (the `/status` page) running at once; more wait, within the request time-out.
+/// A read whose request timed out still counts until it ends.
 pub const STATUS_READS_MAX: usize = 2;
+/// Threads that render (and gzip) answers; more renders wait, within the request time-out, and
+/// a queued render whose request has gone is skipped. The async workers never render, so
+/// `/healthz` and cached answers are not queued behind heavy ones.
+pub const RENDERS_MAX: usize = 2;
 
 /// Prepared answers kept per generation: the bytes of their bodies, and how many.
 pub const ANSWER_CACHE_BYTES_MAX: usize = 32 * 1024 * 1024;
@@ -62,6 +74,10 @@ pub const REVISIONS_LIMIT_DEFAULT: usize = 100;
 pub const REVISIONS_LIMIT_MAX: usize = 10_000;
 /// Revisions on the pages of a commodity or a country.
 pub const PAGE_REVISIONS: usize = 20;
+/// (Market year, attribute) rows of the front page's "what changed this release" panel, and the
+/// countries named on each.
+pub const PAGE_CHANGE_GROUPS: usize = 12;
+pub const PAGE_CHANGE_COUNTRIES: usize = 3;
 /// Rows of the top producers and exporters tables.
 pub const PAGE_TOP_COUNTRIES: usize = 10;
 /// Market years accepted in a request (`market_year`); others are answered 400.

@@ -9,9 +9,14 @@ mod api;
 mod app;
 mod assets;
 mod data;
+mod format;
 mod html;
 mod limits;
 mod pages;
+mod params;
+mod releases;
+mod render;
+mod reply;
 mod routes;
 mod server;
 
@@ -51,7 +56,11 @@ struct Args {
     #[arg(long, env = env_vars::LANDING_DIR, value_name = "DIR", default_value = "data/landing")]
     landing_dir: PathBuf,
 
-    /// /healthz answers 503 "stale" when the serving file was exported longer ago (30m, 6h, 45d)
+    /// /healthz answers 503 "stale" when the pipeline last confirmed upstream longer ago (30m, 6h, 45d)
+    ///
+    /// Confirmed: the state DB's newest extract run that ended success or unchanged (a 304 or
+    /// an unchanged download counts), so an unchanged serving file is not stale; without such
+    /// a run in a readable state DB, the serving file's export time is used.
     #[arg(long, env = env_vars::MATERIA_WEB_MAX_SERVING_AGE, value_name = "DURATION", default_value = "45d", value_parser = parse_duration)]
     max_serving_age: Duration,
 

@@ -1,93 +1,71 @@
-//! Requests to answers: routing, parameter checks (400 for malformed, 404 for unknown), the
-//! per-generation answer cache, conditional requests (`ETag`, `Last-Modified`, 304), gzip,
-//! and the headers every answer carries. No request text ever reaches SQL: answers come from
+//! Requests to answers: the route table, one handler per route, and the one place answers of
+//! a generation are cached and rendered. No request text ever reaches SQL: answers come from
 //! the prepared generation, looked up by code in maps.
+//!
+//! A handler checks its parameters (400 for malformed, 404 for unknown), looks up what it
+//! answers about once, and returns a [`Plan`]. An answer of a generation is taken from the
+//! generation's cache or rendered, with its gzip form, on the render pool's
+//! [`limits::RENDERS_MAX`] threads, so the async workers stay free for `/healthz` and cached
+//! answers however heavy the uncached requests are.
 
-use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
 
 use crate::answer::{self, Answer};
 use crate::api::{self, Format};
 use crate::app::{App, Generation, Health};
-use crate::data::Data;
+use crate::data::{Commodity, Data};
 use crate::limits;
 use crate::pages;
+use crate::params::{Query, code, segments, truncate};
+use crate::releases;
+use crate::reply::{Body, Embedded, Problem, Reply, kind_of, problem, send};
 
-pub type Body = Full<Bytes>;
+pub use crate::reply::saturated;
 
-/// Pages may load only from this origin; nothing inline runs.
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-                   connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; \
-                   frame-ancestors 'none'";
-const NOT_CACHED: &str = "no-store";
-const REVALIDATE: &str = "no-cache";
-const IMMUTABLE: &str = "public, max-age=31536000, immutable";
-/// The generation an answer came from, for clients and tests that follow publications.
-pub const EXPORTED_AT_HEADER: &str = "x-materia-exported-at";
+/// Renders an answer from the generation's data; runs on the blocking pool.
+type Render = Box<dyn FnOnce(&Data) -> Answer + Send>;
 
-/// Whether errors are JSON (API, health) or pages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Json,
-    Html,
+/// What a handler decided.
+enum Plan {
+    Reply(Reply),
+    /// The answer under this cache key, rendered when not cached yet.
+    Cached(Generation, String, Render),
+    /// `/status`: a read of the state DB.
+    Status,
 }
 
-#[derive(Debug)]
-pub struct Problem {
-    status: StatusCode,
-    message: String,
-    retry_after_secs: Option<u64>,
+/// What a handler is given: the app, the path's parameters (the `*` segments, in order) and
+/// the query.
+struct Ctx<'a> {
+    app: &'a Arc<App>,
+    params: Vec<&'a str>,
+    query: Query,
 }
 
-impl Problem {
-    fn new(status: StatusCode, message: impl Into<String>) -> Problem {
-        Problem {
-            status,
-            message: message.into(),
-            retry_after_secs: None,
-        }
-    }
+type Handler = fn(&Ctx<'_>) -> Result<Plan, Problem>;
 
-    fn bad(message: impl Into<String>) -> Problem {
-        Problem::new(StatusCode::BAD_REQUEST, message)
-    }
-
-    fn not_found(message: impl Into<String>) -> Problem {
-        Problem::new(StatusCode::NOT_FOUND, message)
-    }
-
-    pub fn unavailable(message: impl Into<String>, retry_after_secs: u64) -> Problem {
-        Problem {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            message: message.into(),
-            retry_after_secs: Some(retry_after_secs),
-        }
-    }
-}
-
-/// What a route answers before headers are added.
-enum Reply {
-    /// From a generation: validators and `X-Materia-Exported-At` from it.
-    Generation(Generation, Arc<Answer>),
-    /// An embedded file, its strong validator, and whether its name carries its digest.
-    Asset(Embedded, String, bool),
-    /// Computed now, never cached (status, health).
-    Fresh(StatusCode, Answer),
-    Redirect(String),
-}
-
-/// Which embedded file.
-enum Embedded {
-    OpenApi,
-    Static(String),
-}
+/// Every route: its path segments (`*` takes any one segment) and its handler.
+const ROUTES: &[(&[&str], Handler)] = &[
+    (&[""], front_page),
+    (&["commodity"], commodity_form),
+    (&["commodity", "*"], commodity_page),
+    (&["commodity", "*", "country"], country_form),
+    (&["commodity", "*", "country", "*"], country_page),
+    (&["revisions"], revisions_page),
+    (&["status"], status_page),
+    (&["healthz"], health),
+    (&["api", "v1", "commodities"], api_commodities),
+    (&["api", "v1", "global-balance"], api_global_balance),
+    (&["api", "v1", "commodity-balance"], api_commodity_balance),
+    (&["api", "v1", "revisions"], api_revisions),
+    (&["api", "v1", "releases"], api_releases),
+    (&["api", "v1", "release-changes"], api_release_changes),
+    (&["api", "v1", "openapi.json"], openapi),
+    (&["static", "*"], static_file),
+];
 
 /// Answers one request, within the request time bound.
 pub async fn handle(app: Arc<App>, req: Request<hyper::body::Incoming>) -> Response<Body> {
@@ -125,14 +103,6 @@ pub async fn handle(app: Arc<App>, req: Request<hyper::body::Incoming>) -> Respo
     response
 }
 
-fn kind_of(path: &str) -> Kind {
-    if path.starts_with("/api/") || path == "/healthz" {
-        Kind::Json
-    } else {
-        Kind::Html
-    }
-}
-
 async fn respond(app: &Arc<App>, req: &Request<hyper::body::Incoming>) -> Response<Body> {
     let kind = kind_of(req.uri().path());
     if req.method() != Method::GET && req.method() != Method::HEAD {
@@ -168,136 +138,73 @@ async fn respond(app: &Arc<App>, req: &Request<hyper::body::Incoming>) -> Respon
     }
 }
 
-/// The path's segments, percent-decoded; `/` is one empty segment.
-fn segments(path: &str) -> Result<Vec<String>, Problem> {
-    let path = path.strip_prefix('/').unwrap_or(path);
-    path.split('/')
-        .map(|s| {
-            percent_decode(s)
-                .ok_or_else(|| Problem::bad("the path is not valid percent-encoded UTF-8"))
+async fn route(app: &Arc<App>, req: &Request<hyper::body::Incoming>) -> Result<Reply, Problem> {
+    let path = req.uri().path();
+    let segments = segments(path)?;
+    let query = Query::parse(req.uri().query())?;
+    let (handler, params) = ROUTES
+        .iter()
+        .find_map(|(pattern, handler)| {
+            let params = matches(pattern, &segments)?;
+            Some((*handler, params))
         })
-        .collect()
+        .ok_or_else(|| Problem::not_found(format!("no page at {}", truncate(path))))?;
+    let ctx = Ctx { app, params, query };
+    match handler(&ctx)? {
+        Plan::Reply(reply) => Ok(reply),
+        Plan::Cached(g, key, render) => cached(app, g, key, render).await,
+        Plan::Status => status(app).await,
+    }
 }
 
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
+/// The `*` segments of `segments` when they match `pattern`.
+fn matches<'a>(pattern: &[&str], segments: &'a [String]) -> Option<Vec<&'a str>> {
+    if pattern.len() != segments.len() {
+        return None;
+    }
+    let mut params = Vec::new();
+    for (p, s) in pattern.iter().zip(segments) {
+        match *p {
+            "*" => params.push(s.as_str()),
+            literal if literal == s => {}
+            _ => return None,
         }
     }
-    String::from_utf8(out).ok()
+    Some(params)
 }
 
-/// Query parameters; a name given twice is malformed.
-struct Query(HashMap<String, String>);
-
-impl Query {
-    fn parse(query: Option<&str>) -> Result<Query, Problem> {
-        let mut map = HashMap::new();
-        for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-            let k: Cow<'_, str> = k;
-            if map.insert(k.clone().into_owned(), v.into_owned()).is_some() {
-                return Err(Problem::bad(format!(
-                    "parameter {k} is given more than once"
-                )));
+/// The answer under `key` in the generation's cache, or rendered (with its gzip form) on the
+/// render pool and kept. A request that times out leaves its render running (a queued one is
+/// skipped); the pool's fixed threads bound how many run.
+async fn cached(
+    app: &Arc<App>,
+    g: Generation,
+    key: String,
+    render: Render,
+) -> Result<Reply, Problem> {
+    if let Some(found) = g.data.answers.get(&key) {
+        return Ok(Reply::Generation(g, found));
+    }
+    let g2 = g.clone();
+    let answer = app
+        .renders
+        .run(move || {
+            // Rendered meanwhile by a request queued before this one.
+            if let Some(found) = g2.data.answers.get(&key) {
+                return found;
             }
-        }
-        Ok(Query(map))
-    }
-
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str)
-    }
-
-    /// A parameter that pages submit empty for "all": empty is absent.
-    fn non_empty(&self, name: &str) -> Option<&str> {
-        self.get(name).filter(|v| !v.is_empty())
-    }
-
-    fn format(&self) -> Result<Format, Problem> {
-        match self.get("format") {
-            None | Some("json") => Ok(Format::Json),
-            Some("csv") => Ok(Format::Csv),
-            Some(other) => Err(Problem::bad(format!(
-                "format must be json or csv, not {:?}",
-                truncate(other)
-            ))),
-        }
-    }
-
-    fn required(&self, name: &str) -> Result<&str, Problem> {
-        self.get(name)
-            .ok_or_else(|| Problem::bad(format!("parameter {name} is required")))
-    }
-
-    fn limit(&self) -> Result<usize, Problem> {
-        match self.get("limit") {
-            None => Ok(limits::REVISIONS_LIMIT_DEFAULT),
-            Some(text) => text
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=limits::REVISIONS_LIMIT_MAX).contains(n))
-                .ok_or_else(|| {
-                    Problem::bad(format!(
-                        "limit must be a whole number from 1 to {}, not {:?}",
-                        limits::REVISIONS_LIMIT_MAX,
-                        truncate(text)
-                    ))
-                }),
-        }
-    }
-
-    fn market_year(&self) -> Result<Option<i32>, Problem> {
-        self.get("market_year").map(market_year).transpose()
-    }
-}
-
-/// At most 40 characters of request text in a message.
-fn truncate(s: &str) -> String {
-    let cut: String = s.chars().take(40).collect();
-    if cut.len() < s.len() {
-        format!("{cut}…")
-    } else {
-        cut
-    }
-}
-
-/// A commodity or country code: 1 to 16 ASCII letters or digits.
-fn code<'a>(what: &str, text: &'a str) -> Result<&'a str, Problem> {
-    let ok = !text.is_empty()
-        && text.len() <= limits::CODE_CHARS_MAX
-        && text.bytes().all(|b| b.is_ascii_alphanumeric());
-    if ok {
-        Ok(text)
-    } else {
-        Err(Problem::bad(format!(
-            "{what} must be a code of 1 to {} letters or digits, not {:?}",
-            limits::CODE_CHARS_MAX,
-            truncate(text)
-        )))
-    }
-}
-
-fn market_year(text: &str) -> Result<i32, Problem> {
-    text.parse::<i32>()
-        .ok()
-        .filter(|y| (limits::MARKET_YEAR_MIN..=limits::MARKET_YEAR_MAX).contains(y))
-        .ok_or_else(|| {
-            Problem::bad(format!(
-                "market_year must be a year from {} to {}, not {:?}",
-                limits::MARKET_YEAR_MIN,
-                limits::MARKET_YEAR_MAX,
-                truncate(text)
-            ))
+            let answer = render(&g2.data);
+            let _ = answer.gzip();
+            g2.data.answers.insert(&key, answer)
         })
+        .await
+        .ok_or_else(|| {
+            Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "rendering the answer failed",
+            )
+        })?;
+    Ok(Reply::Generation(g, answer))
 }
 
 fn generation(app: &Arc<App>) -> Result<Generation, Problem> {
@@ -313,18 +220,18 @@ fn generation(app: &Arc<App>) -> Result<Generation, Problem> {
     })
 }
 
-fn commodity<'a>(data: &'a Data, text: &str) -> Result<&'a crate::data::Commodity, Problem> {
+/// The commodity named by `text`, with its position in [`Data::commodities`].
+fn commodity<'a>(data: &'a Data, text: &str) -> Result<(usize, &'a Commodity), Problem> {
     let text = code("commodity", text)?;
-    data.commodity(text)
+    data.commodity_index(text)
+        .map(|i| (i, &data.commodities[i]))
         .ok_or_else(|| Problem::not_found(format!("unknown commodity {text:?}")))
 }
 
-fn country<'a>(
-    c: &'a crate::data::Commodity,
-    text: &str,
-) -> Result<&'a crate::data::Country, Problem> {
+/// The country `text` of commodity `c`: its position in [`Commodity::countries`].
+fn country(c: &Commodity, text: &str) -> Result<usize, Problem> {
     let text = code("country", text)?;
-    c.country(text).ok_or_else(|| {
+    c.country_index(text).ok_or_else(|| {
         Problem::not_found(format!(
             "commodity {} ({}) has no country {text:?}",
             c.code, c.name
@@ -332,10 +239,9 @@ fn country<'a>(
     })
 }
 
-/// An answer of the generation, rendered once per key.
-fn cached(g: &Generation, key: &str, render: impl FnOnce(&Data) -> Answer) -> Reply {
-    let answer = g.data.answers.get_or_render(key, || render(&g.data));
-    Reply::Generation(g.clone(), answer)
+/// An optional code parameter, checked.
+fn optional_code<'q>(query: &'q Query, name: &str, what: &str) -> Result<Option<&'q str>, Problem> {
+    query.non_empty(name).map(|t| code(what, t)).transpose()
 }
 
 fn html(body: String) -> Answer {
@@ -349,296 +255,381 @@ fn api_answer(format: Format, body: String) -> Answer {
     }
 }
 
-async fn route(app: &Arc<App>, req: &Request<hyper::body::Incoming>) -> Result<Reply, Problem> {
-    let segments = segments(req.uri().path())?;
-    let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
-    let query = Query::parse(req.uri().query())?;
-    match parts.as_slice() {
-        [""] => {
-            let g = generation(app)?;
-            Ok(cached(&g, "page/", |d| match d.commodity(pages::COFFEE) {
-                Some(c) => html(pages::commodity(&app.assets, d, c, true)),
-                None => html(pages::no_coffee(&app.assets, d)),
-            }))
-        }
-        ["commodity"] => {
-            let code = code("code", query.required("code")?)?;
-            Ok(Reply::Redirect(format!("/commodity/{code}")))
-        }
-        ["commodity", c] => {
-            let g = generation(app)?;
-            let c = commodity(&g.data, c)?;
-            let key = format!("page/commodity/{}", c.code);
-            Ok(cached(&g, &key, |d| {
-                html(pages::commodity(&app.assets, d, c_of(d, &c.code), false))
-            }))
-        }
-        ["commodity", c, "country"] => {
-            let c = code("commodity", c)?;
-            let cc = code("cc", query.required("cc")?)?;
-            Ok(Reply::Redirect(format!("/commodity/{c}/country/{cc}")))
-        }
-        ["commodity", c, "country", cc] => {
-            let g = generation(app)?;
-            let c = commodity(&g.data, c)?;
-            let k = country(c, cc)?;
-            let key = format!("page/country/{}/{}", c.code, k.code);
-            Ok(cached(&g, &key, |d| {
-                let c = c_of(d, &c.code);
-                html(pages::country(&app.assets, d, c, k_of(c, &k.code)))
-            }))
-        }
-        ["revisions"] => {
-            let limit = query.limit()?;
-            let commodity_text = query
-                .non_empty("commodity")
-                .map(|t| code("commodity", t))
-                .transpose()?;
-            let country_text = query
-                .non_empty("country")
-                .map(|t| code("country", t))
-                .transpose()?;
-            let g = generation(app)?;
-            let d = &g.data;
-            let c = commodity_text.map(|t| commodity(d, t)).transpose()?;
-            if let Some(cc) = country_text {
-                match c {
-                    Some(c) => {
-                        country(c, cc)?;
-                    }
-                    None => {
-                        if d.country_name(cc).is_none() {
-                            return Err(Problem::not_found(format!("unknown country {cc:?}")));
-                        }
-                    }
-                }
-            }
-            let key = format!(
-                "page/revisions/{}/{}/{limit}",
-                c.map_or("*", |c| c.code.as_str()),
-                country_text.unwrap_or("*")
-            );
-            let render = |d: &Data| {
-                let c = c.map(|c| c_of(d, &c.code));
-                let rows: Box<dyn Iterator<Item = &crate::data::Revision>> = match (c, country_text)
-                {
-                    (Some(c), Some(cc)) => Box::new(
-                        k_of(c, cc)
-                            .revisions
-                            .iter()
-                            .map(|&i| &d.revisions[i as usize]),
-                    ),
-                    (Some(c), None) => {
-                        Box::new(c.revisions.iter().map(|&i| &d.revisions[i as usize]))
-                    }
-                    (None, Some(cc)) => Box::new(
-                        d.revisions
-                            .iter()
-                            .filter(move |r| d.places[r.place as usize].code == cc),
-                    ),
-                    (None, None) => Box::new(d.revisions.iter()),
-                };
-                html(pages::revisions(
-                    &app.assets,
-                    d,
-                    c,
-                    country_text,
-                    limit,
-                    rows,
-                ))
-            };
-            if limit == limits::REVISIONS_LIMIT_DEFAULT {
-                Ok(cached(&g, &key, render))
-            } else {
-                let answer = Arc::new(render(&g.data));
-                Ok(Reply::Generation(g.clone(), answer))
-            }
-        }
-        ["status"] => status(app).await,
-        ["healthz"] => Ok(health(app)),
-        ["api", "v1", "commodities"] => {
-            let format = query.format()?;
-            let g = generation(app)?;
-            Ok(cached(
-                &g,
-                &format!("api/commodities/{}", format.name()),
-                |d| api_answer(format, api::commodities(d, format)),
-            ))
-        }
-        ["api", "v1", "global-balance"] => {
-            let format = query.format()?;
-            let text = code("commodity", query.required("commodity")?)?;
-            let g = generation(app)?;
-            let c = commodity(&g.data, text)?;
-            let key = format!("api/global/{}/{}", c.code, format.name());
-            Ok(cached(&g, &key, |d| {
-                api_answer(format, api::global_balance(c_of(d, &c.code), format))
-            }))
-        }
-        ["api", "v1", "commodity-balance"] => {
-            let format = query.format()?;
-            let text = code("commodity", query.required("commodity")?)?;
-            let cc = query
-                .get("country")
-                .map(|t| code("country", t))
-                .transpose()?;
-            let year = query.market_year()?;
-            if cc.is_none() && year.is_none() {
-                return Err(Problem::bad(
-                    "commodity-balance needs country=CC (one country's history) or market_year=Y (every country of a year)",
-                ));
-            }
-            let g = generation(app)?;
-            let c = commodity(&g.data, text)?;
-            match cc {
-                Some(cc) => {
-                    let k = country(c, cc)?;
-                    let key = format!(
-                        "api/country/{}/{}/{}/{}",
-                        c.code,
-                        k.code,
-                        year.map_or_else(|| "*".to_owned(), |y| y.to_string()),
-                        format.name()
-                    );
-                    Ok(cached(&g, &key, |d| {
-                        let c = c_of(d, &c.code);
-                        api_answer(
-                            format,
-                            api::country_balance(c, k_of(c, &k.code), year, format),
-                        )
-                    }))
-                }
-                None => {
-                    let year = year.expect("checked above");
-                    let key = format!("api/year/{}/{year}/{}", c.code, format.name());
-                    Ok(cached(&g, &key, |d| {
-                        api_answer(format, api::year_balance(c_of(d, &c.code), year, format))
-                    }))
-                }
-            }
-        }
-        ["api", "v1", "revisions"] => {
-            let format = query.format()?;
-            let limit = query.limit()?;
-            let text = code("commodity", query.required("commodity")?)?;
-            let cc = query
-                .get("country")
-                .map(|t| code("country", t))
-                .transpose()?;
-            let g = generation(app)?;
-            let c = commodity(&g.data, text)?;
-            let k = cc.map(|cc| country(c, cc)).transpose()?;
-            let key = format!(
-                "api/revisions/{}/{}/{limit}/{}",
-                c.code,
-                k.map_or("*", |k| k.code.as_str()),
-                format.name()
-            );
-            let render = |d: &Data| {
-                let c = c_of(d, &c.code);
-                let indices = match k {
-                    Some(k) => &k_of(c, &k.code).revisions,
-                    None => &c.revisions,
-                };
-                let rows = indices.iter().map(|&i| &d.revisions[i as usize]);
-                api_answer(format, api::revisions(d, rows, limit, format))
-            };
-            if limit == limits::REVISIONS_LIMIT_DEFAULT {
-                Ok(cached(&g, &key, render))
-            } else {
-                let answer = Arc::new(render(&g.data));
-                Ok(Reply::Generation(g.clone(), answer))
-            }
-        }
-        ["api", "v1", "openapi.json"] => Ok(Reply::Asset(
-            Embedded::OpenApi,
-            format!("\"openapi-{}\"", crate::assets::build_id()),
-            false,
-        )),
-        ["static", name] => match app.assets.get(name) {
-            Some(asset) => Ok(Reply::Asset(
-                Embedded::Static(asset.name.clone()),
-                format!("\"{}\"", asset.name),
+fn front_page(ctx: &Ctx<'_>) -> Result<Plan, Problem> {
+    let unit = ctx.query.unit()?;
+    let g = generation(ctx.app)?;
+    let at = g.data.commodity_index(pages::COFFEE);
+    let app = ctx.app.clone();
+    Ok(Plan::Cached(
+        g,
+        format!("page//{}", unit.name()),
+        Box::new(move |d| match at {
+            Some(i) => html(pages::commodity(
+                &app.assets,
+                d,
+                &d.commodities[i],
                 true,
+                unit,
             )),
-            None => Err(Problem::not_found(format!(
-                "no file /static/{}",
-                truncate(name)
-            ))),
-        },
-        _ => Err(Problem::not_found(format!(
-            "no page at {}",
-            truncate(req.uri().path())
+            None => html(pages::no_coffee(&app.assets, d)),
+        }),
+    ))
+}
+
+fn commodity_form(ctx: &Ctx<'_>) -> Result<Plan, Problem> {
+    let code = code("code", ctx.query.required("code")?)?;
+    Ok(Plan::Reply(Reply::Redirect(format!("/commodity/{code}"))))
+}
+
+fn commodity_page(ctx: &Ctx<'_>) -> Result<Plan, Problem> {
+    let unit = ctx.query.unit()?;
+    let g = generation(ctx.app)?;
+    let (ci, c) = commodity(&g.data, ctx.params[0])?;
+    let key = format!("page/commodity/{}/{}", c.code, unit.name());
+    let app = ctx.app.clone();
+    Ok(Plan::Cached(
+        g,
+        key,
+        Box::new(move |d| {
+            html(pages::commodity(
+                &app.assets,
+                d,
+                &d.commodities[ci],
+                false,
+                unit,
+            ))
+        }),
+    ))
+}
+
+fn country_form(ctx: &Ctx<'_>) -> Result<Plan, Problem> {
+    let c = code("commodity", ctx.params[0])?;
+    let cc = code("cc", ctx.query.required("cc")?)?;
+    Ok(Plan::Reply(Reply::Redirect(format!(
+        "/commodity/{c}/country/{cc}"
+    ))))
+}
+
+fn country_page(ctx: &Ctx<'_>) -> Result<Plan, Problem> {
+    let unit = ctx.query.unit()?;
+    let g = generation(ctx.app)?;
+    let (ci, c) = commodity(&g.data, ctx.params[0])?;
+    let ki = country(c, ctx.params[1])?;
+    let key = format!(
+        "page/country/{}/{}/{}",
+        c.code,
+        c.countries[ki].code,
+        unit.name()
+    );
+    let app = ctx.app.clone();
+    Ok(Plan::Cached(
+        g,
+        key,
+        Box::new(move |d| {
+            let c = &d.commodities[ci];
+            html(pages::country(&app.assets, d, c, &c.countries[ki], unit))
+        }),
+    ))
+}
+
+fn revisions_page(ctx: &Ctx<'_>) -> Result<Plan, Problem> {
+    let limit = ctx.query.limit()?;
+    let commodity_text = optional_code(&ctx.query, "commodity", "commodity")?;
+    let country_text = optional_code(&ctx.query, "country", "country")?;
+    let g = generation(ctx.app)?;
+    let d = &g.data;
+    let c = commodity_text.map(|t| commodity(d, t)).transpose()?;
+    let k = match (c, country_text) {
+        (Some((_, c)), Some(cc)) => Some(country(c, cc)?),
+        (None, Some(cc)) if d.country_name(cc).is_none() => {
+            return Err(Problem::not_found(format!("unknown country {cc:?}")));
+        }
+        _ => None,
+    };
+    let key = format!(
+        "page/revisions/{}/{}/{limit}",
+        c.map_or("*", |(_, c)| c.code.as_str()),
+        country_text.unwrap_or("*")
+    );
+    let ci = c.map(|(i, _)| i);
+    let cc = country_text.map(str::to_owned);
+    let app = ctx.app.clone();
+    let render = move |d: &Data| {
+        let c = ci.map(|i| &d.commodities[i]);
+        let rows: Box<dyn Iterator<Item = &crate::data::Revision>> = match (c, k, &cc) {
+            (Some(c), Some(k), _) => Box::new(by_index(d, &c.countries[k].revisions)),
+            (Some(c), None, _) => Box::new(by_index(d, &c.revisions)),
+            (None, _, Some(cc)) => Box::new(
+                d.revisions
+                    .iter()
+                    .filter(move |r| d.places[r.place as usize].code == *cc),
+            ),
+            (None, _, None) => Box::new(d.revisions.iter()),
+        };
+        html(pages::revisions(
+            &app.assets,
+            d,
+            c,
+            cc.as_deref(),
+            limit,
+            rows,
+        ))
+    };
+    Ok(Plan::Cached(g, key, Box::new(render)))
+}
+
+/// Revisions by their indices into [`Data::revisions`].
+fn by_index<'a>(
+    d: &'a Data,
+    indices: &'a [u32],
+) -> impl Iterator<Item = &'a crate::data::Revision> {
+    indices.iter().map(|&i| &d.revisions[i as usize])
+}
+
+fn status_page(_ctx: &Ctx<'_>) -> Result<Plan, Problem> {
+    Ok(Plan::Status)
+}
+
+fn health(ctx: &Ctx<'_>) -> Result<Plan, Problem> {
+    let (status, body) = match ctx.app.health() {
+        Health::Ok {
+            exported_at,
+            age_secs,
+            confirmed_at,
+            confirmed_age_secs,
+        } => (
+            StatusCode::OK,
+            api::health_ok(
+                &exported_at,
+                age_secs,
+                confirmed_at.as_deref(),
+                confirmed_age_secs,
+            ),
+        ),
+        Health::Unavailable(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            api::health_problem("unavailable", &reason),
+        ),
+        Health::Stale(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            api::health_problem("stale", &reason),
+        ),
+    };
+    Ok(Plan::Reply(Reply::Fresh(
+        status,
+        Answer::new(answer::JSON, body),
+    )))
+}
+
+fn api_commodities(ctx: &Ctx<'_>) -> Result<Plan, Problem> {
+    let format = ctx.query.format()?;
+    let g = generation(ctx.app)?;
+    let key = format!("api/commodities/{}", format.name());
+    Ok(Plan::Cached(
+        g,
+        key,
+        Box::new(move |d| api_answer(format, api::commodities(d, format))),
+    ))
+}
+
+fn api_global_balance(ctx: &Ctx<'_>) -> Result<Plan, Problem> {
+    let format = ctx.query.format()?;
+    let unit = ctx.query.unit()?;
+    let text = code("commodity", ctx.query.required("commodity")?)?;
+    let g = generation(ctx.app)?;
+    let (ci, c) = commodity(&g.data, text)?;
+    let key = format!("api/global/{}/{}/{}", c.code, format.name(), unit.name());
+    Ok(Plan::Cached(
+        g,
+        key,
+        Box::new(move |d| {
+            api_answer(
+                format,
+                api::global_balance(&d.commodities[ci], format, unit),
+            )
+        }),
+    ))
+}
+
+fn api_commodity_balance(ctx: &Ctx<'_>) -> Result<Plan, Problem> {
+    let format = ctx.query.format()?;
+    let unit = ctx.query.unit()?;
+    let text = code("commodity", ctx.query.required("commodity")?)?;
+    let cc = ctx
+        .query
+        .get("country")
+        .map(|t| code("country", t))
+        .transpose()?;
+    let year = ctx.query.market_year()?;
+    if cc.is_none() && year.is_none() {
+        return Err(Problem::bad(
+            "commodity-balance needs country=CC (one country's history) or market_year=Y (every country of a year)",
+        ));
+    }
+    let g = generation(ctx.app)?;
+    let (ci, c) = commodity(&g.data, text)?;
+    let (key, render): (String, Render) = match (cc, year) {
+        (Some(cc), _) => {
+            let ki = country(c, cc)?;
+            let key = format!(
+                "api/country/{}/{}/{}/{}/{}",
+                c.code,
+                c.countries[ki].code,
+                year.map_or_else(|| "*".to_owned(), |y| y.to_string()),
+                format.name(),
+                unit.name()
+            );
+            let render = move |d: &Data| {
+                let c = &d.commodities[ci];
+                let body = api::country_balance(c, &c.countries[ki], year, format, unit);
+                api_answer(format, body)
+            };
+            (key, Box::new(render))
+        }
+        (None, Some(year)) => {
+            let key = format!(
+                "api/year/{}/{year}/{}/{}",
+                c.code,
+                format.name(),
+                unit.name()
+            );
+            let render = move |d: &Data| {
+                api_answer(
+                    format,
+                    api::year_balance(&d.commodities[ci], year, format, unit),
+                )
+            };
+            (key, Box::new(render))
+        }
+        (None, None) => unreachable!("refused above"),
+    };
+    Ok(Plan::Cached(g, key, render))
+}
+
+fn api_revisions(ctx: &Ctx<'_>) -> Result<Plan, Problem> {
+    let format = ctx.query.format()?;
+    let limit = ctx.query.limit()?;
+    let text = code("commodity", ctx.query.required("commodity")?)?;
+    let cc = ctx
+        .query
+        .get("country")
+        .map(|t| code("country", t))
+        .transpose()?;
+    let g = generation(ctx.app)?;
+    let (ci, c) = commodity(&g.data, text)?;
+    let k = cc.map(|cc| country(c, cc)).transpose()?;
+    let key = format!(
+        "api/revisions/{}/{}/{limit}/{}",
+        c.code,
+        k.map_or("*", |k| c.countries[k].code.as_str()),
+        format.name()
+    );
+    let render = move |d: &Data| {
+        let c = &d.commodities[ci];
+        let indices = match k {
+            Some(k) => &c.countries[k].revisions,
+            None => &c.revisions,
+        };
+        api_answer(
+            format,
+            api::revisions(d, by_index(d, indices), limit, format),
+        )
+    };
+    Ok(Plan::Cached(g, key, Box::new(render)))
+}
+
+fn api_releases(ctx: &Ctx<'_>) -> Result<Plan, Problem> {
+    let format = ctx.query.format()?;
+    let g = generation(ctx.app)?;
+    let key = format!("api/releases/{}", format.name());
+    Ok(Plan::Cached(
+        g,
+        key,
+        Box::new(move |d| api_answer(format, releases::releases_body(d, format))),
+    ))
+}
+
+fn api_release_changes(ctx: &Ctx<'_>) -> Result<Plan, Problem> {
+    let format = ctx.query.format()?;
+    let text = code("commodity", ctx.query.required("commodity")?)?;
+    let asked = ctx.query.release("release")?;
+    let g = generation(ctx.app)?;
+    let (ci, c) = commodity(&g.data, text)?;
+    let release = match asked {
+        Some(r) if releases::known_release(&g.data, r) => Some(r.to_owned()),
+        Some(r) => {
+            return Err(Problem::not_found(format!(
+                "no release {r:?} revised any value"
+            )));
+        }
+        None => releases::latest_release(&g.data, c).map(str::to_owned),
+    };
+    let key = format!(
+        "api/release-changes/{}/{}/{}",
+        c.code,
+        release.as_deref().unwrap_or("*"),
+        format.name()
+    );
+    let render = move |d: &Data| {
+        let body = releases::changes_body(d, &d.commodities[ci], release.as_deref(), format);
+        api_answer(format, body)
+    };
+    Ok(Plan::Cached(g, key, Box::new(render)))
+}
+
+fn openapi(_ctx: &Ctx<'_>) -> Result<Plan, Problem> {
+    Ok(Plan::Reply(Reply::Asset(
+        Embedded::OpenApi,
+        format!("\"openapi-{}\"", crate::assets::build_id()),
+        false,
+    )))
+}
+
+fn static_file(ctx: &Ctx<'_>) -> Result<Plan, Problem> {
+    let name = ctx.params[0];
+    match ctx.app.assets.get(name) {
+        Some(asset) => Ok(Plan::Reply(Reply::Asset(
+            Embedded::Static(asset.name.clone()),
+            format!("\"{}\"", asset.name),
+            true,
+        ))),
+        None => Err(Problem::not_found(format!(
+            "no file /static/{}",
+            truncate(name)
         ))),
     }
 }
 
-/// The commodity `code` of `d` (looked up again inside a render closure, which gets the data
-/// by reference from the cache).
-fn c_of<'a>(d: &'a Data, code: &str) -> &'a crate::data::Commodity {
-    d.commodity(code).expect("looked up before rendering")
-}
-
-fn k_of<'a>(c: &'a crate::data::Commodity, code: &str) -> &'a crate::data::Country {
-    c.country(code).expect("looked up before rendering")
-}
-
-fn health(app: &Arc<App>) -> Reply {
-    let (status, body) = match app.health() {
-        Health::Ok {
-            exported_at,
-            age_secs,
-        } => {
-            let mut body = String::from("{\"status\":\"ok\",\"exported_at\":");
-            api::json_str(&mut body, &exported_at);
-            body.push_str(&format!(",\"age_secs\":{age_secs}}}"));
-            (StatusCode::OK, body)
-        }
-        Health::Unavailable(reason) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            status_body("unavailable", &reason),
-        ),
-        Health::Stale(reason) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            status_body("stale", &reason),
-        ),
-    };
-    Reply::Fresh(status, Answer::new(answer::JSON, body))
-}
-
-fn status_body(status: &str, reason: &str) -> String {
-    let mut body = String::from("{\"status\":");
-    api::json_str(&mut body, status);
-    body.push_str(",\"reason\":");
-    api::json_str(&mut body, reason);
-    body.push('}');
-    body
-}
-
+/// `/status`: the state DB is read on the blocking pool, at most
+/// [`limits::STATUS_READS_MAX`] reads at once. The permit moves into the read: a request that
+/// times out leaves its read running, and counted, until it ends.
 async fn status(app: &Arc<App>) -> Result<Reply, Problem> {
     let generation = app.generation();
     let health = app.health();
-    let _permit = app
+    let permit = app
         .status_reads
-        .acquire()
+        .clone()
+        .acquire_owned()
         .await
         .map_err(|_| Problem::unavailable("the server is shutting down", 1))?;
     let state_db = app.config.state_db.clone();
     let landing_dir = app.config.landing_dir.clone();
-    let report =
-        tokio::task::spawn_blocking(move || materia_status::report(&state_db, &landing_dir, &[]))
-            .await
-            .map_err(|e| {
-                Problem::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("reading the state DB failed: {e}"),
-                )
-            })?
-            .map_err(|e| format!("{e:#}"));
+    let report = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        materia_status::report(&state_db, &landing_dir, &[], &[])
+    })
+    .await
+    .map_err(|e| {
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("reading the state DB failed: {e}"),
+        )
+    })?
+    .map_err(|e| format!("{e:#}"));
     let view = pages::ServingView {
-        path: app.serving_path().display().to_string(),
         generation: generation.as_ref(),
         health,
+        fallback: app.fallback().map(|f| f.file_name),
     };
     Ok(Reply::Fresh(
         StatusCode::OK,
@@ -646,308 +637,28 @@ async fn status(app: &Arc<App>) -> Result<Reply, Problem> {
     ))
 }
 
-/// True when the client takes gzip (`Accept-Encoding`, q-values honoured).
-fn accepts_gzip(headers: &HeaderMap) -> bool {
-    let mut gzip = None;
-    let mut star = None;
-    for value in headers.get_all(header::ACCEPT_ENCODING) {
-        let Ok(text) = value.to_str() else { continue };
-        for item in text.split(',') {
-            let mut parts = item.split(';');
-            let coding = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-            let q = parts
-                .find_map(|p| {
-                    p.trim()
-                        .strip_prefix("q=")
-                        .map(|q| q.trim().parse::<f32>().unwrap_or(0.0))
-                })
-                .unwrap_or(1.0);
-            match coding.as_str() {
-                "gzip" | "x-gzip" => gzip = Some(q > 0.0),
-                "*" => star = Some(q > 0.0),
-                _ => {}
-            }
-        }
-    }
-    gzip.or(star).unwrap_or(false)
-}
-
-/// `If-None-Match` (weak comparison) or, without it, `If-Modified-Since`.
-fn not_modified(headers: &HeaderMap, etag: &str, modified: Option<SystemTime>) -> bool {
-    let opaque = |t: &str| t.trim().trim_start_matches("W/").to_owned();
-    if let Some(value) = headers.get(header::IF_NONE_MATCH) {
-        let Ok(text) = value.to_str() else {
-            return false;
-        };
-        return text
-            .split(',')
-            .any(|t| t.trim() == "*" || opaque(t) == opaque(etag));
-    }
-    if let (Some(value), Some(modified)) = (headers.get(header::IF_MODIFIED_SINCE), modified) {
-        let since = value
-            .to_str()
-            .ok()
-            .and_then(|t| httpdate::parse_http_date(t).ok());
-        let secs = |t: SystemTime| {
-            t.duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap_or(Duration::ZERO)
-                .as_secs()
-        };
-        return since.is_some_and(|s| secs(modified) <= secs(s));
-    }
-    false
-}
-
-fn header_value(text: &str) -> HeaderValue {
-    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
-}
-
-fn respond_with(status: StatusCode, answer: &Answer, gzip: bool) -> Response<Body> {
-    let (body, encoded) = match answer.gzip() {
-        Some(packed) if gzip => (packed.clone(), true),
-        _ => (answer.body.clone(), false),
-    };
-    let mut r = Response::new(Full::new(body));
-    *r.status_mut() = status;
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(answer.content_type),
-    );
-    if encoded {
-        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-    }
-    if answer.body.len() >= limits::COMPRESS_BYTES_MIN {
-        h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
-    }
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    if answer.content_type == answer::HTML {
-        h.insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(CSP),
-        );
-        h.insert(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        );
-        h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    }
-    r
-}
-
-fn not_modified_response(etag: &str) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::new()));
-    *r.status_mut() = StatusCode::NOT_MODIFIED;
-    r.headers_mut().insert(header::ETAG, header_value(etag));
-    r
-}
-
-fn send(app: &Arc<App>, headers: &HeaderMap, reply: Reply) -> Response<Body> {
-    let gzip = accepts_gzip(headers);
-    match reply {
-        Reply::Generation(g, answer) => {
-            let d = &g.data;
-            let mut r = if not_modified(headers, &d.etag, Some(d.exported_at)) {
-                not_modified_response(&d.etag)
-            } else {
-                let mut r = respond_with(StatusCode::OK, &answer, gzip);
-                r.headers_mut().insert(header::ETAG, header_value(&d.etag));
-                r
-            };
-            let h = r.headers_mut();
-            h.insert(header::LAST_MODIFIED, header_value(&d.last_modified));
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static(REVALIDATE));
-            h.insert(EXPORTED_AT_HEADER, header_value(&d.exported_at_iso));
-            r
-        }
-        Reply::Asset(which, etag, immutable) => {
-            let cache = if immutable { IMMUTABLE } else { REVALIDATE };
-            let mut r = if not_modified(headers, &etag, None) {
-                not_modified_response(&etag)
-            } else {
-                let answer = match &which {
-                    Embedded::OpenApi => &app.assets.openapi,
-                    Embedded::Static(name) => &app.assets.get(name).expect("found by route").answer,
-                };
-                let mut r = respond_with(StatusCode::OK, answer, gzip);
-                r.headers_mut().insert(header::ETAG, header_value(&etag));
-                r
-            };
-            r.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-            r
-        }
-        Reply::Fresh(status, answer) => {
-            let mut r = respond_with(status, &answer, gzip);
-            r.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static(NOT_CACHED));
-            r
-        }
-        Reply::Redirect(to) => {
-            let mut r = Response::new(Full::new(Bytes::new()));
-            *r.status_mut() = StatusCode::SEE_OTHER;
-            r.headers_mut().insert(header::LOCATION, header_value(&to));
-            r.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static(NOT_CACHED));
-            r
-        }
-    }
-}
-
-/// An error answer: `{"error": ...}` on the API, a page elsewhere.
-fn problem(app: &Arc<App>, kind: Kind, p: &Problem) -> Response<Body> {
-    let title = p.status.canonical_reason().unwrap_or("Error");
-    let answer = match kind {
-        Kind::Json => Answer::new(answer::JSON, api::error(&p.message)),
-        Kind::Html => html(pages::problem(
-            &app.assets,
-            p.status.as_u16(),
-            title,
-            &p.message,
-        )),
-    };
-    let mut r = respond_with(p.status, &answer, false);
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static(NOT_CACHED));
-    if let Some(secs) = p.retry_after_secs {
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, header_value(&secs.to_string()));
-    }
-    r
-}
-
-/// The answer to a connection the server has no room for: 503 with `Retry-After`, and close.
-pub fn saturated(app: &Arc<App>, path: &str) -> Response<Body> {
-    let mut r = problem(
-        app,
-        kind_of(path),
-        &Problem::unavailable(
-            "the server is at its connection limit; try again shortly",
-            limits::SATURATED_RETRY_AFTER_SECS,
-        ),
-    );
-    r.headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    r
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(*k, HeaderValue::from_str(v).unwrap());
+    #[test]
+    fn every_route_matches_its_own_pattern_only() {
+        let seg = |p: &str| segments(p).unwrap();
+        for (path, params) in [
+            ("/", vec![]),
+            ("/commodity/0711100", vec!["0711100"]),
+            ("/commodity/0711100/country/BR", vec!["0711100", "BR"]),
+            ("/static/app.css", vec!["app.css"]),
+        ] {
+            let s = seg(path);
+            let found: Vec<_> = ROUTES.iter().filter_map(|(p, _)| matches(p, &s)).collect();
+            assert_eq!(found.len(), 1, "{path}");
+            assert_eq!(found[0], params, "{path}");
         }
-        h
-    }
-
-    #[test]
-    fn gzip_is_sent_only_when_accepted() {
-        assert!(accepts_gzip(&headers(&[(
-            "accept-encoding",
-            "gzip, deflate, br"
-        )])));
-        assert!(accepts_gzip(&headers(&[(
-            "accept-encoding",
-            "br;q=1.0, gzip;q=0.5"
-        )])));
-        assert!(!accepts_gzip(&headers(&[("accept-encoding", "gzip;q=0")])));
-        assert!(accepts_gzip(&headers(&[("accept-encoding", "*")])));
-        assert!(!accepts_gzip(&headers(&[(
-            "accept-encoding",
-            "*, gzip;q=0"
-        )])));
-        assert!(!accepts_gzip(&headers(&[])));
-    }
-
-    #[test]
-    fn conditional_requests_match_weakly_and_by_date() {
-        let etag = "W/\"abc\"";
-        assert!(not_modified(
-            &headers(&[("if-none-match", "W/\"abc\"")]),
-            etag,
-            None
-        ));
-        assert!(not_modified(
-            &headers(&[("if-none-match", "\"x\", \"abc\"")]),
-            etag,
-            None
-        ));
-        assert!(not_modified(
-            &headers(&[("if-none-match", "*")]),
-            etag,
-            None
-        ));
-        assert!(!not_modified(
-            &headers(&[("if-none-match", "\"x\"")]),
-            etag,
-            None
-        ));
-        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        let date = httpdate::fmt_http_date(t);
-        assert!(not_modified(
-            &headers(&[("if-modified-since", &date)]),
-            etag,
-            Some(t + Duration::from_millis(400))
-        ));
-        assert!(!not_modified(
-            &headers(&[("if-modified-since", &date)]),
-            etag,
-            Some(t + Duration::from_secs(1))
-        ));
-        // If-None-Match wins over the date.
-        assert!(!not_modified(
-            &headers(&[("if-none-match", "\"x\""), ("if-modified-since", &date)]),
-            etag,
-            Some(t)
-        ));
-    }
-
-    #[test]
-    fn codes_and_years_are_checked() {
-        assert!(code("commodity", "0711100").is_ok());
-        assert!(code("country", "NA").is_ok());
-        for bad in ["", "07 11", "x'; DROP TABLE", "ä", "12345678901234567"] {
-            assert_eq!(
-                code("commodity", bad).unwrap_err().status,
-                StatusCode::BAD_REQUEST,
-                "{bad}"
-            );
-        }
-        assert_eq!(market_year("2024").unwrap(), 2024);
-        for bad in ["1899", "2101", "20x4", "", "99999999999"] {
-            assert!(market_year(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn paths_are_percent_decoded_and_bad_encodings_refused() {
-        assert_eq!(segments("/").unwrap(), vec![""]);
-        assert_eq!(
-            segments("/commodity/%30711100").unwrap(),
-            vec!["commodity", "0711100"]
+        assert!(
+            ROUTES
+                .iter()
+                .all(|(p, _)| matches(p, &seg("/nope/x")).is_none())
         );
-        assert!(segments("/x/%zz").is_err());
-        assert!(segments("/x/%ff").is_err());
-        assert_eq!(
-            segments("/static/..%2F..%2Fetc").unwrap(),
-            vec!["static", "../../etc"]
-        );
-    }
-
-    #[test]
-    fn a_parameter_given_twice_is_malformed() {
-        assert!(Query::parse(Some("commodity=1&commodity=2")).is_err());
-        let q = Query::parse(Some("commodity=0711100&country=NA")).unwrap();
-        assert_eq!(q.get("country"), Some("NA"));
-        assert!(Query::parse(Some("format=xml")).unwrap().format().is_err());
-        assert!(Query::parse(Some("limit=0")).unwrap().limit().is_err());
-        assert!(Query::parse(Some("limit=10001")).unwrap().limit().is_err());
-        assert_eq!(Query::parse(None).unwrap().limit().unwrap(), 100);
     }
 }

@@ -3,8 +3,6 @@
 //! methods and target sizes, and `/healthz` for a fresh, a stale, a missing and an unreadable
 //! serving file.
 
-#![allow(clippy::unwrap_used)]
-
 mod support;
 
 use std::io::Read;
@@ -497,7 +495,7 @@ fn a_missing_state_db_is_shown_on_status_and_is_not_created() {
 }
 
 #[test]
-fn status_lists_quarantined_landing_files_escaped() {
+fn status_lists_quarantined_landing_files_without_paths_or_reasons() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.sqlite");
     std::fs::copy(site().state_db(), &state).unwrap();
@@ -516,9 +514,197 @@ fn status_lists_quarantined_landing_files_escaped() {
     let page = s.get("/status").text();
     assert!(
         page.contains(&format!(
-            "<tr><td><code>{path}</code></td><td>2026-12-02T04:00:00.000Z</td><td>Value &lt;n/a&gt; &amp; worse</td></tr>"
+            "<tr><td>psd</td><td><code>{}</code></td><td>2026-12-02T04:00:00.000Z</td></tr>",
+            "a".repeat(64)
         )),
         "{page}"
     );
+    // Public: neither the landing path nor the operator's text.
+    assert!(!page.contains(&path), "{page}");
+    assert!(!page.contains("worse"), "{page}");
     assert!(page.contains("id=\"quarantined\""));
+}
+
+/// Moves every time of the copied site `dir` (state DB rows, the serving file's export) `days`
+/// into the past, then records one extract-psd run that ended `unchanged` (a 304)
+/// `confirmed_hours_ago` hours ago, if given. Python's sqlite3 and the venv's duckdb write them.
+fn age_site(dir: &std::path::Path, days: u32, confirmed_hours_ago: Option<u32>) {
+    let script = r#"
+import sqlite3, sys, duckdb, datetime
+state, serving, days, hours = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+db = sqlite3.connect(state)
+shift = f"-{days} days"
+def back(col):
+    return f"strftime('%Y-%m-%dT%H:%M:%fZ', {col}, '{shift}')"
+for table in ("extraction_runs", "step_runs"):
+    db.execute(f"UPDATE {table} SET started_at = {back('started_at')}, finished_at = {back('finished_at')}")
+if hours != "none":
+    at = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=int(hours)))
+    iso = at.strftime('%Y-%m-%dT%H:%M:%S.000Z')
+    db.execute("INSERT INTO extraction_runs (extractor, status, started_at, finished_at, detail) "
+               "VALUES ('psd', 'unchanged', ?, ?, 'not modified (HTTP 304)')", (iso, iso))
+db.commit()
+db.close()
+con = duckdb.connect(serving)
+con.execute(f"UPDATE serving._materia_export SET exported_at = exported_at - INTERVAL {days} DAY")
+con.execute("CHECKPOINT")
+con.close()
+"#;
+    let hours = confirmed_hours_ago.map_or_else(|| "none".to_owned(), |h| h.to_string());
+    let out = run_bounded(
+        Command::new(test_support::venv().join("bin/python"))
+            .arg("-c")
+            .arg(script)
+            .arg(dir.join("state.sqlite"))
+            .arg(dir.join("analytics.duckdb"))
+            .arg(days.to_string())
+            .arg(hours),
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A copy of the shared site's serving file and state DB in a new directory.
+fn site_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    std::fs::copy(site().serving(), dir.path().join("analytics.duckdb"))
+        .expect("copy the serving file");
+    // The SQLite backup API, so a WAL the site left is part of the copy.
+    run_ledger::Ledger::open_read_only(&site().state_db())
+        .expect("open the site's state DB")
+        .snapshot_to(&dir.path().join("state.sqlite"))
+        .expect("snapshot the state DB");
+    dir
+}
+
+/// Issue 23: USDA revises coffee about twice a year, so the serving file may stay unchanged for
+/// months while the pipeline confirms upstream every hour (304s). Sixty simulated days without
+/// a change is healthy; sixty days without a confirmation is stale.
+#[test]
+fn regression_health_is_ok_after_60_days_without_a_change_while_upstream_is_confirmed() {
+    let dir = site_copy();
+    age_site(dir.path(), 60, Some(1));
+    let s = Server::start(
+        &dir.path().join("analytics.duckdb"),
+        &dir.path().join("state.sqlite"),
+        &[],
+    );
+    let r = s.get("/healthz");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let h = r.json();
+    assert_eq!(h["status"], "ok");
+    let exported_age = h["age_secs"].as_u64().unwrap();
+    assert!(exported_age >= 60 * 86_400, "{h}");
+    let confirmed_age = h["confirmed_age_secs"].as_u64().unwrap();
+    assert!((3_600..3_700).contains(&confirmed_age), "{h}");
+    assert!(h["confirmed_at"].as_str().unwrap().ends_with('Z'), "{h}");
+    drop(s);
+
+    let dir = site_copy();
+    age_site(dir.path(), 60, None);
+    let s = Server::start(
+        &dir.path().join("analytics.duckdb"),
+        &dir.path().join("state.sqlite"),
+        &[],
+    );
+    let r = s.get("/healthz");
+    assert_eq!(r.status, 503, "{}", r.text());
+    let h = r.json();
+    assert_eq!(h["status"], "stale");
+    let reason = h["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("the pipeline last confirmed upstream at")
+            && reason.contains("longer than --max-serving-age 45d00h"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn a_restart_onto_a_damaged_serving_file_serves_the_newest_readable_previous_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let serving = dir.path().join("analytics.duckdb");
+    std::fs::write(&serving, b"damaged: not a DuckDB file").unwrap();
+    let previous = dir.path().join("analytics.duckdb.previous");
+    std::fs::create_dir(&previous).unwrap();
+    // The newest one is damaged too; the next newest is good.
+    let good = previous.join("20261201T000000Z.duckdb");
+    std::fs::copy(site().serving(), &good).unwrap();
+    let newest = previous.join("20261202T000000Z.duckdb");
+    std::fs::write(&newest, b"also damaged").unwrap();
+    let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&good)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+
+    let s = Server::start(&serving, &site().state_db(), &[]);
+    let reference = server();
+    let r = s.get("/api/v1/commodities");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.body, reference.get("/api/v1/commodities").body);
+    assert_eq!(s.get("/").status, 200);
+    // Health is honest: the serving file itself is unreadable.
+    let h = s.get("/healthz");
+    assert_eq!(h.status, 503);
+    assert!(
+        h.json()["reason"]
+            .as_str()
+            .unwrap()
+            .contains("still serving")
+    );
+    let page = s.get("/status").text();
+    assert!(
+        page.contains("id=\"fallback\"") && page.contains("20261201T000000Z.duckdb"),
+        "{page}"
+    );
+    assert!(
+        s.log_text()
+            .contains("serving the previous generation 20261201T000000Z.duckdb"),
+        "{}",
+        s.log_text()
+    );
+
+    // A good file published at the path takes over, and the fallback goes.
+    let tmp = dir.path().join("next.duckdb");
+    std::fs::copy(site().serving(), &tmp).unwrap();
+    std::fs::rename(&tmp, &serving).unwrap();
+    wait_for(&s, "/healthz", 200);
+    assert!(!s.get("/status").text().contains("id=\"fallback\""));
+}
+
+#[test]
+fn public_status_shows_no_path_and_no_error_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.sqlite");
+    std::fs::copy(site().state_db(), &state).unwrap();
+    let secret_path = "/srv/secret/place/landing";
+    run_ledger::Ledger::open(&state)
+        .unwrap()
+        .quarantine(
+            "psd",
+            "psd/2026/01/x.csv.gzip",
+            &"b".repeat(64),
+            &format!("failed reading {secret_path}"),
+            "2026-12-02T04:00:00.000Z",
+        )
+        .unwrap();
+    let s = Server::start(&site().serving(), &state, &[]);
+    let page = s.get("/status").text();
+    for leak in [
+        secret_path,
+        site().serving().to_str().unwrap(),
+        state.to_str().unwrap(),
+        site().lakehouse().to_str().unwrap(),
+    ] {
+        assert!(!page.contains(leak), "{leak} on the public page: {page}");
+    }
+    assert!(page.contains("id=\"exported-at\""));
+    assert!(page.contains("Table <code>"), "the serving file's tables");
+    assert!(page.contains("data-step=\"transform\""));
 }

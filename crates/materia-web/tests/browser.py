@@ -1,12 +1,18 @@
 """materia-web in a real browser: Debian's Chromium driven by Playwright (PyPI `playwright`, never
 a downloaded browser).
 
-Usage: browser.py BASE_URL SCREENSHOT_DIR OTHER_COMMODITY
+Usage: browser.py BASE_URL SCREENSHOT_DIR OTHER_COMMODITY BASE_URL_WITHOUT_PRICES
+
+BASE_URL serves a file with `serving.coffee_prices` and `serving.value_history`; the other one
+a file without them.
 
 Every page renders; the charts draw (their canvases have painted pixels); the console shows no
 error; no request leaves 127.0.0.1; the commodity picker navigates; a phone-sized viewport has
 no horizontal overflow; dark mode follows prefers-color-scheme; without JavaScript the numbers
-are still there. Screenshots go to SCREENSHOT_DIR. Prints how many checks passed; exits 1 on
+are still there; marketing years are labelled `2023/24`; the unit switch multiplies every value
+by exactly 0.06; the release-changes panel leads the front page; the price and price against
+stocks-to-use charts draw, and are replaced by a note without prices. Screenshots go to
+SCREENSHOT_DIR. Prints how many checks passed; exits 1 on
 the first failure.
 """
 
@@ -16,7 +22,9 @@ import urllib.parse
 
 from playwright.sync_api import sync_playwright
 
-BASE, SHOTS, OTHER = sys.argv[1], sys.argv[2], sys.argv[3]
+import re
+
+BASE, SHOTS, OTHER, BASE_NO_PRICES = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -106,6 +114,36 @@ with sync_playwright() as p:
         else:
             name = path.strip("/").replace("/", "-").replace("?", "-").replace("&", "-").replace("=", "-")
             page.screenshot(path=f"{SHOTS}/{name}.png", full_page=True)
+    # Marketing years, the release panel first, the price charts drawn.
+    page.goto(BASE + "/", wait_until="load")
+    labels = page.locator("#balance tbody th").all_inner_texts()
+    check(labels and all(re.match(r"^\d{4}/\d{2}", t) for t in labels), f"marketing year labels {labels[:3]}")
+    first = page.evaluate("() => document.querySelector('main > section[id]').id")
+    check(first == "release-changes", f"the front page leads with {first}")
+    check(page.locator("#changes tbody tr").count() >= 1, "release changes listed")
+    painted = page.evaluate("""() => ['chart-prices', 'chart-price-stocks'].map(id => {
+      const c = document.querySelector(`[data-chart="${id}"] canvas`);
+      if (!c) return 0;
+      const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+      let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n; })""")
+    check(all(n > 500 for n in painted), f"price charts drawn: {painted}")
+    # The unit switch: every value times 0.06, exactly as Python multiplies doubles.
+    page.goto(BASE + "/commodity/0711100/country/NA", wait_until="load")
+    native = page.evaluate("() => Array.from(document.querySelectorAll('#balance td[data-value]')).map(td => td.dataset.value)")
+    page.locator("#unit-switch a", has_text="MT").click()
+    page.wait_for_url("**unit=mt")
+    charts_drawn(page, "metric tons")
+    mt = page.evaluate("() => Array.from(document.querySelectorAll('#balance td[data-value]')).map(td => td.dataset.value)")
+    check(len(native) == len(mt) > 0, "the same cells in both units")
+    per_row = 9
+    for i, (a, b) in enumerate(zip(native, mt)):
+        if a == "":
+            check(b == "", f"null stays null at {i}")
+        elif i % per_row == 8:
+            check(float(a) == float(b), f"stocks-to-use unchanged at {i}: {a} {b}")
+        else:
+            check(float(a) * 0.06 == float(b), f"cell {i}: {a} x 0.06 != {b}")
+    check("MT" in page.locator("h1 + p.lede").inner_text(), "the unit named")
     # The picker navigates.
     page.goto(BASE + "/", wait_until="load")
     page.select_option("#pick-commodity", OTHER)
@@ -120,6 +158,11 @@ with sync_playwright() as p:
     page.locator("#top-producers a").first.click()
     page.wait_for_url("**/commodity/0711100/country/*")
     charts_drawn(page, "a top producer's page")
+    # Without prices: the charts are hidden and a note says why.
+    page.goto(BASE_NO_PRICES + "/", wait_until="load")
+    check(page.locator("#no-prices").count() == 1, "the no-prices note")
+    check(page.locator('[data-chart="chart-prices"]').count() == 0, "no price chart without prices")
+    charts_drawn(page, "overview without prices")
     watch.assert_local("desktop")
     ctx.close()
 

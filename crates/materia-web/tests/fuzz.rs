@@ -2,8 +2,6 @@
 //! (`/api/v1/openapi.json`): no 5xx, and every answer matches the document (status codes,
 //! content types, headers, bodies), for generated valid and invalid parameters.
 
-#![allow(clippy::unwrap_used)]
-
 mod support;
 
 use std::process::Command;

@@ -3,8 +3,6 @@
 //! socket (what materia-web.socket does during a deploy) refuses no connection; kill -9 loses
 //! nothing, since nothing is ever written.
 
-#![allow(clippy::unwrap_used)]
-
 mod support;
 
 use std::io::{Read, Write};

@@ -108,6 +108,40 @@ for code in [COFFEE, UNREVISED]:
                for k, v in r.items() if k in ["market_year", *MEASURES, "country_count"]} for r in table]
     same_rows(parsed, want, ["market_year", *MEASURES, "country_count"], f"global-balance CSV {code}")
 
+# World rows: countries per measure, and the world's stocks-to-use definition.
+COUNTS = [f"country_count_{m}" for m in MEASURES[:8]]
+body = api(f"/api/v1/global-balance?commodity={COFFEE}")
+want = rows("SELECT * FROM serving.global_balance WHERE commodity_code = ? ORDER BY market_year", COFFEE)
+same_rows(body["rows"], want, COUNTS, "global-balance country_count_<measure>")
+for g, w in zip(body["rows"], want):
+    same(g["marketing_year"], f"{w['market_year']}/{(w['market_year'] + 1) % 100:02d}", "marketing_year label")
+    check(isinstance(g["market_year"], int), "market_year stays an integer")
+check(rows("SELECT count(*) AS n FROM serving.global_balance WHERE domestic_consumption <> 0 AND "
+           "stocks_to_use IS DISTINCT FROM ending_stocks / domestic_consumption")[0]["n"] == 0,
+      "world stocks_to_use is ending_stocks / domestic_consumption")
+
+# ?unit=mt: 60-kg bags to metric tons, the same scale, each quantity x 0.06 as DuckDB computes it.
+check("60 KG BAGS" in want[-1]["unit"].upper(), f"coffee's unit is bags: {want[-1]['unit']}")
+mt_sql = ", ".join(f"{m} * 0.06 AS {m}" for m in MEASURES[:8])
+body = api(f"/api/v1/global-balance?commodity={COFFEE}&unit=mt")
+same(body["unit"], want[-1]["unit"].upper().replace("60 KG BAGS", "MT"), "mt unit label")
+want_mt = rows(f"SELECT market_year, {mt_sql}, stocks_to_use, country_count FROM serving.global_balance "
+               "WHERE commodity_code = ? ORDER BY market_year", COFFEE)
+same_rows(body["rows"], want_mt, ["market_year", *MEASURES, "country_count"], "global-balance mt")
+body = api(f"/api/v1/commodity-balance?commodity={COFFEE}&country=NA&unit=mt")
+want_na = rows(f"SELECT market_year, {mt_sql}, stocks_to_use FROM serving.commodity_balance "
+               "WHERE commodity_code = ? AND country_code = 'NA' ORDER BY market_year", COFFEE)
+same_rows(body["rows"], want_na, ["market_year", *MEASURES], "commodity-balance NA mt")
+status, headers, raw = fetch(f"/api/v1/global-balance?commodity={COFFEE}&unit=mt&format=csv")
+table = list(csv.DictReader(io.StringIO(raw.decode())))
+check(all(r["unit"] == body["unit"] for r in table), "the CSV names the converted unit")
+check(all(r["marketing_year"] == f"{r['market_year']}/{(int(r['market_year']) + 1) % 100:02d}" for r in table),
+      "CSV marketing_year labels")
+parsed = [{m: (None if r[m] == "" else float(r[m])) for m in MEASURES} for r in table]
+same_rows(parsed, want_mt, MEASURES, "global-balance mt CSV")
+status, _, _ = fetch(f"/api/v1/global-balance?commodity={COFFEE}&unit=kg")
+check(status == 400, f"unit=kg is 400, not {status}")
+
 # One country's history: NA is a country, not a NULL.
 body = api(f"/api/v1/commodity-balance?commodity={COFFEE}&country=NA")
 want = rows("SELECT * FROM serving.commodity_balance WHERE commodity_code = ? AND country_code = 'NA' "
@@ -214,6 +248,13 @@ check(len(got) == len(want), "NA page rows")
 for g, w in zip(got, want):
     check([value(v) for v in g["values"]] == [w[m] for m in MEASURES], f"NA page {w['market_year']}")
 check("Netherlands Antilles" in "".join(p.text), "NA page names the country")
+
+# The NA page in metric tons: every cell x 0.06, stocks-to-use unchanged.
+p = page(f"/commodity/{COFFEE}/country/NA?unit=mt")
+got = [r for r in p.tables["balance"] if r["values"]]
+for g, w in zip(got, reversed(want_na)):
+    check([value(v) for v in g["values"]] == [w[m] for m in MEASURES], f"NA page mt {w['market_year']}")
+check("(1000 MT)" in "".join(p.text) or "1000 MT" in "".join(p.text), "the mt page names the unit")
 
 # The commodity without revisions says so.
 p = page(f"/commodity/{UNREVISED}")

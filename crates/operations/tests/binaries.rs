@@ -3,8 +3,6 @@
 //! Makefile's `BINARIES`, the supervisor's cycle, `materia-status`'s rows and the systemd units.
 //! A new binary fails these tests until it is declared and each of them knows it.
 
-#![allow(clippy::unwrap_used)]
-
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
@@ -40,25 +38,60 @@ fn every_crate_with_a_main_is_a_declared_binary() {
 
 #[test]
 fn the_makefile_builds_and_releases_every_declared_binary() {
+    // What `make release` runs, without running it (`make -n`): the build of every binary of
+    // the workspace, then one loop that installs each binary into ./bin and one that starts each
+    // once. Each loop must name exactly the declared binaries, whatever computes its list.
     let mut make = Command::new("make");
     make.current_dir(repo_root())
         .env_clear()
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", "/nonexistent")
         .args([
-            "-s",
+            "-n",
             "--no-print-directory",
-            "--eval",
-            "print-%: ; @echo $($*)",
-            "print-BINARIES",
+            "release",
+            "BIN_DIR=/nonexistent/bin",
+            "CARGO=cargo",
         ]);
     let out = make.output_within(Duration::from_secs(60)).unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let listed: BTreeSet<String> = String::from_utf8(out.stdout)
-        .unwrap()
-        .split_whitespace()
-        .map(str::to_owned)
+    assert!(out.status.success(), "make -n release: {}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.lines().any(|l| l.starts_with("cargo build")
+            && l.contains("--workspace")
+            && l.contains("--bins")),
+        "make release does not build every binary (`cargo build ... --workspace --bins`):\n{text}"
+    );
+    let loops: Vec<BTreeSet<String>> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("for b in "))
+        .map(|rest| {
+            rest.split(';')
+                .next()
+                .unwrap()
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect()
+        })
         .collect();
-    assert_eq!(listed, declared(), "the Makefile's BINARIES");
+    assert_eq!(
+        loops.len(),
+        2,
+        "make release: one `for b in ...` loop installing the binaries into bin/, one starting \
+         each:\n{text}"
+    );
+    for listed in loops {
+        assert_eq!(
+            listed,
+            declared(),
+            "a `for b in ...` loop of make release (left: what it lists, right: \
+             crates/step-runtime/src/binaries.rs)"
+        );
+    }
+    assert!(
+        text.contains(r#"install -m 0755 "/nonexistent/bin/$b" "bin/$b.new""#),
+        "make release installs each binary from BIN_DIR into bin/:\n{text}"
+    );
 }
 
 #[test]
@@ -147,4 +180,38 @@ fn every_timer_step_and_service_has_a_systemd_unit_that_runs_it() {
             .any(|l| l.contains("scripts/supervisor.sh")),
         "the cycle steps run under the supervisor's unit"
     );
+}
+
+#[test]
+fn the_workflow_registry_lists_exactly_the_declared_extractors() {
+    let registry = workflows::load(&repo_root().join(workflows::FILE_NAME)).unwrap();
+    let listed: BTreeSet<String> = registry.iter().map(|w| w.binary.clone()).collect();
+    let declared: BTreeSet<String> = step_runtime::binaries::extractors()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        listed, declared,
+        "workflows.toml and the Role::Extractor binaries of binaries.rs"
+    );
+    for w in &registry {
+        assert_eq!(
+            run_ledger::dataset_of_step(&w.binary),
+            Some(w.dataset.as_str())
+        );
+    }
+    // materia-status reads the same registry the same way.
+    let out = Command::new(workspace_bin("materia-status"))
+        .env_clear()
+        .current_dir(repo_root())
+        .args(["--extractors"])
+        .output_within(Duration::from_secs(60))
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let in_order: Vec<String> = registry.iter().map(|w| w.binary.clone()).collect();
+    assert_eq!(printed, in_order);
 }

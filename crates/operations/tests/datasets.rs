@@ -228,3 +228,106 @@ fn a_remote_without_any_dataset_is_a_failed_restore_not_an_empty_success() {
         "{json}"
     );
 }
+
+/// A FRED-shaped prices CSV: both series monthly from 1960 to 2026 (the generator's market
+/// years), values from the month's index; returns it with the values by (year, month, series).
+fn fred_csv() -> (String, Vec<(u16, u16, usize, f64)>) {
+    let mut csv = String::from("observation_date,PCOFFOTMUSDM,PCOFFROBUSDM\n");
+    let mut values = Vec::new();
+    for year in psd_gen::FIRST_YEAR..=2026 {
+        for month in 1..=12u16 {
+            let i = f64::from((year - psd_gen::FIRST_YEAR) * 12 + month);
+            let (a, r) = (100.0 + (i % 37.0) * 2.5, 60.0 + (i % 23.0) * 1.25);
+            csv.push_str(&format!("{year}-{month:02}-01,{a},{r}\n"));
+            values.push((year, month, 0, a));
+            values.push((year, month, 1, r));
+        }
+    }
+    (csv, values)
+}
+
+#[test]
+fn psd_and_prices_land_transform_and_serve_the_joined_table_read_by_python_duckdb() {
+    let site = Site {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let zip = site.path("psd.zip");
+    let spec = psd_gen::Spec {
+        rows: 20_000,
+        seed: 5,
+        snapshot: 0,
+    };
+    psd_gen::write_zip(&spec, &mut std::fs::File::create(&zip).unwrap(), 1).unwrap();
+    assert_eq!(
+        site.ok("extract-psd", &["--url", zip.to_str().unwrap()])["status"],
+        "new"
+    );
+    // PSD alone first: no prices dataset yet never breaks the PSD path.
+    assert_eq!(site.ok("transform", &[])["status"], "transformed");
+
+    let (csv, values) = fred_csv();
+    let prices = site.path("fredgraph.csv");
+    std::fs::write(&prices, &csv).unwrap();
+    assert_eq!(
+        site.ok("extract-prices", &["--url", prices.to_str().unwrap()])["status"],
+        "landed"
+    );
+    let json = site.ok("transform", &[]);
+    assert_eq!(json["status"], "transformed", "{json}");
+    assert_eq!(json["datasets"], serde_json::json!({"prices": 1, "psd": 1}));
+    let serving = site.path("analytics.duckdb");
+    site.ok("export-serving", &["--serving", serving.to_str().unwrap()]);
+
+    // Read as the web app reads: the published file, read-only, with Python's DuckDB.
+    let script = r#"
+import duckdb, json, sys
+db = duckdb.connect(sys.argv[1], read_only=True)
+rows = db.sql("""
+    SELECT market_year, marketing_year, series, stocks_to_use, ending_stocks,
+           domestic_consumption, avg_price, price_months, price_unit
+    FROM serving.coffee_stocks_to_use_price ORDER BY series, market_year
+""").fetchall()
+prices = db.sql("SELECT count(*), min(month)::TEXT, max(month)::TEXT FROM serving.coffee_prices").fetchone()
+print(json.dumps({"rows": rows, "prices": prices}))
+"#;
+    let out = Command::new(venv().join("bin/python"))
+        .args(["-c", script, serving.to_str().unwrap()])
+        .output_within(RUN_LIMIT)
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let read: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        read["prices"],
+        serde_json::json!([values.len(), "1960-01-01", "2026-12-01"])
+    );
+    let rows = read["rows"].as_array().unwrap();
+    assert!(!rows.is_empty(), "no marketing year joined: {read}");
+    let series = ["PCOFFOTMUSDM", "PCOFFROBUSDM"];
+    for row in rows {
+        let year = row[0].as_u64().unwrap() as u16;
+        assert_eq!(
+            row[1],
+            format!("{year}/{:02}", (year + 1) % 100),
+            "marketing year label"
+        );
+        let s = series.iter().position(|s| row[2] == *s).unwrap();
+        // World stocks-to-use is ending stocks / domestic consumption.
+        let stu = row[4].as_f64().unwrap() / row[5].as_f64().unwrap();
+        assert!((row[3].as_f64().unwrap() - stu).abs() < 1e-9, "{row}");
+        // The average over October of the year to September of the next.
+        let window: Vec<f64> = values
+            .iter()
+            .filter(|(y, m, v, _)| {
+                *v == s && ((*y == year && *m >= 10) || (*y == year + 1 && *m <= 9))
+            })
+            .map(|(_, _, _, x)| *x)
+            .collect();
+        let avg = window.iter().sum::<f64>() / window.len() as f64;
+        assert_eq!(row[7].as_u64().unwrap() as usize, window.len(), "{row}");
+        assert!(
+            (row[6].as_f64().unwrap() - avg).abs() < 1e-9,
+            "{row}: {avg}"
+        );
+        assert_eq!(row[8], "US cents per pound");
+    }
+}

@@ -40,6 +40,12 @@ impl Release {
             dir.path().join("release/bin/materia-status"),
         )
         .unwrap();
+        // The extractors health waits for are the registry's.
+        std::fs::copy(
+            repo_root().join("workflows.toml"),
+            dir.path().join("release/workflows.toml"),
+        )
+        .unwrap();
         std::fs::create_dir(dir.path().join("fake")).unwrap();
         let web_enabled = if web.is_some() { "exit 0" } else { "exit 1" };
         let systemctl = format!(
@@ -97,6 +103,7 @@ impl Release {
 
     fn a_whole_cycle_after_the_restart(&self) -> &Release {
         self.ran("extract-psd", AFTER, RunStatus::Success)
+            .ran("extract-prices", AFTER, RunStatus::Unchanged)
             .ran("transform", AFTER, RunStatus::Success)
             .ran("export-serving", AFTER, RunStatus::Unchanged)
     }
@@ -191,4 +198,136 @@ fn regression_health_fails_when_the_web_apps_healthz_does_not_answer_200() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn health_waits_for_every_due_extractor_of_the_registry_and_fails_on_any_that_failed() {
+    // PSD, transform and export succeeded, but prices (due: it never ran) has not run yet.
+    let r = Release::new(None);
+    r.ran("extract-psd", AFTER, RunStatus::Success)
+        .ran("transform", AFTER, RunStatus::Success)
+        .ran("export-serving", AFTER, RunStatus::Success);
+    let (out, _) = r.check(3);
+    assert_fails(&out, "no complete pipeline cycle since the restart");
+    // A failed prices run after the restart fails the check at once.
+    r.ran("extract-prices", AFTER, RunStatus::Failed);
+    let (out, took) = r.check(50);
+    assert_fails(
+        &out,
+        "extract-prices failed after the restart at 2026-01-01T00:00:00.000Z",
+    );
+    assert!(took < Duration::from_secs(30), "took {took:?}: not at once");
+}
+
+/// A loopback server that answers every request with `status` and `body`.
+fn upstream(status: u16, body: &'static str) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    format!("http://127.0.0.1:{port}/psd_alldata_csv.zip")
+}
+
+/// A loopback address where nothing listens: connection refused.
+fn refused() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}/psd_alldata_csv.zip")
+}
+
+impl Release {
+    /// A real run of extract-psd against `url` (no retries), recorded in the state DB now, that
+    /// is after the restart; returns its `error_class`.
+    fn extract_from(&self, url: &str) -> String {
+        let out = Command::new(workspace_bin("extract-psd"))
+            .env_clear()
+            .env("LANDING_DIR", self.dir.path().join("landing"))
+            .env("STATE_DB", &self.state_db)
+            .args([
+                "--url",
+                url,
+                "--retries",
+                "0",
+                "--timeout-secs",
+                "10",
+                "--json",
+            ])
+            .output_within(CHILD_LIMIT)
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["status"], "failed", "{report}");
+        report["error_class"].as_str().unwrap().to_owned()
+    }
+
+    fn transform_and_export_after_the_restart(&self) -> &Release {
+        self.ran("extract-prices", AFTER, RunStatus::Unchanged)
+            .ran("transform", AFTER, RunStatus::Success)
+            .ran("export-serving", AFTER, RunStatus::Unchanged)
+    }
+}
+
+/// Issue 23: a USDA outage during the health window (connection refused, HTTP 5xx) is not the
+/// release's fault: it stands on the transform, export-serving and the web app.
+#[test]
+fn regression_an_upstream_outage_during_the_health_window_does_not_fail_the_release() {
+    for url in [refused(), upstream(503, "down for maintenance")] {
+        let r = Release::new(Some(200));
+        assert_eq!(r.extract_from(&url), "upstream", "{url}");
+        // Only the extractor has run: the check waits for the rest.
+        let (out, _) = r.check(2);
+        assert_fails(&out, "no complete pipeline cycle since the restart");
+
+        r.transform_and_export_after_the_restart();
+        let (out, _) = r.check(30);
+        assert_eq!(out.status.code(), Some(0), "{url}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("extract-psd failed upstream (not the release's fault"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(stderr(&out).contains("materia-web answers /healthz with 200"));
+    }
+}
+
+/// ... but the release still falls on what it controls during an outage: a failed transform,
+/// or a web app that does not answer.
+#[test]
+fn an_upstream_outage_does_not_excuse_a_failing_transform_or_web_app() {
+    let r = Release::new(None);
+    assert_eq!(r.extract_from(&refused()), "upstream");
+    r.ran("transform", AFTER, RunStatus::Failed);
+    let (out, took) = r.check(50);
+    assert_fails(&out, "transform failed after the restart");
+    assert!(took < Duration::from_secs(30), "took {took:?}: not at once");
+
+    let r = Release::new(Some(503));
+    assert_eq!(r.extract_from(&refused()), "upstream");
+    r.transform_and_export_after_the_restart();
+    let (out, _) = r.check(3);
+    assert_fails(&out, "materia-web's /healthz did not answer 200");
+}
+
+/// Content that upstream served but this release refuses is not excused: the release's own
+/// validation is judged (a 200 whose body is not a zip).
+#[test]
+fn an_extract_failure_that_is_not_upstreams_fails_the_release_at_once() {
+    let r = Release::new(None);
+    let url = upstream(200, "not,a,zip");
+    assert_eq!(r.extract_from(&url), "operational");
+    r.transform_and_export_after_the_restart();
+    let (out, took) = r.check(50);
+    assert_fails(&out, "extract-psd failed after the restart");
+    assert!(took < Duration::from_secs(30), "took {took:?}: not at once");
 }

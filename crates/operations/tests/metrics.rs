@@ -1,8 +1,6 @@
 //! Metrics files are for node_exporter, which runs as its own user: they must be readable by
 //! every user whatever the unit's `UMask=0027`.
 
-#![allow(clippy::unwrap_used)]
-
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use test_support::{CommandExt, stderr, workspace_bin};

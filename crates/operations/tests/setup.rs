@@ -165,6 +165,11 @@ fn git(dir: &Path, home: &Path, args: &[&str]) {
 /// A working repository with the real units, pushed with `tag` to the bare `origin`, which
 /// belongs to the service user like a remote the server could only read.
 fn release(work: &Path, origin: &Path, tag: &str, uid: u32) {
+    release_signed(work, origin, tag, uid, None);
+}
+
+/// As [`release`], the tag signed with the SSH key `sign` (`git tag -s`, gpg.format=ssh).
+fn release_signed(work: &Path, origin: &Path, tag: &str, uid: u32, sign: Option<&Path>) {
     let home = work.with_file_name("home");
     let git = |dir: &Path, args: &[&str]| git(dir, &home, args);
     if !work.exists() {
@@ -183,8 +188,27 @@ fn release(work: &Path, origin: &Path, tag: &str, uid: u32) {
     std::fs::write(work.join("VERSION"), tag).unwrap();
     git(work, &["add", "-A"]);
     git(work, &["commit", "--quiet", "-m", tag]);
-    git(work, &["tag", tag]);
-    git(work, &["push", "--quiet", "origin", "main", "--tags"]);
+    match sign {
+        Some(key) => git(
+            work,
+            &[
+                "-c",
+                "gpg.format=ssh",
+                "-c",
+                &format!("user.signingkey={}", key.display()),
+                "tag",
+                "-s",
+                "-m",
+                tag,
+                tag,
+            ],
+        ),
+        None => git(work, &["tag", tag]),
+    }
+    git(
+        work,
+        &["push", "--quiet", "origin", "main", "--tags", "--force"],
+    );
     let out = Command::new("chown")
         .args(["-R", &format!("{uid}:{uid}")])
         .arg(origin)
@@ -194,7 +218,7 @@ fn release(work: &Path, origin: &Path, tag: &str, uid: u32) {
 }
 
 #[test]
-fn bootstrap_installs_the_newest_tag_once_and_moves_to_a_newer_one() {
+fn bootstrap_installs_the_newest_tag_once_and_leaves_newer_ones_to_deploy_poll() {
     if !is_root() {
         test_support::skip("bootstrap_supervisor.sh needs root (runs git as the service user)");
         return;
@@ -213,7 +237,7 @@ fn bootstrap_installs_the_newest_tag_once_and_moves_to_a_newer_one() {
     let o = origin.to_str().unwrap();
     let build = "mkdir -p bin && cp VERSION bin/built";
     let bootstrap = |extra: &[&str], build: &str| {
-        let mut args = vec!["--root", r, "--repo", o];
+        let mut args = vec!["--root", r, "--repo", o, "--allow-unsigned"];
         args.extend_from_slice(extra);
         script("bootstrap_supervisor.sh", &args)
             .env("MATERIA_BUILD_CMD", build)
@@ -235,10 +259,6 @@ fn bootstrap_installs_the_newest_tag_once_and_moves_to_a_newer_one() {
     assert_eq!(
         std::fs::read_to_string(app.join("current/bin/built")).unwrap(),
         "v1.9.0"
-    );
-    assert_eq!(
-        std::fs::read_link(app.join(".env")).unwrap(),
-        Path::new("current/.env")
     );
     assert_eq!(
         std::fs::metadata(app.join("current/bin/built"))
@@ -266,26 +286,30 @@ fn bootstrap_installs_the_newest_tag_once_and_moves_to_a_newer_one() {
     assert!(log.contains("0 changes"), "{log}");
     assert_eq!(tree(root.path()), before);
 
-    // Version order, not text order: v1.10.0 is newer than v1.9.0.
+    // A server in service moves only through deploy-poll: a re-run that sees a newer tag
+    // (by version, not text: v1.10.0 > v1.9.0) says so and leaves current alone.
     release(&work, &origin, "v1.10.0", uid);
     let log = ok(&bootstrap(&[], build));
-    assert!(log.contains("current is now v1.10.0"), "{log}");
-    assert_eq!(
-        std::fs::read_to_string(app.join("current/bin/built")).unwrap(),
-        "v1.10.0"
+    assert!(
+        log.contains("v1.9.0 stays current; git lists v1.10.0")
+            && log.contains("only deploy-poll moves a server in service"),
+        "{log}"
     );
-
-    // A failed build leaves current alone; the half-built directory is redone next time.
-    release(&work, &origin, "v1.11.0", uid);
-    let out = bootstrap(&[], "exit 3");
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("building v1.11.0 failed"));
     assert_eq!(
         std::fs::read_link(app.join("current")).unwrap(),
-        Path::new("releases/v1.10.0")
+        Path::new("releases/v1.9.0")
     );
-    let log = ok(&bootstrap(&[], build));
-    assert!(log.contains("built v1.11.0"), "{log}");
+    assert!(!app.join("releases/v1.10.0").exists());
+    // Nor does --tag: refused, nothing changed.
+    let before = tree(root.path());
+    let out = bootstrap(&["--tag", "v1.10.0"], build);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("moves to v1.10.0 only through deploy-poll"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(tree(root.path()), before);
 
     let out = script("bootstrap_supervisor.sh", &["--root", r])
         .output_within(CHILD_LIMIT)
@@ -455,7 +479,13 @@ fn regression_bootstrap_takes_deploy_polls_newest_tag_not_gits() {
     );
     let out = script(
         "bootstrap_supervisor.sh",
-        &["--root", r, "--repo", origin.to_str().unwrap()],
+        &[
+            "--root",
+            r,
+            "--repo",
+            origin.to_str().unwrap(),
+            "--allow-unsigned",
+        ],
     )
     .env("MATERIA_BUILD_CMD", &build)
     .output_within(CHILD_LIMIT)
@@ -492,11 +522,16 @@ fn regression_a_release_build_needs_no_root_and_no_test_tools() {
         assert!(!path.is_empty(), "{tool} is not installed");
         std::os::unix::fs::symlink(&path, bin.path().join(tool)).unwrap();
     }
+    // The clone's script, copied where nobody may read it: the clone itself may be in a
+    // directory only root enters (a clone in root's 0700 home, or in a `mktemp -d`).
+    let script = bin.path().join("install-deps.sh");
+    std::fs::copy(repo_root().join("scripts/install-deps.sh"), &script).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
     let run = |profile: &str| {
         Command::new("/usr/bin/setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
             .arg(bin.path().join("sh"))
-            .arg(repo_root().join("scripts/install-deps.sh"))
+            .arg(&script)
             .arg(profile)
             .env_clear()
             .env("PATH", bin.path())
@@ -508,4 +543,521 @@ fn regression_a_release_build_needs_no_root_and_no_test_tools() {
     let out = run("test");
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("shellcheck"), "{}", stderr(&out));
+}
+
+/// Runs `cmd` with the service user's rights (what a compromised step could do).
+fn as_service_user(uid: u32, cmd: &str) {
+    let out = Command::new("setpriv")
+        .args([
+            &format!("--reuid={uid}"),
+            &format!("--regid={uid}"),
+            "--clear-groups",
+            "--",
+            "sh",
+            "-c",
+            cmd,
+        ])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", "/nonexistent")
+        .output_within(CHILD_LIMIT)
+        .unwrap();
+    assert!(out.status.success(), "{cmd}: {}", stderr(&out));
+}
+
+/// Owner, mode and content of a root-owned victim, to prove it untouched.
+fn fingerprint(path: &Path) -> (u32, u32, Vec<u8>) {
+    let meta = std::fs::metadata(path).unwrap();
+    let content = if meta.is_dir() {
+        Vec::new()
+    } else {
+        std::fs::read(path).unwrap()
+    };
+    (meta.uid(), meta.mode() & 0o7777, content)
+}
+
+#[test]
+fn regression_setup_server_never_follows_a_link_the_service_user_planted() {
+    // The finding: landing -> a root directory, or the deploy key -> a root-only file, and
+    // the next run chowned the target to the service user.
+    require_root("setup_server.sh");
+    let root = throwaway_root();
+    let r = root.path().to_str().unwrap();
+    let setup = || {
+        script("setup_server.sh", &["--root", r, "--no-packages"])
+            .output_within(CHILD_LIMIT)
+            .unwrap()
+    };
+    ok(&setup());
+    let uid = service_uid(root.path());
+    // Root's own: a directory (like /etc) and a root-only file (like /etc/shadow).
+    let victim_dir = root.path().join("etc");
+    let victim_file = root.path().join("etc/shadow");
+    std::fs::set_permissions(&victim_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&victim_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (dir_before, file_before) = (fingerprint(&victim_dir), fingerprint(&victim_file));
+    let app = root.path().join("opt/materia");
+    let data = root.path().join("data/materia");
+    for (planted, target, aside) in [
+        (data.join("landing"), &victim_dir, data.join("landing.old")),
+        (
+            app.join(".ssh/id_ed25519"),
+            &victim_file,
+            app.join(".ssh/id_ed25519.old"),
+        ),
+        (
+            app.join(".config/sops/age/keys.txt"),
+            &victim_file,
+            app.join(".config/sops/age/keys.old"),
+        ),
+        (app.join(".config"), &victim_dir, app.join(".config.old")),
+    ] {
+        as_service_user(
+            uid,
+            &format!(
+                "mv '{p}' '{a}' && ln -s '{t}' '{p}'",
+                p = planted.display(),
+                a = aside.display(),
+                t = target.display()
+            ),
+        );
+        let before = tree(&app);
+        let out = setup();
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!(
+                "refused: {} is a symbolic link",
+                planted.display()
+            )),
+            "{}",
+            stderr(&out)
+        );
+        assert_eq!(
+            fingerprint(&victim_dir),
+            dir_before,
+            "{}",
+            planted.display()
+        );
+        assert_eq!(
+            fingerprint(&victim_file),
+            file_before,
+            "{}",
+            planted.display()
+        );
+        assert_eq!(
+            tree(&app),
+            before,
+            "a refused run changed the app directory"
+        );
+        as_service_user(
+            uid,
+            &format!(
+                "rm '{p}' && mv '{a}' '{p}'",
+                p = planted.display(),
+                a = aside.display()
+            ),
+        );
+    }
+    // Put back, the next run is clean again.
+    assert!(ok(&setup()).contains("setup_server: 0 changes"));
+    // sops lives in a root-owned tree, never inside /opt/materia.
+    let script_text = std::fs::read_to_string(repo_root().join("scripts/setup_server.sh")).unwrap();
+    assert!(!script_text.contains("/opt/materia/tools"));
+}
+
+/// A server set up under a throwaway root with `signers` trusted, and a release repository.
+struct Signed {
+    root: tempfile::TempDir,
+    uid: u32,
+    work: std::path::PathBuf,
+    origin: std::path::PathBuf,
+    key: std::path::PathBuf,
+    stranger: std::path::PathBuf,
+}
+
+impl Signed {
+    fn new() -> Signed {
+        let root = throwaway_root();
+        let src = root.path().join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        let mut keys = Vec::new();
+        for name in ["release", "stranger"] {
+            let key = src.join(name);
+            let out = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+                .arg(&key)
+                .output_within(CHILD_LIMIT)
+                .unwrap();
+            assert!(out.status.success(), "{}", stderr(&out));
+            keys.push(key);
+        }
+        let public = std::fs::read_to_string(keys[0].with_extension("pub")).unwrap();
+        let signers = src.join("allowed_signers");
+        std::fs::write(
+            &signers,
+            format!("release@example.com namespaces=\"git\" {public}"),
+        )
+        .unwrap();
+        let r = root.path().to_str().unwrap();
+        ok(&script(
+            "setup_server.sh",
+            &[
+                "--root",
+                r,
+                "--no-packages",
+                "--allowed-signers",
+                signers.to_str().unwrap(),
+            ],
+        )
+        .output_within(CHILD_LIMIT)
+        .unwrap());
+        let uid = service_uid(root.path());
+        Signed {
+            uid,
+            work: src.join("work"),
+            origin: src.join("origin.git"),
+            key: keys[0].clone(),
+            stranger: keys[1].clone(),
+            root,
+        }
+    }
+
+    fn release(&self, tag: &str, key: Option<&Path>) {
+        release_signed(&self.work, &self.origin, tag, self.uid, key);
+    }
+
+    fn bootstrap(&self, extra: &[&str]) -> Output {
+        let mut args = vec![
+            "--root",
+            self.root.path().to_str().unwrap(),
+            "--repo",
+            self.origin.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        script("bootstrap_supervisor.sh", &args)
+            .env("MATERIA_BUILD_CMD", "mkdir -p bin && cp VERSION bin/built")
+            .output_within(CHILD_LIMIT)
+            .unwrap()
+    }
+
+    fn install_units(&self, tag: &str) -> Output {
+        // As deploy-poll does before it: the server's clone fetches the tag (as the user).
+        as_service_user(
+            self.uid,
+            &format!(
+                "git -C '{}' fetch --quiet --force --tags --prune --prune-tags origin",
+                self.app().join("repo").display()
+            ),
+        );
+        script(
+            "install_units.sh",
+            &["--root", self.root.path().to_str().unwrap(), "--tag", tag],
+        )
+        .output_within(CHILD_LIMIT)
+        .unwrap()
+    }
+
+    fn app(&self) -> std::path::PathBuf {
+        self.root.path().join("opt/materia")
+    }
+
+    fn units(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.root.path().join("etc/systemd/system"))
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+}
+
+#[test]
+fn bootstrap_deploys_only_a_tag_signed_by_an_allowed_signer() {
+    require_root("bootstrap_supervisor.sh");
+    let s = Signed::new();
+    // Unsigned, then signed by a key outside allowed_signers: refused before any build.
+    for (tag, key, why) in [
+        ("v1", None, "is not an annotated, signed tag"),
+        (
+            "v2",
+            Some(s.stranger.as_path()),
+            "has no signature by a key of",
+        ),
+    ] {
+        s.release(tag, key);
+        let out = s.bootstrap(&[]);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(stderr(&out).contains(why), "{tag}: {}", stderr(&out));
+        assert!(!s.app().join("current").exists(), "{tag} became current");
+        assert!(
+            !s.app().join(format!("releases/{tag}")).exists(),
+            "{tag} was built"
+        );
+        assert_eq!(
+            s.units(),
+            ["materia-units.service"],
+            "{tag}: units installed"
+        );
+    }
+    s.release("v3", Some(&s.key));
+    let log = ok(&s.bootstrap(&[]));
+    assert!(log.contains("tag v3 verified"), "{log}");
+    assert_eq!(
+        std::fs::read_link(s.app().join("current")).unwrap(),
+        Path::new("releases/v3")
+    );
+    assert!(s.units().contains(&"materia-supervisor.service".to_owned()));
+}
+
+#[test]
+fn regression_planted_tags_markers_and_units_never_reach_root() {
+    require_root("bootstrap_supervisor.sh");
+    let s = Signed::new();
+    s.release("v1", Some(&s.key));
+    ok(&s.bootstrap(&[]));
+    let app = s.app();
+    let units_before = s.units();
+    let etc = s.root.path().join("etc/systemd/system");
+    let installed_before = tree(&etc);
+
+    // As the service user: a local tag v999999 whose tree has a root unit, a built release
+    // directory with the marker for it, and a root unit in the current release's tree.
+    as_service_user(
+        s.uid,
+        &format!(
+            "cd '{repo}' && git -c user.name=x -c user.email=x checkout -q --detach v1 && \
+             printf '[Service]\\nUser=root\\nExecStart=/bin/id\\n' > systemd/materia-evil.service && \
+             git -c user.name=x -c user.email=x add -A && \
+             git -c user.name=x -c user.email=x commit -qm evil && \
+             git -c user.name=x -c user.email=x tag -a -m x v999999 && \
+             mkdir -p ../releases/v999999 && echo planted > ../releases/v999999/.materia-built && \
+             cp systemd/materia-evil.service ../releases/v1/systemd/",
+            repo = app.join("repo").display()
+        ),
+    );
+    let log = ok(&s.bootstrap(&[]));
+    assert!(log.contains("v1 is current"), "{log}");
+    assert_eq!(s.units(), units_before, "{log}");
+    assert_eq!(tree(&etc), installed_before, "{log}");
+    assert_eq!(
+        std::fs::read_link(app.join("current")).unwrap(),
+        Path::new("releases/v1")
+    );
+    // The planted local tag is gone (fetched as deploy-poll fetches: --prune-tags).
+    let tags = Command::new("git")
+        .args(["-c", "safe.directory=*", "tag", "--list"])
+        .current_dir(app.join("repo"))
+        .output_within(CHILD_LIMIT)
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&tags.stdout).trim(), "v1");
+
+    // A signed release that ships a unit with User=root: the whole release's units are
+    // refused and nothing is installed.
+    std::fs::write(
+        s.work.join("systemd/materia-evil.service"),
+        "[Service]\nUser=root\nExecStart=/bin/id\n",
+    )
+    .unwrap();
+    s.release("v2", Some(&s.key));
+    let out = s.install_units("v2");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("materia-evil.service: User=root"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(tree(&etc), installed_before);
+}
+
+#[test]
+fn install_units_refuses_every_way_a_unit_could_run_as_root() {
+    require_root("install_units.sh");
+    let s = Signed::new();
+    s.release("v1", Some(&s.key));
+    ok(&s.bootstrap(&[]));
+    let etc = s.root.path().join("etc/systemd/system");
+    let before = tree(&etc);
+    let cases: [(&str, &str, &str); 9] = [
+        (
+            "materia-x.service",
+            "[Service]\nExecStart=/bin/id\n",
+            "no User=materia",
+        ),
+        (
+            "materia-x.service",
+            "[Service]\nUser = root\nExecStart=/bin/id\n",
+            "User=root",
+        ),
+        (
+            "materia-x.service",
+            "[Service]\nUser=0\nExecStart=/bin/id\n",
+            "User=0",
+        ),
+        (
+            "materia-x.service",
+            "[Service]\nUser=materia\nPermissionsStartOnly=yes\nExecStart=/bin/id\n",
+            "PermissionsStartOnly",
+        ),
+        (
+            "materia-x.service",
+            "[Service]\nUser=materia\nExecStartPre=-+/bin/id\nExecStart=/bin/id\n",
+            "prefix runs with privileges",
+        ),
+        (
+            "materia-x.service",
+            "[Service]\nUser=materia\nAmbientCapabilities=CAP_SYS_ADMIN\nExecStart=/bin/id\n",
+            "AmbientCapabilities",
+        ),
+        (
+            "materia-x.socket",
+            "[Socket]\nListenStream=1\nExecStartPre=/bin/id\n",
+            "only services run commands",
+        ),
+        (
+            "materia-x.timer",
+            "[Timer]\nOnCalendar=daily\nUnit=reboot.target\n",
+            "only materia-* units",
+        ),
+        (
+            "other.service",
+            "[Service]\nUser=materia\nExecStart=/bin/id\n",
+            "only materia-*",
+        ),
+    ];
+    for (i, (name, text, why)) in cases.iter().enumerate() {
+        let tag = format!("v{}", i + 2);
+        let dir = s.work.join("systemd");
+        std::fs::write(dir.join(name), text).unwrap();
+        s.release(&tag, Some(&s.key));
+        std::fs::remove_file(dir.join(name)).unwrap();
+        let out = s.install_units(&tag);
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(why),
+            "{name} {text:?}: {}",
+            stderr(&out)
+        );
+        assert_eq!(tree(&etc), before, "{name} changed the installed units");
+    }
+}
+
+#[test]
+fn install_units_splits_the_secrets_per_unit_root_owned_and_removes_the_plaintext() {
+    require_root("install_units.sh");
+    let s = Signed::new();
+    s.release("v1", Some(&s.key));
+    ok(&s.bootstrap(&[]));
+    let env = s.app().join("releases/v1/.env");
+    as_service_user(
+        s.uid,
+        &format!(
+            "umask 077 && printf 'STATE_DB=/data/s\\nR2_ACCESS_KEY_ID=id\\nR2_SECRET_ACCESS_KEY=secret-key\\nR2_ENDPOINT=http://r2\\nOTHER_TOKEN=t0k\\n' > '{}'",
+            env.display()
+        ),
+    );
+    let out = s.install_units("v1");
+    let log = ok(&out);
+    assert!(log.contains("OTHER_TOKEN looks secret"), "{log}");
+    assert!(!env.exists(), "the plaintext stayed in the release");
+    let dir = s.root.path().join("etc/materia/env");
+    assert_eq!(
+        std::fs::read_link(dir.join("current")).unwrap(),
+        Path::new("v1")
+    );
+    for unit in ["supervisor", "backup", "deploy", "web"] {
+        let path = dir.join(format!("v1/{unit}.env"));
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!((meta.uid(), meta.mode() & 0o777), (0, 0o600), "{unit}");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("STATE_DB=/data/s"), "{unit}: {text}");
+        assert!(!text.contains("t0k"), "{unit}: {text}");
+        let has_r2 = text.contains("secret-key")
+            || text.contains("R2_ACCESS_KEY_ID")
+            || text.contains("R2_ENDPOINT");
+        assert_eq!(has_r2, unit == "backup", "{unit}: {text}");
+    }
+    // The web unit reads exactly that file, and cannot see the keys.
+    let web = std::fs::read_to_string(repo_root().join("systemd/materia-web.service")).unwrap();
+    assert!(web.contains("EnvironmentFile=/etc/materia/env/current/web.env"));
+    assert!(
+        web.contains(
+            "InaccessiblePaths=-/opt/materia/.ssh -/opt/materia/.config -/etc/materia/env"
+        )
+    );
+}
+
+#[test]
+fn regression_bootstrap_takes_deploy_polls_lock_and_honours_its_bad_tags() {
+    // Bootstrap ignored deploy-poll's state: no lock, and a rolled-back tag could be made
+    // current again without a restart or a health check.
+    require_root("bootstrap_supervisor.sh");
+    let s = Signed::new();
+    s.release("v1", Some(&s.key));
+    s.release("v2", Some(&s.key));
+    // deploy-poll recorded v2 bad earlier (its state DB, as materia).
+    let landing = s.root.path().join("data/materia/landing");
+    as_service_user(
+        s.uid,
+        &format!(
+            "sqlite3 '{}/.state.sqlite' \"CREATE TABLE deploy_bad_tags (tag TEXT PRIMARY KEY, reason TEXT, marked_at TEXT); INSERT INTO deploy_bad_tags VALUES ('v2', 'rolled back', 'now')\"",
+            landing.display()
+        ),
+    );
+    let out = s.bootstrap(&["--tag", "v2"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("v2 is recorded bad"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!s.app().join("current").exists());
+    let log = ok(&s.bootstrap(&[]));
+    assert_eq!(
+        std::fs::read_link(s.app().join("current")).unwrap(),
+        Path::new("releases/v1"),
+        "{log}"
+    );
+    assert!(!s.app().join("releases/v2").exists(), "{log}");
+
+    // While deploy-poll runs (its lock held), bootstrap changes nothing and exits 75.
+    let lock = landing.join(".locks/deploy-poll.lock");
+    let mut holder = Command::new("setpriv")
+        .args([
+            &format!("--reuid={}", s.uid),
+            &format!("--regid={}", s.uid),
+            "--clear-groups",
+            "--",
+            "flock",
+            "--close",
+        ])
+        .arg(&lock)
+        .args(["sleep", "30"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let before = tree(&s.app());
+    let mut cmd = script(
+        "bootstrap_supervisor.sh",
+        &[
+            "--root",
+            s.root.path().to_str().unwrap(),
+            "--repo",
+            s.origin.to_str().unwrap(),
+        ],
+    );
+    let out = cmd
+        .env("MATERIA_DEPLOY_LOCK_WAIT_SECS", "1")
+        .output_within(CHILD_LIMIT)
+        .unwrap();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("deploy-poll is running"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(tree(&s.app()), before);
 }

@@ -16,6 +16,7 @@ fn bin_dir() -> PathBuf {
     let dir = test_support::bin_dir();
     for b in [
         "extract-psd",
+        "extract-prices",
         "transform",
         "export-serving",
         "materia-status",
@@ -39,6 +40,7 @@ fn supervisor(dir: &Path, bin: &Path, args: &[&str]) -> Command {
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
         .env("HOME", dir)
         .env("MATERIA_BIN_DIR", bin)
+        .env("MATERIA_WORKFLOWS", repo_root().join("workflows.toml"))
         .env("LANDING_DIR", dir.join("landing"))
         .env("DUCKDB_PATH", dir.join("lakehouse.duckdb"))
         .env("SERVING_DUCKDB_PATH", dir.join("analytics.duckdb"))
@@ -46,11 +48,24 @@ fn supervisor(dir: &Path, bin: &Path, args: &[&str]) -> Command {
     cmd
 }
 
-/// A directory of scripted steps: each logs its name to `calls`, then runs `body`.
+/// A directory of scripted steps: each logs its name to `calls`, then runs `body`; and the real
+/// `materia-status`, which tells the supervisor which extractors are due.
 fn scripted(dir: &Path, bodies: &[(&str, &str)]) -> PathBuf {
+    scripted_with(dir, &["extract-psd", "extract-prices"], bodies)
+}
+
+fn scripted_with(dir: &Path, extractors: &[&str], bodies: &[(&str, &str)]) -> PathBuf {
     let bin = dir.join("fake-bin");
     std::fs::create_dir_all(&bin).unwrap();
-    for step in ["extract-psd", "transform", "export-serving"] {
+    let status = bin.join("materia-status");
+    if !status.exists() {
+        std::os::unix::fs::symlink(test_support::workspace_bin("materia-status"), status).unwrap();
+    }
+    for step in extractors
+        .iter()
+        .copied()
+        .chain(["transform", "export-serving"])
+    {
         let body = bodies
             .iter()
             .find(|(s, _)| *s == step)
@@ -94,6 +109,12 @@ fn once_runs_a_real_cycle_and_the_dr_drill_rebuilds_it_identically() {
         snapshot: 0,
     };
     psd_gen::write_zip(&spec, std::fs::File::create(&zip).unwrap(), 6).unwrap();
+    let prices = dir.path().join("fredgraph.csv");
+    std::fs::write(
+        &prices,
+        "observation_date,PCOFFOTMUSDM,PCOFFROBUSDM\n2020-10-01,120.5,70\n2020-11-01,.,71.5\n",
+    )
+    .unwrap();
     // docs/INTERFACES.md, `scripts/supervisor.sh`: from the repository root, after `make test`,
     // only the variables of section 1 and PSD_URL (the binaries and SQLMesh are found where
     // `make` put them).
@@ -128,10 +149,18 @@ fn once_runs_a_real_cycle_and_the_dr_drill_rebuilds_it_identically() {
             .env("MATERIA_BIN_DIR", bin_dir())
             .env("MATERIA_SQLMESH", venv().join("bin/sqlmesh"));
     }
-    let out = contract.output_within(CHILD_LIMIT).unwrap();
+    let out = contract
+        .env("PRICES_URL", &prices)
+        .output_within(CHILD_LIMIT)
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let log = stderr(&out);
-    for step in ["extract-psd", "transform", "export-serving"] {
+    for step in [
+        "extract-psd",
+        "extract-prices",
+        "transform",
+        "export-serving",
+    ] {
         assert!(log.contains(&format!("supervisor: {step}: ok")), "{log}");
     }
     // The web app's file is there and complete.
@@ -143,7 +172,18 @@ fn once_runs_a_real_cycle_and_the_dr_drill_rebuilds_it_identically() {
         })
         .unwrap();
     assert!(n > 0);
-    for step in ["extract_psd", "transform", "export_serving"] {
+    let prices_served: i64 = conn
+        .query_row("SELECT count(*) FROM serving.coffee_prices", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(prices_served, 3, "the two series' months with a value");
+    for step in [
+        "extract_psd",
+        "extract_prices",
+        "transform",
+        "export_serving",
+    ] {
         let text = std::fs::read_to_string(dir.path().join(format!("metrics/materia_{step}.prom")))
             .unwrap();
         assert!(
@@ -162,7 +202,12 @@ fn once_runs_a_real_cycle_and_the_dr_drill_rebuilds_it_identically() {
     let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(json["status"], "ok");
     let steps = json["steps"].as_array().unwrap();
-    for step in ["extract-psd", "transform", "export-serving"] {
+    for step in [
+        "extract-psd",
+        "extract-prices",
+        "transform",
+        "export-serving",
+    ] {
         let s = steps.iter().find(|s| s["step"] == step).unwrap();
         assert_eq!(s["status"], "success", "{s}");
     }
@@ -174,7 +219,15 @@ fn once_runs_a_real_cycle_and_the_dr_drill_rebuilds_it_identically() {
         ..spec
     };
     psd_gen::write_zip(&spec, std::fs::File::create(&zip).unwrap(), 6).unwrap();
+    // PSD ran a moment ago: due again at once only with a registry that says every minute.
+    let every_minute = dir.path().join("workflows.toml");
+    std::fs::write(
+        &every_minute,
+        "[psd]\nbinary = \"extract-psd\"\ndataset = \"psd\"\nevery = \"1m\"\n",
+    )
+    .unwrap();
     let out = supervisor(dir.path(), &bin_dir(), &["--once"])
+        .env("MATERIA_WORKFLOWS", &every_minute)
         .env("PSD_URL", &zip)
         .env("MATERIA_SQLMESH", venv().join("bin/sqlmesh"))
         .output_within(CHILD_LIMIT)
@@ -204,7 +257,8 @@ fn once_runs_a_real_cycle_and_the_dr_drill_rebuilds_it_identically() {
         .unwrap();
     let report = String::from_utf8_lossy(&drill.stdout);
     assert!(drill.status.success(), "{report}\n{}", stderr(&drill));
-    assert_eq!(report.matches("  identical").count(), 3, "{report}");
+    // The PSD tables (with the history's value_history and releases) and the two prices tables.
+    assert_eq!(report.matches("  identical").count(), 7, "{report}");
     let revisions = report
         .lines()
         .find(|l| l.starts_with("estimate_revisions"))
@@ -222,7 +276,10 @@ fn a_failing_step_ends_the_cycle_with_its_status_and_the_next_cycle_backs_off() 
         .output_within(CHILD_LIMIT)
         .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    assert_eq!(calls(dir.path()), ["extract-psd", "transform"]);
+    assert_eq!(
+        calls(dir.path()),
+        ["extract-psd", "extract-prices", "transform"]
+    );
     assert!(stderr(&out).contains("supervisor: transform: failed (exit 3)"));
 
     // Looping: each failed cycle doubles the pause, up to the cap.
@@ -271,7 +328,16 @@ fn a_step_over_its_time_bound_is_killed() {
     assert_eq!(out.status.code(), Some(124), "{}", stderr(&out));
     assert!(started.elapsed() < Duration::from_secs(30), "not killed");
     assert!(stderr(&out).contains("extract-psd: killed after 1s"));
-    assert_eq!(calls(dir.path()), ["extract-psd"]);
+    // An extractor fails on its own: the others and the transform still run.
+    assert_eq!(
+        calls(dir.path()),
+        [
+            "extract-psd",
+            "extract-prices",
+            "transform",
+            "export-serving"
+        ]
+    );
 }
 
 #[test]
@@ -325,7 +391,7 @@ fn bad_configuration_exits_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).contains("no extract-psd in"),
+        stderr(&out).contains("no materia-status in"),
         "{}",
         stderr(&out)
     );
@@ -399,4 +465,212 @@ fn regression_materia_env_file_is_read_as_data_never_run_as_shell_code() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("line 2"), "{}", stderr(&out));
+}
+
+/// Records one finished run of `step` in the state DB the supervisor's steps use.
+fn ran(dir: &Path, step: &str, at: &str, status: run_ledger::RunStatus) {
+    let db = dir.join("landing/.state.sqlite");
+    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+    let ledger = run_ledger::Ledger::open(&db).unwrap();
+    let id = ledger.begin(step, at).unwrap();
+    ledger
+        .finish(id, at, &run_ledger::RunOutcome::new(status))
+        .unwrap();
+}
+
+/// Now, as the ledger writes times (`2026-12-08T01:00:00.000Z`).
+fn ledger_now() -> String {
+    let out = Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%S.000Z"])
+        .output_within(CHILD_LIMIT)
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn the_supervisor_runs_only_the_extractors_the_registry_says_are_due() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = scripted(dir.path(), &[]);
+    // PSD succeeded a moment ago: not due (daily, or hourly on the 9th-12th); prices never ran.
+    ran(
+        dir.path(),
+        "extract-psd",
+        &ledger_now(),
+        run_ledger::RunStatus::Success,
+    );
+    let out = supervisor(dir.path(), &bin, &["--once"])
+        .output_within(CHILD_LIMIT)
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        calls(dir.path()),
+        ["extract-prices", "transform", "export-serving"]
+    );
+    // Both fresh: no extractor runs, the transform and export still look at their inputs.
+    std::fs::remove_file(dir.path().join("calls")).unwrap();
+    ran(
+        dir.path(),
+        "extract-prices",
+        &ledger_now(),
+        run_ledger::RunStatus::Unchanged,
+    );
+    let out = supervisor(dir.path(), &bin, &["--once"])
+        .output_within(CHILD_LIMIT)
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("supervisor: no extractor is due"));
+    assert_eq!(calls(dir.path()), ["transform", "export-serving"]);
+}
+
+#[test]
+fn a_failing_prices_download_never_blocks_psd_nor_backs_the_cycle_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = scripted(
+        dir.path(),
+        &[("extract-prices", "echo FRED is down >&2; exit 1")],
+    );
+    let out = supervisor(dir.path(), &bin, &["--once"])
+        .output_within(CHILD_LIMIT)
+        .unwrap();
+    // Prices are `required = false` in the registry: the cycle's status is PSD's, transform's
+    // and export's (contracts: `--once` works with only PSD_URL set, FRED unreachable).
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        calls(dir.path()),
+        [
+            "extract-psd",
+            "extract-prices",
+            "transform",
+            "export-serving"
+        ]
+    );
+    assert!(stderr(&out).contains("supervisor: extract-prices: failed (exit 1)"));
+
+    // Looping: the failed extractor does not make the supervisor back off.
+    std::fs::remove_file(dir.path().join("calls")).unwrap();
+    let child = supervisor(dir.path(), &bin, &[])
+        .env("SUPERVISOR_INTERVAL_SECS", "1")
+        .env("SUPERVISOR_BACKOFF_SECS", "600")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while calls(dir.path())
+        .iter()
+        .filter(|c| *c == "export-serving")
+        .count()
+        < 2
+    {
+        assert!(Instant::now() < deadline, "no second cycle: backed off");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status_within(CHILD_LIMIT)
+        .unwrap();
+    let out = test_support::wait_within(child, CHILD_LIMIT);
+    let log = stderr(&out);
+    assert!(!log.contains("cycle failed"), "{log}");
+    assert!(
+        log.contains("extract-prices is optional (required = false)"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_failing_psd_download_fails_the_cycle_after_transform_and_export_ran() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = scripted(
+        dir.path(),
+        &[("extract-psd", "echo USDA is down >&2; exit 1")],
+    );
+    let out = supervisor(dir.path(), &bin, &["--once"])
+        .output_within(CHILD_LIMIT)
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(
+        calls(dir.path()),
+        [
+            "extract-psd",
+            "extract-prices",
+            "transform",
+            "export-serving"
+        ]
+    );
+    assert!(stderr(&out).contains("supervisor: extract-psd: failed (exit 1)"));
+}
+
+#[test]
+fn a_malformed_registry_stops_the_supervisor_at_start_with_exit_2_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = scripted(dir.path(), &[]);
+    let registry = dir.path().join("workflows.toml");
+    std::fs::write(
+        &registry,
+        "[psd]\nbinary = \"extract-psd\"\ndataset = \"psd\"\nevery = \"1d\"\n\n[prices]\nbinary = \"extract-prices\"\ndataset = \"prices\"\nevry = \"1d\"\n",
+    )
+    .unwrap();
+    let out = supervisor(dir.path(), &bin, &["--once"])
+        .env("MATERIA_WORKFLOWS", &registry)
+        .output_within(CHILD_LIMIT)
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let log = stderr(&out);
+    assert!(
+        log.contains("workflows.toml line 9: unknown field `evry`"),
+        "{log}"
+    );
+    assert!(calls(dir.path()).is_empty(), "ran half a registry");
+    // A registry naming a binary that is not there: exit 2 too.
+    std::fs::write(
+        &registry,
+        "[weather]\nbinary = \"extract-weather\"\ndataset = \"weather\"\nevery = \"6h\"\n",
+    )
+    .unwrap();
+    let out = supervisor(dir.path(), &bin, &["--once"])
+        .env("MATERIA_WORKFLOWS", &registry)
+        .output_within(CHILD_LIMIT)
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no extract-weather in"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_third_extractor_is_a_binary_and_a_registry_entry() {
+    // What adding an extractor takes of the supervisor: its binary and its registry entry,
+    // nothing in the script (crates/operations/tests/datasets.rs shows the landing side).
+    let dir = tempfile::tempdir().unwrap();
+    let bin = scripted_with(
+        dir.path(),
+        &["extract-psd", "extract-prices", "extract-toy"],
+        &[],
+    );
+    let registry = dir.path().join("workflows.toml");
+    let mut text = std::fs::read_to_string(repo_root().join("workflows.toml")).unwrap();
+    text.push_str("\n[toy]\nbinary = \"extract-toy\"\ndataset = \"toy\"\nevery = \"6h\"\n");
+    std::fs::write(&registry, text).unwrap();
+    ran(
+        dir.path(),
+        "extract-psd",
+        &ledger_now(),
+        run_ledger::RunStatus::Success,
+    );
+    let out = supervisor(dir.path(), &bin, &["--once"])
+        .env("MATERIA_WORKFLOWS", &registry)
+        .output_within(CHILD_LIMIT)
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        calls(dir.path()),
+        [
+            "extract-prices",
+            "extract-toy",
+            "transform",
+            "export-serving"
+        ]
+    );
 }

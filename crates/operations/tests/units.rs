@@ -12,7 +12,7 @@ use test_support::CommandExt;
 /// Bound on every child process of these tests: a hang fails the test instead of the run.
 const CHILD_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
 
-const UNITS: [&str; 7] = [
+const UNITS: [&str; 8] = [
     "materia-supervisor.service",
     "materia-backup.service",
     "materia-backup.timer",
@@ -20,6 +20,7 @@ const UNITS: [&str; 7] = [
     "materia-deploy.timer",
     "materia-web.socket",
     "materia-web.service",
+    "materia-alert@.service",
 ];
 
 fn units_dir() -> PathBuf {
@@ -93,13 +94,30 @@ fn services_are_hardened_and_report_their_exposure() {
 }
 
 #[test]
-fn units_run_as_the_service_user_with_the_env_file_and_the_contract_settings() {
+fn units_run_as_the_service_user_with_their_own_env_file_and_the_contract_settings() {
     for name in UNITS.iter().filter(|n| n.ends_with(".service")) {
         let text = unit(name);
+        // Each unit its own root-owned file (scripts/install_units.sh), never the whole .env.
+        let own = format!(
+            "EnvironmentFile=/etc/materia/env/current/{}.env",
+            name.trim_start_matches("materia-")
+                .trim_end_matches(".service")
+        );
+        assert!(text.lines().any(|l| l == own), "{name} lacks {own}");
+        assert!(
+            !text.contains("/opt/materia/.env"),
+            "{name} loads the whole .env"
+        );
+        if *name != "materia-deploy.service" {
+            assert!(
+                text.lines().any(|l| l
+                    == "InaccessiblePaths=-/opt/materia/.ssh -/opt/materia/.config -/etc/materia/env"),
+                "{name} can see the keys"
+            );
+        }
         for line in [
             "User=materia",
             "Group=materia",
-            "EnvironmentFile=/opt/materia/.env",
             "NoNewPrivileges=yes",
             "ProtectSystem=strict",
             "PrivateTmp=yes",
@@ -112,6 +130,12 @@ fn units_run_as_the_service_user_with_the_env_file_and_the_contract_settings() {
     assert!(timer.contains("OnCalendar=*-*-* 00/6:00:00"));
     assert!(timer.contains("Persistent=true"), "catch up after downtime");
     assert!(unit("materia-supervisor.service").contains("Restart=on-failure"));
+    // Production deploys only signed tags.
+    assert!(
+        unit("materia-deploy.service")
+            .lines()
+            .any(|l| l == "Environment=MATERIA_REQUIRE_SIGNED=true")
+    );
 }
 
 #[test]

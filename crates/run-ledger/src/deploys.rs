@@ -1,6 +1,6 @@
 //! deploy-poll's bookkeeping: release tags whose deploy failed, never tried again.
 
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
 use crate::{Ledger, LedgerError};
 
@@ -21,5 +21,21 @@ impl Ledger {
         self.rows("SELECT tag FROM deploy_bad_tags ORDER BY tag", [], |r| {
             r.get(0)
         })
+    }
+
+    /// Forgets that deploying `tag` failed, so deploy-poll may try it again (an operator's
+    /// decision: `materia-status clear-bad TAG`). Returns the reason it was marked with, or
+    /// `None` when it was not marked.
+    pub fn clear_bad_tag(&self, tag: &str) -> Result<Option<String>, LedgerError> {
+        let reason: Option<String> = self
+            .conn
+            .query_row(
+                "DELETE FROM deploy_bad_tags WHERE tag = ?1 RETURNING reason",
+                params![tag],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.sql(e))?;
+        Ok(reason)
     }
 }

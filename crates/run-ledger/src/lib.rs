@@ -29,8 +29,8 @@ use rusqlite::Connection;
 pub use migrations::SCHEMA_VERSION;
 pub use quarantine::{Quarantine, Quarantined};
 pub use runs::{
-    EXTRACTOR_PREFIX, INTERRUPTED, Landed, LastGood, RunId, RunOutcome, RunRow, RunStatus,
-    StepSummary, dataset_of_step, extractor_step,
+    DETAIL_UPSTREAM, EXTRACTOR_PREFIX, INTERRUPTED, Landed, LastGood, RunId, RunOutcome, RunRow,
+    RunStatus, StepSummary, dataset_of_step, extractor_step,
 };
 
 mod compat;

@@ -13,6 +13,11 @@ use rusqlite::{OptionalExtension, params};
 
 use crate::{Ledger, LedgerError};
 
+/// The `detail` of a failed run whose upstream source could not be reached or answered with an
+/// error (connection refused, DNS, time-out, HTTP 5xx): not the release's fault, so a deploy's
+/// health check does not roll back for it (docs/INTERFACES.md, "Exit classes").
+pub const DETAIL_UPSTREAM: &str = "upstream";
+
 /// The message written into rows of runs that died while `running`.
 pub const INTERRUPTED: &str =
     "interrupted: the run ended without recording an outcome (killed, crashed or lost power)";
@@ -206,7 +211,8 @@ pub struct StepSummary {
     pub error: Option<String>,
     /// When the newest run that ended `success` or `unchanged` finished.
     pub last_success_at: Option<String>,
-    /// The latest run's detail (what it did: the transform's mode, rows read, changes stored).
+    /// The latest run's detail: what it did (the transform's mode, rows read, changes stored),
+    /// or [`DETAIL_UPSTREAM`] for a failure upstream.
     pub detail: Option<String>,
 }
 
@@ -370,6 +376,31 @@ impl Ledger {
                 },
             )
             .optional()
+            .map_err(|e| self.sql(e))
+    }
+
+    /// When the pipeline last confirmed upstream: the `finished_at` of the newest run of any
+    /// extractor that ended `success` or `unchanged` (a new file, a 304, or a download of
+    /// content already landed). Freshness is measured from it, not from when content changed.
+    pub fn last_confirmation(&self) -> Result<Option<String>, LedgerError> {
+        self.conn
+            .query_row(
+                "SELECT max(finished_at) FROM extraction_runs WHERE status IN ('success', 'unchanged')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.sql(e))
+    }
+
+    /// When content of `dataset` last changed upstream: the `finished_at` of the newest run that
+    /// landed a new file (status `success`). The age of the data itself is measured from it.
+    pub fn last_new_data(&self, dataset: &str) -> Result<Option<String>, LedgerError> {
+        self.conn
+            .query_row(
+                "SELECT max(finished_at) FROM extraction_runs WHERE extractor = ?1 AND status = 'success'",
+                params![dataset],
+                |r| r.get(0),
+            )
             .map_err(|e| self.sql(e))
     }
 

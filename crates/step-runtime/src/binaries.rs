@@ -1,7 +1,8 @@
 //! Every binary of the workspace, declared once: its name (its crate is `crates/<name>/`) and
-//! how it runs. A new binary goes here, in its place: a step of the supervisor's cycle in the
-//! order the cycle runs it (a new extractor before `transform`), a step with a timer of its
-//! own, a long-running service (the web app), or a tool.
+//! how it runs. A new binary goes here, in its place: an extractor (also an entry of the
+//! workflow registry `workflows.toml`, which says when it is due), a step of the supervisor's
+//! cycle in the order the cycle runs it, a step with a timer of its own, a long-running service
+//! (the web app), or a tool.
 //!
 //! `materia-status` lists the steps from here. The Makefile's `BINARIES`, the supervisor's
 //! cycle, the systemd units and `docs/INTERFACES.md` cannot read Rust, so
@@ -11,6 +12,9 @@
 /// How a binary runs, which decides who starts it and whether it records runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
+    /// An extractor, `extract-<dataset>`: the supervisor runs it when `workflows.toml` says it
+    /// is due, before the cycle's steps; records its runs in the ledger.
+    Extractor,
     /// A pipeline step that `scripts/supervisor.sh` runs every cycle, in declaration order;
     /// records its runs in the ledger.
     Cycle,
@@ -25,7 +29,7 @@ pub enum Role {
 impl Role {
     /// Steps record every run in the ledger and appear in `materia-status`.
     pub fn is_step(self) -> bool {
-        matches!(self, Role::Cycle | Role::Timer)
+        matches!(self, Role::Extractor | Role::Cycle | Role::Timer)
     }
 }
 
@@ -42,7 +46,11 @@ pub struct Binary {
 pub const BINARIES: &[Binary] = &[
     Binary {
         name: "extract-psd",
-        role: Role::Cycle,
+        role: Role::Extractor,
+    },
+    Binary {
+        name: "extract-prices",
+        role: Role::Extractor,
     },
     Binary {
         name: "transform",
@@ -79,7 +87,16 @@ pub fn steps() -> impl Iterator<Item = &'static str> {
     BINARIES.iter().filter(|b| b.role.is_step()).map(|b| b.name)
 }
 
-/// The supervisor's cycle, in order.
+/// The extractors, which `workflows.toml` must list (checked by
+/// `crates/operations/tests/binaries.rs`).
+pub fn extractors() -> impl Iterator<Item = &'static str> {
+    BINARIES
+        .iter()
+        .filter(|b| b.role == Role::Extractor)
+        .map(|b| b.name)
+}
+
+/// The supervisor's cycle after the due extractors, in order.
 pub fn cycle() -> impl Iterator<Item = &'static str> {
     BINARIES
         .iter()
@@ -92,19 +109,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_are_unique_and_the_cycle_extracts_first_and_exports_last() {
+    fn names_are_unique_extractors_are_extract_dataset_and_the_cycle_exports_last() {
         let mut names: Vec<&str> = BINARIES.iter().map(|b| b.name).collect();
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), BINARIES.len(), "a binary is declared twice");
+        for b in BINARIES {
+            assert_eq!(
+                b.role == Role::Extractor,
+                run_ledger::dataset_of_step(b.name).is_some(),
+                "{}: extractors, and only they, are extract-<dataset>",
+                b.name
+            );
+        }
         let cycle: Vec<&str> = cycle().collect();
-        let transform = cycle.iter().position(|s| *s == "transform").unwrap();
-        assert!(
-            cycle[..transform]
-                .iter()
-                .all(|s| run_ledger::dataset_of_step(s).is_some()),
-            "only extractors run before transform: {cycle:?}"
-        );
+        assert_eq!(cycle.first(), Some(&"transform"));
         assert_eq!(cycle.last(), Some(&"export-serving"));
     }
 }

@@ -27,6 +27,22 @@ pub const PSD_TIMEOUT_SECS: &str = "PSD_TIMEOUT_SECS";
 /// How many times a failed attempt is retried (connection errors, 429, 5xx). Default 4.
 pub const PSD_RETRIES: &str = "PSD_RETRIES";
 
+/// Source of the coffee prices CSV: an http(s) URL, a `file://` URL or a plain path. Default
+/// FRED's `fredgraph.csv?id=<PRICES_SERIES>`.
+pub const PRICES_URL: &str = "PRICES_URL";
+/// The FRED series of the prices CSV, comma-separated. Default `PCOFFOTMUSDM,PCOFFROBUSDM`.
+pub const PRICES_SERIES: &str = "PRICES_SERIES";
+/// Cap on the prices CSV, in bytes. Default 16 MiB.
+pub const PRICES_MAX_BYTES: &str = "PRICES_MAX_BYTES";
+/// Bound on the whole prices download including retries, in seconds. Default 300.
+pub const PRICES_TIMEOUT_SECS: &str = "PRICES_TIMEOUT_SECS";
+/// How many times a failed prices attempt is retried (connection errors, 429, 5xx). Default 4.
+pub const PRICES_RETRIES: &str = "PRICES_RETRIES";
+
+/// The workflow registry `materia-status --due` reads. Default `workflows.toml` (relative to
+/// the working directory: the repository or release root).
+pub const MATERIA_WORKFLOWS: &str = "MATERIA_WORKFLOWS";
+
 /// The SQLMesh project directory of the transform. Default `transform` (relative to the working
 /// directory); production `/opt/materia/current/transform`.
 pub const MATERIA_TRANSFORM_DIR: &str = "MATERIA_TRANSFORM_DIR";
@@ -79,6 +95,12 @@ pub const R2_ENDPOINT: &str = "R2_ENDPOINT";
 pub const MATERIA_ROOT: &str = "MATERIA_ROOT";
 /// The sops executable deploy-poll decrypts `.env.prod.sops` with. Default `sops` on PATH.
 pub const MATERIA_SOPS: &str = "MATERIA_SOPS";
+/// deploy-poll deploys only SSH-signed tags when `true` (`--require-signed`); the shipped
+/// materia-deploy.service sets it.
+pub const MATERIA_REQUIRE_SIGNED: &str = "MATERIA_REQUIRE_SIGNED";
+/// ssh-keygen allowed_signers file that release tags are verified against. Default
+/// `/etc/materia/allowed_signers` (root-owned, written by setup_server.sh).
+pub const MATERIA_ALLOWED_SIGNERS: &str = "MATERIA_ALLOWED_SIGNERS";
 /// The server's age key for sops (read by sops itself).
 pub const SOPS_AGE_KEY_FILE: &str = "SOPS_AGE_KEY_FILE";
 

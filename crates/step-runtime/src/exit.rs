@@ -5,8 +5,13 @@ use std::fmt;
 /// Why a run failed; decides the process exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureClass {
-    /// Upstream down, bad data, verification failed: exit 1.
+    /// Bad data, verification failed, a local fault: exit 1.
     Operational,
+    /// The upstream source could not be reached or answered with an error (connection refused,
+    /// DNS, time-out, HTTP 5xx or another error status): exit 1, like `Operational`, but recorded
+    /// as such (`error_class` `upstream` in `--json`, detail `upstream` in the ledger row), so a
+    /// deploy's health check does not blame the release for it.
+    Upstream,
     /// Bad flags, bad environment, a path that cannot be used as configured: exit 2.
     Usage,
     /// The step's lock is held by another run, or a lock stayed held past its wait budget: exit 75.
@@ -16,9 +21,19 @@ pub enum FailureClass {
 impl FailureClass {
     pub fn exit_code(self) -> u8 {
         match self {
-            FailureClass::Operational => EXIT_FAILURE,
+            FailureClass::Operational | FailureClass::Upstream => EXIT_FAILURE,
             FailureClass::Usage => EXIT_USAGE,
             FailureClass::Busy => EXIT_BUSY,
+        }
+    }
+
+    /// The name of the class in `--json` (`error_class`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureClass::Operational => "operational",
+            FailureClass::Upstream => "upstream",
+            FailureClass::Usage => "usage",
+            FailureClass::Busy => "busy",
         }
     }
 }

@@ -36,6 +36,16 @@ pub trait Report: Serialize {
     /// The report of a run that failed with `error` (fields that do not apply are null).
     fn failed(error: String) -> Self;
 
+    /// The report of a run that failed with `error` of `class`; reports that carry an
+    /// `error_class` (extractors: `upstream` versus the rest) override it.
+    fn failed_as(class: FailureClass, error: String) -> Self
+    where
+        Self: Sized,
+    {
+        let _ = class;
+        Self::failed(error)
+    }
+
     /// How the run is recorded in the ledger ([`run_recorded`]): its status and detail, and
     /// `error` when the run failed with a full report.
     fn outcome(&self) -> RunOutcome;
@@ -108,7 +118,7 @@ where
         Err(err) => {
             let message = err.message();
             log::error!("{message}");
-            (R::failed(message), err.class.exit_code())
+            (R::failed_as(err.class, message), err.class.exit_code())
         }
     };
 
@@ -147,6 +157,13 @@ fn standard_metrics(
     } else {
         metrics::read_previous(dir, step, "last_success_timestamp_seconds")
     };
+    // Carried over from the previous file: the alert "a step failing repeatedly"
+    // (ops/alerts.yml) reads it.
+    let consecutive_failures = if code == exit::EXIT_SUCCESS {
+        0.0
+    } else {
+        metrics::read_previous(dir, step, "consecutive_failures").unwrap_or(0.0) + 1.0
+    };
     let mut out = vec![
         Metric::new(
             "last_run_timestamp_seconds",
@@ -162,6 +179,11 @@ fn standard_metrics(
             "exit_code",
             "Exit code of the last run (0 ok, 1 failed, 2 usage, 75 busy)",
             f64::from(code),
+        ),
+        Metric::new(
+            "consecutive_failures",
+            "Runs that failed in a row since the last success (0 after a success)",
+            consecutive_failures,
         ),
     ];
     if let Some(ts) = last_success {

@@ -94,7 +94,19 @@ mod tests {
     #[test]
     fn different_steps_do_not_block_each_other() {
         let dir = tempfile::tempdir().unwrap();
-        let _a = StepLock::acquire(dir.path(), "extract-psd").unwrap();
-        let _b = StepLock::acquire(dir.path(), "export-serving").unwrap();
+        let a = StepLock::acquire(dir.path(), "extract-psd").unwrap();
+        let b = StepLock::acquire(dir.path(), "export-serving");
+        assert!(
+            b.is_ok(),
+            "export-serving blocked while extract-psd runs: {:?}",
+            b.as_ref().err().map(StepError::message)
+        );
+        let b = b.unwrap();
+        assert_ne!(a.path(), b.path(), "each step has a lock file of its own");
+        // Each still excludes a second run of its own step.
+        for step in ["extract-psd", "export-serving"] {
+            let err = StepLock::acquire(dir.path(), step).unwrap_err();
+            assert_eq!(err.class, FailureClass::Busy, "{step}");
+        }
     }
 }

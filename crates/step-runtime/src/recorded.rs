@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use run_ledger::{Ledger, RunOutcome};
 
-use crate::{Report, StepContext, StepError, iso8601};
+use crate::{FailureClass, Report, StepContext, StepError, iso8601};
 
 /// Runs `work` inside a ledger row of `ctx.step` (a row of `extraction_runs` for an
 /// `extract-<dataset>` step, of `step_runs` for any other): earlier rows left `running` by a run
@@ -26,6 +26,10 @@ pub fn run_recorded<R: Report>(
     let finished_at = iso8601(SystemTime::now());
     let outcome = match &result {
         Ok(report) => report.outcome(),
+        Err(e) if e.class == FailureClass::Upstream => RunOutcome {
+            detail: Some(run_ledger::DETAIL_UPSTREAM.to_owned()),
+            ..RunOutcome::failed(e.message())
+        },
         Err(e) => RunOutcome::failed(e.message()),
     };
     let recorded = ledger.finish(run, &finished_at, &outcome);

@@ -71,15 +71,30 @@ pub fn own_bin(name: &str) -> PathBuf {
     }
 }
 
-/// A binary of the workspace, built beside the running test (`make test` builds them all).
+/// A binary of the workspace, built beside the running test, in the profile the test was built
+/// in (`make test` builds them all in `release`; `cargo test -p CRATE` builds only that crate's).
 pub fn workspace_bin(name: &str) -> PathBuf {
-    let path = bin_dir().join(name);
+    let dir = bin_dir();
+    let path = dir.join(name);
     assert!(
         path.is_file(),
-        "{} is not built: run `cargo build --release --workspace --bins`",
-        path.display()
+        "{} is not built: run `{}` (this test runs binaries of other crates, built in the \
+         same profile)",
+        path.display(),
+        build_command(&dir)
     );
     path
+}
+
+/// The cargo command that builds every binary into `dir` (`<target>/<profile>`).
+fn build_command(dir: &std::path::Path) -> String {
+    let profile = dir.file_name().map(|p| p.to_string_lossy().into_owned());
+    match profile.as_deref() {
+        Some("debug") => "cargo build --workspace --bins".to_owned(),
+        Some("release") => "cargo build --release --workspace --bins".to_owned(),
+        Some(other) => format!("cargo build --profile {other} --workspace --bins"),
+        None => "cargo build --release --workspace --bins".to_owned(),
+    }
 }
 
 /// The one JSON object a `--json` run printed: stdout must be exactly one line holding one JSON

@@ -23,11 +23,16 @@ pub const STEP: &str = "transform";
 /// landing file, `landing_sha256`, the rows read from it and the distinct keys kept (a key
 /// repeated by upstream counts all its rows once): after a build each of their files must be
 /// there whole, the rows read equal to the rows it landed with. Other datasets are
-/// fingerprinted (their files are in the manifest) but nothing reads them yet.
+/// fingerprinted (their files are in the manifest); those in [`OPTIONAL`] are read by their
+/// models, the rest by nothing yet.
 const MODELLED: [(&str, &str); 1] = [(
     "psd",
     "SELECT landing_sha256, rows_read, distinct_keys FROM history.psd_files",
 )];
+/// Datasets the project reads when they have files and does without when they have none
+/// (`@landing_lines` in `transform/macros/landing.py`): an extractor that has not landed yet
+/// never stops the PSD path.
+const OPTIONAL: [&str; 1] = ["prices"];
 /// Where the landing manifest is written for SQLMesh, in the work directory.
 const MANIFEST_FILE: &str = "landing-manifest.json";
 /// Where the landed rows of every file are written for the history's row check.
@@ -267,7 +272,7 @@ fn transform(
         .into());
     }
     for (dataset, files) in &per_dataset {
-        if !MODELLED.iter().any(|(d, _)| d == dataset) {
+        if !MODELLED.iter().any(|(d, _)| d == dataset) && !OPTIONAL.contains(&dataset.as_str()) {
             log::warn!(
                 "dataset {dataset}: {files} landing file(s) that no model of the SQLMesh project reads yet"
             );

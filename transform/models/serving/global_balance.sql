@@ -1,4 +1,7 @@
--- World balance of each commodity and market year: the eight measures summed over countries.
+-- World balance of each commodity and market year: the eight measures summed over countries,
+-- with the number of countries that reported each measure (country_count_<measure>: a sum covers
+-- only the countries present, so a change in coverage is not a change in the market).
+-- World stocks-to-use is ending stocks / domestic consumption: world exports and imports cancel.
 MODEL (
   name serving.global_balance,
   kind FULL,
@@ -25,7 +28,15 @@ WITH world AS (
     sum(domestic_consumption) AS domestic_consumption,
     sum(ending_stocks) AS ending_stocks,
     sum(total_distribution) AS total_distribution,
-    count(DISTINCT country_code) AS country_count
+    count(DISTINCT country_code) AS country_count,
+    count(beginning_stocks) AS country_count_beginning_stocks,
+    count(production) AS country_count_production,
+    count(imports) AS country_count_imports,
+    count(total_supply) AS country_count_total_supply,
+    count(exports) AS country_count_exports,
+    count(domestic_consumption) AS country_count_domestic_consumption,
+    count(ending_stocks) AS country_count_ending_stocks,
+    count(total_distribution) AS country_count_total_distribution
   FROM serving.commodity_balance
   GROUP BY commodity_code, market_year
 )
@@ -43,5 +54,13 @@ SELECT
   ending_stocks::DOUBLE AS ending_stocks,
   total_distribution::DOUBLE AS total_distribution,
   country_count::INTEGER AS country_count,
-  (ending_stocks / nullif(domestic_consumption + exports, 0))::DOUBLE AS stocks_to_use
+  country_count_beginning_stocks::INTEGER AS country_count_beginning_stocks,
+  country_count_production::INTEGER AS country_count_production,
+  country_count_imports::INTEGER AS country_count_imports,
+  country_count_total_supply::INTEGER AS country_count_total_supply,
+  country_count_exports::INTEGER AS country_count_exports,
+  country_count_domestic_consumption::INTEGER AS country_count_domestic_consumption,
+  country_count_ending_stocks::INTEGER AS country_count_ending_stocks,
+  country_count_total_distribution::INTEGER AS country_count_total_distribution,
+  (ending_stocks / nullif(domestic_consumption, 0))::DOUBLE AS stocks_to_use
 FROM world

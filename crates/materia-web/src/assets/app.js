@@ -30,7 +30,7 @@
       grid: { left: 8, right: 16, top: spec.series.length > 1 ? 56 : 24, bottom: 8, containLabel: true },
       legend: spec.series.length > 1 ? { top: 0, type: 'scroll' } : undefined,
       tooltip: { trigger: 'axis', valueFormatter: format },
-      xAxis: { type: 'category', data: spec.years.map(String), boundaryGap: false },
+      xAxis: { type: 'category', data: spec.labels || spec.years.map(String), boundaryGap: false },
       yAxis: {
         type: 'value',
         scale: !percent,
@@ -38,8 +38,48 @@
           formatter: function (v) { return percent ? (v * 100).toFixed(0) + '%' : compact(v); }
         }
       },
+      series: spec.series.map(function (s, i) {
+        var line = { name: s.name, type: 'line', data: s.values, showSymbol: false, connectNulls: false };
+        // Coverage breaks: a dashed vertical line on the first series, its reason on hover.
+        if (i === 0 && spec.marks && spec.marks.length) {
+          line.markLine = {
+            symbol: 'none',
+            silent: false,
+            lineStyle: { type: 'dashed' },
+            label: { show: false },
+            tooltip: { formatter: function (p) { return p.data.text; } },
+            data: spec.marks.map(function (m) { return { xAxis: m.label, text: m.text }; })
+          };
+        }
+        return line;
+      })
+    };
+  }
+
+  // Price against stocks-to-use: one point per marketing year and series, the latest marked.
+  function scatter(spec) {
+    return {
+      backgroundColor: 'transparent',
+      animation: false,
+      grid: { left: 8, right: 16, top: 40, bottom: 24, containLabel: true },
+      legend: { top: 0 },
+      tooltip: {
+        trigger: 'item',
+        formatter: function (p) {
+          return p.seriesName + ' ' + p.data[2] + ': ' + (p.data[0] * 100).toFixed(1) + '% stocks-to-use, ' +
+            Number(p.data[1]).toFixed(1);
+        }
+      },
+      xAxis: { type: 'value', scale: true, name: spec.x_name, nameLocation: 'middle', nameGap: 24,
+               axisLabel: { formatter: function (v) { return (v * 100).toFixed(0) + '%'; } } },
+      yAxis: { type: 'value', scale: true, name: spec.y_name },
       series: spec.series.map(function (s) {
-        return { name: s.name, type: 'line', data: s.values, showSymbol: false, connectNulls: false };
+        return {
+          name: s[0], type: 'scatter', data: s[1],
+          symbolSize: function (d) { return d[2] === spec.latest ? 16 : 8; },
+          label: { show: true, formatter: function (p) { return p.data[2] === spec.latest ? p.data[2] : ''; },
+                   position: 'top' }
+        };
       })
     };
   }
@@ -54,7 +94,7 @@
       if (!source) return;
       var spec = JSON.parse(source.textContent);
       var chart = window.echarts.init(box, dark() ? 'dark' : null, { renderer: 'canvas' });
-      chart.setOption(option(spec));
+      chart.setOption(spec.kind === 'scatter' ? scatter(spec) : option(spec));
       charts.push(chart);
     });
     document.documentElement.setAttribute('data-charts', String(charts.length));

@@ -1,25 +1,44 @@
-//! One run of `extract-psd`: fetch, validate, publish, inside the step's ledger row.
+//! One run of an extractor: fetch, validate, publish, inside the step's ledger row.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, anyhow};
 use landing_store::{LandingStore, Published};
 use run_ledger::{Landed, LastGood, Ledger, RunOutcome, RunStatus};
 use serde::Serialize;
-use step_runtime::{Metric, Report, ResultExt, StepContext, StepError, UtcDateTime, run_recorded};
+use step_runtime::{
+    FailureClass, Metric, Report, ResultExt, StepContext, StepError, UtcDateTime, run_recorded,
+};
 
-use crate::Args;
-use crate::fetch::{FetchLimits, Fetched, NOT_MODIFIED_UNASKED, Source, Validators, fetch};
-use crate::ingest::{Ingested, TEMP_PREFIX};
+use crate::fetch::{
+    FetchLimits, Fetched, NOT_MODIFIED_UNASKED, Source, Target, Validators, fetch, is_upstream,
+};
+use crate::ingest::{Format, Ingested};
 
-/// The landing dataset this step writes: `LANDING_DIR/psd/YYYY/MM/<sha256>.csv.gzip`.
-pub const DATASET: &str = "psd";
-/// The step's name in the ledger, locks and metrics: `extract-<dataset>`, so its runs are rows
-/// of `extraction_runs` with `extractor = psd`.
-pub const STEP: &str = "extract-psd";
+/// What makes one extractor: its names, its format, and what its `--json` calls each status.
+#[derive(Clone)]
+pub struct Extractor {
+    /// The step's name in the ledger, locks and metrics: `extract-<dataset>`, so its runs are
+    /// rows of `extraction_runs` with `extractor = <dataset>`; also its temp-file prefix.
+    pub step: &'static str,
+    /// The landing dataset it writes: `LANDING_DIR/<dataset>/YYYY/MM/<sha256>.csv.gzip`.
+    pub dataset: &'static str,
+    /// The upstream container and the content's validator.
+    pub format: Format,
+    /// The `status` of `--json` for each outcome (its interface's words).
+    pub wire: fn(ExtractStatus) -> &'static str,
+}
 
-/// How a run of `extract-psd` ended (`status` of `--json`).
+/// The request of one run: where from, and its bounds.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// An http(s) URL, a file:// URL or a local path.
+    pub url: String,
+    pub limits: FetchLimits,
+}
+
+/// How a run of an extractor ended.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ExtractStatus {
@@ -43,9 +62,26 @@ impl From<ExtractStatus> for RunStatus {
     }
 }
 
-/// The `--json` result (docs/INTERFACES.md, `extract-psd`).
+impl ExtractStatus {
+    /// The status's own name (`new`, `unchanged`, `duplicate`, `failed`), which `extract-psd`
+    /// shows as it is.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExtractStatus::New => "new",
+            ExtractStatus::Unchanged => "unchanged",
+            ExtractStatus::Duplicate => "duplicate",
+            ExtractStatus::Failed => "failed",
+        }
+    }
+}
+
+/// The `--json` result (docs/INTERFACES.md, `extract-psd` and `extract-prices`).
 #[derive(Debug, Default, Serialize)]
 pub struct ExtractReport {
+    /// The status as the extractor's interface words it ([`Extractor::wire`]).
+    #[serde(rename = "status")]
+    pub shown: &'static str,
+    #[serde(skip)]
     pub status: ExtractStatus,
     pub path: Option<String>,
     pub sha256: Option<String>,
@@ -55,6 +91,10 @@ pub struct ExtractReport {
     pub etag: Option<String>,
     pub last_modified: Option<String>,
     pub error: Option<String>,
+    /// Why a failed run failed: `upstream` (the source could not be reached, timed out or
+    /// answered with an error status: not this release's fault), `operational` (bad data, a
+    /// local fault), `usage` or `busy`; null when the run did not fail.
+    pub error_class: Option<&'static str>,
     /// Bytes of the landing gzip, when one was written.
     pub landed_bytes: Option<u64>,
     /// HTTP attempts made (1 without retries).
@@ -69,9 +109,15 @@ pub struct ExtractReport {
 
 impl Report for ExtractReport {
     fn failed(error: String) -> Self {
+        Self::failed_as(FailureClass::Operational, error)
+    }
+
+    fn failed_as(class: FailureClass, error: String) -> Self {
         ExtractReport {
+            shown: ExtractStatus::Failed.as_str(),
             status: ExtractStatus::Failed,
             error: Some(error),
+            error_class: Some(class.as_str()),
             ..Default::default()
         }
     }
@@ -115,22 +161,32 @@ impl Report for ExtractReport {
     }
 }
 
-pub fn run(ctx: &StepContext, args: &Args) -> Result<ExtractReport, StepError> {
-    let source = Source::parse(&args.url).or_usage()?;
+/// One recorded run of `extractor`: the ledger row, metrics and the report around [`extract`].
+pub fn run(
+    ctx: &StepContext,
+    extractor: &Extractor,
+    request: &Request,
+) -> Result<ExtractReport, StepError> {
+    let source = Source::parse(&request.url).or_usage()?;
     let ledger = Ledger::open(&ctx.config.state_db)?;
-    run_recorded(ctx, &ledger, || extract(ctx, args, &source, &ledger))
+    run_recorded(ctx, &ledger, || {
+        let mut report = extract(ctx, extractor, request, &source, &ledger)?;
+        report.shown = (extractor.wire)(report.status);
+        Ok(report)
+    })
 }
 
 fn extract(
     ctx: &StepContext,
-    args: &Args,
+    extractor: &Extractor,
+    request: &Request,
     source: &Source,
     ledger: &Ledger,
 ) -> Result<ExtractReport, StepError> {
     let clock = Instant::now();
     let landing_dir = &ctx.config.landing_dir;
     let store = LandingStore::open(landing_dir)?;
-    let removed = store.clean_temp(TEMP_PREFIX)?;
+    let removed = store.clean_temp(extractor.step)?;
     if !removed.is_empty() {
         log::info!(
             "removed {} leftover temp file(s) of an interrupted run",
@@ -138,7 +194,7 @@ fn extract(
         );
     }
 
-    let last = ledger.last_good_extraction(DATASET)?;
+    let last = ledger.last_good_extraction(extractor.dataset)?;
     let sent = match &last {
         // Conditional requests only while the content they vouch for is still in landing:
         // a 304 for a file that is gone would leave the store without it.
@@ -161,13 +217,22 @@ fn extract(
         }
         _ => Validators::default(),
     };
-    let limits = FetchLimits {
-        csv_bytes_max: args.max_csv_bytes,
-        timeout: Duration::from_secs(args.timeout_secs),
-        retries: args.retries,
+    let user_agent = format!("materia-{}/{}", extractor.step, env!("CARGO_PKG_VERSION"));
+    let target = Target {
+        store: &store,
+        format: &extractor.format,
+        temp_prefix: extractor.step,
+        user_agent: &user_agent,
     };
     log::info!("fetching {}", source.display());
-    match fetch(source, &store, &sent, limits)? {
+    let fetched = fetch(source, &target, &sent, request.limits).map_err(|e| {
+        if is_upstream(&e) {
+            StepError::new(FailureClass::Upstream, e)
+        } else {
+            StepError::from(e)
+        }
+    })?;
+    match fetched {
         Fetched::NotModified {
             validators,
             attempts,
@@ -186,7 +251,15 @@ fn extract(
             ingested,
             validators,
             attempts,
-        } => land(ctx, &store, ingested, validators, attempts, clock),
+        } => land(
+            ctx,
+            extractor.dataset,
+            &store,
+            ingested,
+            validators,
+            attempts,
+            clock,
+        ),
     }
 }
 
@@ -198,6 +271,7 @@ fn not_modified(
     attempts: u32,
 ) -> ExtractReport {
     ExtractReport {
+        shown: ExtractStatus::Unchanged.as_str(),
         status: ExtractStatus::Unchanged,
         path: last
             .path
@@ -216,6 +290,7 @@ fn not_modified(
 /// Publishes downloaded content under its address, unless that content is already in landing.
 fn land(
     ctx: &StepContext,
+    dataset: &str,
     store: &LandingStore,
     ingested: Ingested,
     validators: Validators,
@@ -223,20 +298,23 @@ fn land(
     clock: Instant,
 ) -> Result<ExtractReport, StepError> {
     let address = ingested.address.clone();
-    let (rows, csv_bytes, gzip_bytes) =
-        (ingested.csv.rows, ingested.csv.bytes, ingested.gzip_bytes);
-    log::info!(
-        "downloaded {} zip bytes in {attempts} attempt(s); content sha256 {address}",
-        ingested.zip_bytes
+    let (rows, csv_bytes, gzip_bytes) = (
+        ingested.content.rows,
+        ingested.content.bytes,
+        ingested.gzip_bytes,
     );
-    let existing = store.find(DATASET, &address)?;
+    log::info!(
+        "downloaded {} bytes in {attempts} attempt(s); content sha256 {address}",
+        ingested.body_bytes
+    );
+    let existing = store.find(dataset, &address)?;
     let (published, is_new) = match existing {
         Some(file) => (file, false),
         None => {
             // The landing month is the UTC month of the extraction.
             let at = UtcDateTime::of(ctx.started);
             match store
-                .publish(ingested.gzip, DATASET, at.year, at.month, &address)
+                .publish(ingested.gzip, dataset, at.year, at.month, &address)
                 .context("cannot publish")?
             {
                 Published::New(file) => (file, true),
@@ -253,12 +331,14 @@ fn land(
     } else {
         log::info!("content already landed as {relative} ({rows} rows); nothing new written");
     }
+    let status = if is_new {
+        ExtractStatus::New
+    } else {
+        ExtractStatus::Duplicate
+    };
     Ok(ExtractReport {
-        status: if is_new {
-            ExtractStatus::New
-        } else {
-            ExtractStatus::Duplicate
-        },
+        shown: status.as_str(),
+        status,
         path: Some(published.path.display().to_string()),
         sha256: Some(address.to_string()),
         rows: Some(rows),
@@ -266,6 +346,7 @@ fn land(
         etag: validators.etag,
         last_modified: validators.last_modified,
         error: None,
+        error_class: None,
         landed_bytes: is_new.then_some(gzip_bytes),
         attempts: Some(attempts),
         relative: Some(relative),
@@ -275,7 +356,7 @@ fn land(
 
 #[cfg(test)]
 mod tests {
-    use std::time::SystemTime;
+    use std::time::{Duration, SystemTime};
 
     use super::*;
 
@@ -286,12 +367,19 @@ mod tests {
         assert_eq!(wire(ExtractStatus::Unchanged), "unchanged");
         assert_eq!(wire(ExtractStatus::Duplicate), "duplicate");
         assert_eq!(wire(ExtractStatus::Failed), "failed");
+        for s in [
+            ExtractStatus::New,
+            ExtractStatus::Unchanged,
+            ExtractStatus::Duplicate,
+            ExtractStatus::Failed,
+        ] {
+            assert_eq!(wire(s), s.as_str());
+        }
         let ledger = |s: ExtractStatus| RunStatus::from(s).as_str();
         assert_eq!(ledger(ExtractStatus::New), "success");
         assert_eq!(ledger(ExtractStatus::Unchanged), "unchanged");
         assert_eq!(ledger(ExtractStatus::Duplicate), "unchanged");
         assert_eq!(ledger(ExtractStatus::Failed), "failed");
-        assert_eq!(run_ledger::dataset_of_step(STEP), Some(DATASET));
     }
 
     #[test]

@@ -240,8 +240,6 @@ pub fn verify_central_directory<R: Read + Seek>(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
-
     use std::io::{Cursor, Write};
 
     use super::*;

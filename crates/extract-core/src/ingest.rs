@@ -1,9 +1,11 @@
-//! The ingest pipeline: raw zip bytes in, a verified landing gzip out, in bounded memory.
+//! The ingest pipeline: raw bytes in (a zip of one entry, or the content itself), a verified
+//! landing gzip out, in bounded memory. The extractor's [`ContentValidator`] checks the content.
 //!
 //! ```text
-//! push(raw) ─▶ inflate ─┬─▶ validate (SHA-256, CRC-32, UTF-8, CSV rules)
+//! push(raw) ─▶ inflate ─┬─▶ validate (SHA-256, CRC-32, the extractor's ContentValidator)
 //!   (caller)   (+ tee to  └─▶ compress ×N (libdeflate, one gzip member per block) ─▶ write (in order)
-//!              .zip temp)
+//!              .zip temp;
+//!              a plain body is cut into blocks as it is)
 //! ```
 //!
 //! Every queue is bounded, so a slow stage slows the download instead of growing memory. The
@@ -20,7 +22,6 @@ use std::thread::{self, JoinHandle};
 
 use anyhow::{Context, anyhow, ensure};
 use landing_store::{ContentAddress, LandingStore, TempFile};
-use psd_format::{CsvSummary, CsvValidator};
 use sha2::{Digest, Sha256};
 
 use crate::limits::{
@@ -28,15 +29,51 @@ use crate::limits::{
 };
 use crate::zipentry::{EntryDecoder, EntryHeader, verify_central_directory};
 
-/// The temp-file prefix this step owns in `LANDING_DIR/.tmp/`.
-pub const TEMP_PREFIX: &str = "extract-psd";
+/// Checks an extractor's content as it streams past, block by block, before anything lands.
+pub trait ContentValidator: Send {
+    /// Checks the next piece of the content, cut anywhere; an error is bad data (nothing
+    /// lands, and the download is not retried).
+    fn feed(&mut self, block: &[u8]) -> anyhow::Result<()>;
+    /// The content ended: checks what only the end can tell; returns its data rows.
+    fn finish(self: Box<Self>) -> anyhow::Result<u64>;
+}
+
+/// How the content arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Container {
+    /// A zip whose first entry is the content; its central directory is checked afterwards.
+    Zip,
+    /// The body is the content.
+    Plain,
+}
+
+/// Makes the validator of one ingest (one per attempt).
+pub type ValidatorFactory = Arc<dyn Fn() -> Box<dyn ContentValidator> + Send + Sync>;
+
+/// An extractor's format: the container and a validator for the content.
+#[derive(Clone)]
+pub struct Format {
+    pub container: Container,
+    pub validator: ValidatorFactory,
+    /// The flag setting the content cap, named in the error of content over it.
+    pub cap_flag: &'static str,
+}
+
+/// The content's size and data rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContentSummary {
+    /// Data rows, as the validator counts them.
+    pub rows: u64,
+    /// Bytes of the content (decompressed).
+    pub bytes: u64,
+}
 
 type Block = Arc<Vec<u8>>;
 
 /// Why an ingest failed: bad input (never worth retrying) or a local fault.
 #[derive(Debug)]
 pub enum IngestError {
-    /// The bytes are not a valid PSD zip.
+    /// The bytes are not valid content (the validator, the zip, a cap).
     Data(anyhow::Error),
     /// A local problem: disk full, cannot write, a thread died.
     Local(anyhow::Error),
@@ -65,6 +102,10 @@ fn write_failed(e: io::Error, what: &str, path: &Path) -> IngestError {
     IngestError::Local(anyhow!(e).context(format!("{cause}cannot write {what} {}", path.display())))
 }
 
+/// [`Ingest::push`] after the pipeline stopped; [`Ingest::finish`] says why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PipelineStopped;
+
 /// What the inflater hands the validator: blocks, then `End` once the entry ended cleanly. A
 /// queue that closes without `End` was cut off by a failure elsewhere, which is not a
 /// truncated CSV.
@@ -77,22 +118,23 @@ enum ToValidate {
 pub struct Ingested {
     pub gzip: TempFile,
     pub address: ContentAddress,
-    pub csv: CsvSummary,
-    pub zip_bytes: u64,
+    pub content: ContentSummary,
+    /// Bytes downloaded (the zip, or the plain body).
+    pub body_bytes: u64,
     pub gzip_bytes: u64,
 }
 
 struct InflateDone {
-    header: EntryHeader,
-    zip_bytes: u64,
-    csv_bytes: u64,
-    zip: TempFile,
+    /// The zip entry's header and the zip's temp copy (`None` for a plain body).
+    zip: Option<(EntryHeader, TempFile)>,
+    body_bytes: u64,
+    content_bytes: u64,
 }
 
 struct Validated {
     sha256: [u8; 32],
     crc32: u32,
-    csv: CsvSummary,
+    content: ContentSummary,
 }
 
 pub struct Ingest {
@@ -104,18 +146,32 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    /// Starts the pipeline's threads, writing temp files into `store`'s `.tmp/`.
+    /// Starts the pipeline's threads, writing temp files named `<temp_prefix>*` into
+    /// `store`'s `.tmp/`.
     pub fn start(
         store: &LandingStore,
-        csv_bytes_max: u64,
-        zip_bytes_max: u64,
+        temp_prefix: &str,
+        format: &Format,
+        content_bytes_max: u64,
+        body_bytes_max: u64,
     ) -> Result<Ingest, IngestError> {
-        let zip = store
-            .create_temp(TEMP_PREFIX, ".zip.part")
-            .map_err(|e| IngestError::Local(e.into()))?;
+        let zip = match format.container {
+            Container::Zip => Some(
+                store
+                    .create_temp(temp_prefix, ".zip.part")
+                    .map_err(|e| IngestError::Local(e.into()))?,
+            ),
+            Container::Plain => None,
+        };
         let gzip = store
-            .create_temp(TEMP_PREFIX, ".csv.gzip.part")
+            .create_temp(temp_prefix, ".csv.gzip.part")
             .map_err(|e| IngestError::Local(e.into()))?;
+        let validator = (format.validator)();
+        let caps = Caps {
+            content_bytes_max,
+            body_bytes_max,
+            flag: format.cap_flag,
+        };
 
         let (raw_tx, raw_rx) = sync_channel::<Vec<u8>>(RAW_CHUNKS_QUEUED_MAX);
         let (val_tx, val_rx) = sync_channel::<ToValidate>(BLOCKS_QUEUED_MAX);
@@ -126,7 +182,7 @@ impl Ingest {
         let threads = thread::available_parallelism()
             .map_or(1, |n| n.get())
             .clamp(1, COMPRESS_THREADS_MAX);
-        let spawn = |name: &str| thread::Builder::new().name(format!("{TEMP_PREFIX}-{name}"));
+        let spawn = |name: &str| thread::Builder::new().name(format!("{temp_prefix}-{name}"));
         let local = |e: std::io::Error| {
             IngestError::Local(anyhow!(e).context("cannot start pipeline thread"))
         };
@@ -144,12 +200,10 @@ impl Ingest {
             .spawn(move || write_loop(&out_rx, gzip))
             .map_err(local)?;
         let validator = spawn("validate")
-            .spawn(move || validate_loop(&val_rx))
+            .spawn(move || validate_loop(&val_rx, validator))
             .map_err(local)?;
         let inflater = spawn("inflate")
-            .spawn(move || {
-                inflate_loop(&raw_rx, zip, &val_tx, &job_tx, csv_bytes_max, zip_bytes_max)
-            })
+            .spawn(move || inflate_loop(&raw_rx, zip, &val_tx, &job_tx, caps))
             .map_err(local)?;
         Ok(Ingest {
             raw_tx: Some(raw_tx),
@@ -162,9 +216,9 @@ impl Ingest {
 
     /// Hands raw zip bytes to the pipeline, waiting while it is full. Fails when the pipeline
     /// has stopped (its error is returned by [`Ingest::finish`]).
-    pub fn push(&mut self, chunk: Vec<u8>) -> Result<(), ()> {
+    pub fn push(&mut self, chunk: Vec<u8>) -> Result<(), PipelineStopped> {
         let tx = self.raw_tx.as_ref().expect("push after finish");
-        tx.send(chunk).map_err(|_| ())
+        tx.send(chunk).map_err(|_| PipelineStopped)
     }
 
     /// Ends the input, waits for every stage, verifies, and returns the landing gzip.
@@ -209,19 +263,13 @@ impl Ingest {
         );
 
         // The zip's own index must agree with what was streamed.
-        let zip_file = inflated
-            .zip
-            .try_clone()
-            .map_err(|e| IngestError::Local(e.into()))?;
-        verify_central_directory(
-            zip_file,
-            &inflated.header,
-            validated.crc32,
-            inflated.csv_bytes,
-        )
-        .map_err(IngestError::Data)?;
+        if let Some((header, zip)) = &inflated.zip {
+            let zip_file = zip.try_clone().map_err(|e| IngestError::Local(e.into()))?;
+            verify_central_directory(zip_file, header, validated.crc32, inflated.content_bytes)
+                .map_err(IngestError::Data)?;
+        }
         ensure_local(
-            validated.csv.bytes == inflated.csv_bytes,
+            validated.content.bytes == inflated.content_bytes,
             "validator and inflater disagree on size",
         )?;
 
@@ -234,8 +282,8 @@ impl Ingest {
         Ok(Ingested {
             gzip,
             address: ContentAddress::from_digest(&validated.sha256),
-            csv: validated.csv,
-            zip_bytes: inflated.zip_bytes,
+            content: validated.content,
+            body_bytes: inflated.body_bytes,
             gzip_bytes,
         })
     }
@@ -276,25 +324,42 @@ fn stopped() -> IngestError {
     IngestError::Stopped
 }
 
+/// The caps of one ingest, and the flag that sets the content's.
+#[derive(Clone, Copy)]
+struct Caps {
+    content_bytes_max: u64,
+    body_bytes_max: u64,
+    flag: &'static str,
+}
+
 fn inflate_loop(
     raw: &Receiver<Vec<u8>>,
-    mut zip: TempFile,
+    zip: Option<TempFile>,
     to_validate: &SyncSender<ToValidate>,
     to_compress: &SyncSender<(u64, Block)>,
-    csv_bytes_max: u64,
-    zip_bytes_max: u64,
+    caps: Caps,
 ) -> Result<InflateDone, IngestError> {
-    let mut decoder = EntryDecoder::new();
-    let zip_path = zip.path().to_path_buf();
-    let write_err = |e: io::Error| write_failed(e, "zip temp file", &zip_path);
-    let mut zip_out = BufWriter::with_capacity(
-        1 << 20,
-        zip.try_clone().map_err(|e| IngestError::Local(e.into()))?,
-    );
+    let Caps {
+        content_bytes_max,
+        body_bytes_max,
+        flag,
+    } = caps;
+    // A zip is inflated and teed to its temp file; a plain body is the content.
+    let mut zipped = match zip {
+        Some(zip) => {
+            let zip_path = zip.path().to_path_buf();
+            let out = BufWriter::with_capacity(
+                1 << 20,
+                zip.try_clone().map_err(|e| IngestError::Local(e.into()))?,
+            );
+            Some((EntryDecoder::new(), zip, zip_path, out))
+        }
+        None => None,
+    };
     let mut block = Vec::with_capacity(BLOCK_BYTES);
     let mut seq = 0u64;
-    let mut zip_bytes = 0u64;
-    let mut csv_bytes = 0u64;
+    let mut body_bytes = 0u64;
+    let mut content_bytes = 0u64;
     let dispatch = |block: Vec<u8>, seq: &mut u64| -> Result<(), IngestError> {
         let block = Arc::new(block);
         to_validate
@@ -304,20 +369,27 @@ fn inflate_loop(
         *seq += 1;
         Ok(())
     };
+    let what = if zipped.is_some() {
+        "decompressed CSV"
+    } else {
+        "download"
+    };
     let mut pending: Option<IngestError> = None;
     for chunk in raw {
-        zip_bytes += chunk.len() as u64;
-        if zip_bytes > zip_bytes_max {
-            return Err(IngestError::Data(anyhow!(
-                "download exceeds {zip_bytes_max} bytes, more than a zip of a CSV within --max-csv-bytes can be"
-            )));
+        body_bytes += chunk.len() as u64;
+        if body_bytes > body_bytes_max {
+            return Err(IngestError::Data(match zipped {
+                Some(_) => anyhow!(
+                    "download exceeds {body_bytes_max} bytes, more than a zip of a CSV within {flag} can be"
+                ),
+                None => anyhow!("download exceeds the cap of {body_bytes_max} bytes ({flag})"),
+            }));
         }
-        zip_out.write_all(&chunk).map_err(write_err)?;
         let mut sink = |data: &[u8]| -> anyhow::Result<()> {
-            csv_bytes += data.len() as u64;
+            content_bytes += data.len() as u64;
             ensure!(
-                csv_bytes <= csv_bytes_max,
-                "decompressed CSV exceeds the cap of {csv_bytes_max} bytes (--max-csv-bytes)"
+                content_bytes <= content_bytes_max,
+                "{what} exceeds the cap of {content_bytes_max} bytes ({flag})"
             );
             let mut data = data;
             while !data.is_empty() {
@@ -334,53 +406,73 @@ fn inflate_loop(
             }
             Ok(())
         };
-        if let Err(e) = decoder.feed(&chunk, &mut sink) {
+        let fed = match &mut zipped {
+            Some((decoder, _, zip_path, zip_out)) => {
+                zip_out
+                    .write_all(&chunk)
+                    .map_err(|e| write_failed(e, "zip temp file", zip_path))?;
+                decoder.feed(&chunk, &mut sink)
+            }
+            None => sink(&chunk),
+        };
+        if let Err(e) = fed {
             return Err(pending.take().unwrap_or(IngestError::Data(e)));
         }
     }
-    decoder.finish().map_err(IngestError::Data)?;
+    let zip = match zipped {
+        Some((decoder, mut zip, zip_path, mut zip_out)) => {
+            decoder.finish().map_err(IngestError::Data)?;
+            zip_out
+                .flush()
+                .map_err(|e| write_failed(e, "zip temp file", &zip_path))?;
+            drop(zip_out);
+            let header = decoder
+                .header()
+                .cloned()
+                .expect("a finished entry has a header");
+            zip.file()
+                .seek(SeekFrom::Start(0))
+                .map_err(|e| IngestError::Local(e.into()))?;
+            Some((header, zip))
+        }
+        None => None,
+    };
     if !block.is_empty() {
         dispatch(block, &mut seq)?;
     }
-    zip_out.flush().map_err(write_err)?;
-    drop(zip_out);
     to_validate.send(ToValidate::End).map_err(|_| stopped())?;
-    let header = decoder
-        .header()
-        .cloned()
-        .expect("a finished entry has a header");
-    zip.file()
-        .seek(SeekFrom::Start(0))
-        .map_err(|e| IngestError::Local(e.into()))?;
     Ok(InflateDone {
-        header,
-        zip_bytes,
-        csv_bytes,
         zip,
+        body_bytes,
+        content_bytes,
     })
 }
 
-fn validate_loop(blocks: &Receiver<ToValidate>) -> Result<Validated, IngestError> {
+fn validate_loop(
+    blocks: &Receiver<ToValidate>,
+    mut validator: Box<dyn ContentValidator>,
+) -> Result<Validated, IngestError> {
     let mut sha = Sha256::new();
     let mut crc = crc32fast::Hasher::new();
-    let mut csv = CsvValidator::new();
+    let mut bytes = 0u64;
     loop {
         match blocks.recv() {
             Ok(ToValidate::Block(block)) => {
                 sha.update(block.as_slice());
                 crc.update(&block);
-                csv.feed(&block).map_err(|e| IngestError::Data(e.into()))?;
+                bytes += block.len() as u64;
+                validator.feed(&block).map_err(IngestError::Data)?;
             }
             Ok(ToValidate::End) => break,
-            // Cut off mid-entry: the CSV's end is unknown, so is whether it is valid.
+            // Cut off mid-entry: the content's end is unknown, so is whether it is valid.
             Err(_) => return Err(stopped()),
         }
     }
-    let csv = csv.finish().map_err(|e| IngestError::Data(e.into()))?;
+    let rows = validator.finish().map_err(IngestError::Data)?;
     Ok(Validated {
         sha256: sha.finalize().into(),
         crc32: crc.finalize(),
-        csv,
+        content: ContentSummary { rows, bytes },
     })
 }
 

@@ -1,5 +1,5 @@
-//! Getting the zip: over HTTP(S) with conditional requests, bounded retries and time bounds, or
-//! from a local file. Either way the bytes go through one [`Ingest`] per attempt.
+//! Getting the upstream file: over HTTP(S) with conditional requests, bounded retries and time
+//! bounds, or from a local file. Either way the bytes go through one [`Ingest`] per attempt.
 
 use std::fs::File;
 use std::io::Read;
@@ -11,13 +11,13 @@ use landing_store::LandingStore;
 use reqwest::StatusCode;
 use reqwest::header::{self, HeaderMap};
 
-use crate::ingest::{Ingest, IngestError, Ingested};
+use crate::ingest::{Container, Format, Ingest, IngestError, Ingested};
 use crate::limits::{
-    BACKOFF_BASE, CONNECT_TIMEOUT, PROGRESS_LOG_INTERVAL, READ_IDLE_TIMEOUT, REDIRECTS_MAX,
-    RETRY_WAIT_MAX, ZIP_OVERHEAD_BYTES_MAX,
+    BACKOFF_BASE, CONNECT_TIMEOUT, FILE_CHUNK_BYTES, PROGRESS_LOG_INTERVAL, READ_IDLE_TIMEOUT,
+    REDIRECTS_MAX, RETRY_WAIT_MAX, ZIP_OVERHEAD_BYTES_MAX,
 };
 
-/// Where the zip comes from.
+/// Where the upstream file comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     Http(reqwest::Url),
@@ -92,14 +92,52 @@ impl Validators {
 /// The bounds of one fetch.
 #[derive(Debug, Clone, Copy)]
 pub struct FetchLimits {
-    pub csv_bytes_max: u64,
+    /// Cap on the (decompressed) content.
+    pub content_bytes_max: u64,
     pub timeout: Duration,
     pub retries: u32,
 }
 
-impl FetchLimits {
-    fn zip_bytes_max(&self) -> u64 {
-        self.csv_bytes_max.saturating_add(ZIP_OVERHEAD_BYTES_MAX)
+/// What is fetched and where it goes: the extractor's format, the store, the temp-file prefix
+/// the step owns in `.tmp/`, and the HTTP `User-Agent`.
+#[derive(Clone, Copy)]
+pub struct Target<'a> {
+    pub store: &'a LandingStore,
+    pub format: &'a Format,
+    pub temp_prefix: &'a str,
+    pub user_agent: &'a str,
+}
+
+impl Target<'_> {
+    /// The largest body the content cap allows: a zip may add its headers.
+    fn body_bytes_max(&self, limits: FetchLimits) -> u64 {
+        match self.format.container {
+            Container::Zip => limits
+                .content_bytes_max
+                .saturating_add(ZIP_OVERHEAD_BYTES_MAX),
+            Container::Plain => limits.content_bytes_max,
+        }
+    }
+
+    /// Why a body of `len` bytes is refused before it is read.
+    fn too_big(&self, len: u64) -> String {
+        let flag = self.format.cap_flag;
+        match self.format.container {
+            Container::Zip => {
+                format!("{len} bytes, more than a zip of a CSV within {flag} can be")
+            }
+            Container::Plain => format!("{len} bytes, more than the cap of {flag}"),
+        }
+    }
+
+    fn ingest(&self, limits: FetchLimits) -> Result<Ingest, IngestError> {
+        Ingest::start(
+            self.store,
+            self.temp_prefix,
+            self.format,
+            limits.content_bytes_max,
+            self.body_bytes_max(limits),
+        )
     }
 }
 
@@ -118,34 +156,35 @@ pub enum Fetched {
     },
 }
 
+/// Fetches `source` into `target`'s store, sending `sent` with an HTTP request.
 pub fn fetch(
     source: &Source,
-    store: &LandingStore,
+    target: &Target<'_>,
     sent: &Validators,
     limits: FetchLimits,
 ) -> anyhow::Result<Fetched> {
     match source {
-        Source::File(path) => fetch_file(path, store, limits),
-        Source::Http(url) => fetch_http(url, store, sent, limits),
+        Source::File(path) => fetch_file(path, target, limits),
+        Source::Http(url) => fetch_http(url, target, sent, limits),
     }
 }
 
-fn fetch_file(path: &Path, store: &LandingStore, limits: FetchLimits) -> anyhow::Result<Fetched> {
+fn fetch_file(path: &Path, target: &Target<'_>, limits: FetchLimits) -> anyhow::Result<Fetched> {
     let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let len = file
         .metadata()
         .with_context(|| format!("cannot stat {}", path.display()))?
         .len();
     anyhow::ensure!(
-        len <= limits.zip_bytes_max(),
-        "{} is {len} bytes, more than a zip of a CSV within --max-csv-bytes can be",
-        path.display()
+        len <= target.body_bytes_max(limits),
+        "{} is {}",
+        path.display(),
+        target.too_big(len)
     );
-    let mut ingest = Ingest::start(store, limits.csv_bytes_max, limits.zip_bytes_max())
-        .map_err(IngestError::into_inner)?;
+    let mut ingest = target.ingest(limits).map_err(IngestError::into_inner)?;
     let mut progress = Progress::new(Some(len));
     loop {
-        let mut chunk = vec![0; 256 * 1024];
+        let mut chunk = vec![0; FILE_CHUNK_BYTES];
         let n = file
             .read(&mut chunk)
             .with_context(|| format!("cannot read {}", path.display()))?;
@@ -170,20 +209,41 @@ fn fetch_file(path: &Path, store: &LandingStore, limits: FetchLimits) -> anyhow:
 /// The error of a 304 to a request without validators (upstream protocol error).
 pub const NOT_MODIFIED_UNASKED: &str = "upstream answered HTTP 304 Not Modified to an unconditional request (no If-None-Match or If-Modified-Since was sent)";
 
+/// The context that marks a fetch error as upstream's: the source could not be reached, did not
+/// answer in time, or answered with an error status. `extract::run` finds it with
+/// `downcast_ref` and records the run with `FailureClass::Upstream`; anything else (bad data,
+/// a local fault) is the step's own failure.
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamUnavailable;
+
+impl std::fmt::Display for UpstreamUnavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("upstream unavailable")
+    }
+}
+
+/// True when `error` is upstream's (see [`UpstreamUnavailable`]).
+pub fn is_upstream(error: &anyhow::Error) -> bool {
+    error.downcast_ref::<UpstreamUnavailable>().is_some()
+}
+
 /// How one HTTP attempt ended, when it did not succeed.
 enum AttemptError {
-    /// Worth another attempt after the wait (Retry-After, if upstream gave one).
+    /// Worth another attempt after the wait (Retry-After, if upstream gave one). Always
+    /// upstream's: connection errors, time-outs, HTTP 429 and 5xx.
     Retry {
         error: anyhow::Error,
         retry_after: Option<Duration>,
     },
-    /// Not worth retrying: bad data, 4xx, redirect loop, local fault, time bound reached.
+    /// Not worth retrying, and upstream's: a 4xx, a redirect loop, the time bound reached.
+    Upstream(anyhow::Error),
+    /// Not worth retrying: bad data or a local fault.
     Fatal(anyhow::Error),
 }
 
 fn fetch_http(
     url: &reqwest::Url,
-    store: &LandingStore,
+    target: &Target<'_>,
     sent: &Validators,
     limits: FetchLimits,
 ) -> anyhow::Result<Fetched> {
@@ -196,7 +256,7 @@ fn fetch_http(
     // call in the same process may have installed it already, which is as good.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
-        .user_agent(concat!("materia-extract-psd/", env!("CARGO_PKG_VERSION")))
+        .user_agent(target.user_agent)
         .connect_timeout(CONNECT_TIMEOUT)
         .read_timeout(READ_IDLE_TIMEOUT)
         .redirect(reqwest::redirect::Policy::limited(REDIRECTS_MAX))
@@ -206,7 +266,7 @@ fn fetch_http(
     let mut attempt = 0u32;
     loop {
         attempt += 1;
-        let result = runtime.block_on(attempt_once(&client, url, store, sent, limits, deadline));
+        let result = runtime.block_on(attempt_once(&client, url, target, sent, limits, deadline));
         let (error, retry_after) = match result {
             Ok(fetched) => {
                 return Ok(match fetched {
@@ -226,20 +286,25 @@ fn fetch_http(
                 });
             }
             Err(AttemptError::Fatal(error)) => return Err(error),
+            Err(AttemptError::Upstream(error)) => return Err(error.context(UpstreamUnavailable)),
             Err(AttemptError::Retry { error, retry_after }) => (error, retry_after),
         };
         if attempt > limits.retries {
-            return Err(error.context(format!("giving up after {attempt} attempts")));
+            return Err(error
+                .context(format!("giving up after {attempt} attempts"))
+                .context(UpstreamUnavailable));
         }
         let backoff = BACKOFF_BASE.saturating_mul(1 << (attempt - 1).min(16));
         let wait = retry_after.unwrap_or(backoff).min(RETRY_WAIT_MAX);
         let remaining = deadline.saturating_duration_since(Instant::now());
         if wait >= remaining {
-            return Err(error.context(format!(
-                "not retrying: waiting {}s would pass the {}s time bound (--timeout-secs)",
-                wait.as_secs(),
-                limits.timeout.as_secs()
-            )));
+            return Err(error
+                .context(format!(
+                    "not retrying: waiting {}s would pass the {}s time bound (--timeout-secs)",
+                    wait.as_secs(),
+                    limits.timeout.as_secs()
+                ))
+                .context(UpstreamUnavailable));
         }
         log::warn!(
             "attempt {attempt} failed: {error:#}; retrying in {}s",
@@ -261,10 +326,10 @@ fn transport(error: reqwest::Error, deadline: Instant, limits: FetchLimits) -> A
     // reqwest puts the full URL, credentials included, into its messages.
     let error = error.without_url();
     if Instant::now() >= deadline {
-        return AttemptError::Fatal(anyhow!(error).context(timed_out(limits)));
+        return AttemptError::Upstream(anyhow!(error).context(timed_out(limits)));
     }
     if error.is_redirect() {
-        return AttemptError::Fatal(anyhow!(
+        return AttemptError::Upstream(anyhow!(
             "too many redirects (more than {REDIRECTS_MAX}): {error}"
         ));
     }
@@ -320,14 +385,14 @@ fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
 async fn attempt_once(
     client: &reqwest::Client,
     url: &reqwest::Url,
-    store: &LandingStore,
+    target: &Target<'_>,
     sent: &Validators,
     limits: FetchLimits,
     deadline: Instant,
 ) -> Result<Fetched, AttemptError> {
     let remaining = deadline.saturating_duration_since(Instant::now());
     if remaining.is_zero() {
-        return Err(AttemptError::Fatal(timed_out(limits)));
+        return Err(AttemptError::Upstream(timed_out(limits)));
     }
     let mut request = client
         .get(url.clone())
@@ -353,7 +418,7 @@ async fn attempt_once(
         // A 304 answers only a conditional request (RFC 9110, 15.4.5). To one that carried no
         // validators it vouches for no content at all: a protocol error, not "unchanged".
         if sent.is_empty() {
-            return Err(AttemptError::Fatal(anyhow!(
+            return Err(AttemptError::Upstream(anyhow!(
                 "{NOT_MODIFIED_UNASKED} for {}",
                 redact(url)
             )));
@@ -376,20 +441,22 @@ async fn attempt_once(
         });
     }
     if !status.is_success() {
-        return Err(AttemptError::Fatal(anyhow!(
+        return Err(AttemptError::Upstream(anyhow!(
             "upstream answered HTTP {status} for {}",
             redact(url)
         )));
     }
     if let Some(len) = response.content_length()
-        && len > limits.zip_bytes_max()
+        && len > target.body_bytes_max(limits)
     {
         return Err(AttemptError::Fatal(anyhow!(
-            "upstream announces {len} bytes, more than a zip of a CSV within --max-csv-bytes can be"
+            "upstream announces {}",
+            target.too_big(len)
         )));
     }
 
-    let mut ingest = Ingest::start(store, limits.csv_bytes_max, limits.zip_bytes_max())
+    let mut ingest = target
+        .ingest(limits)
         .map_err(|e| AttemptError::Fatal(e.into_inner()))?;
     let mut progress = Progress::new(response.content_length());
     let mut received = 0u64;

@@ -31,6 +31,9 @@ pub struct StepStatus {
     /// The last success is older than `max_age` (or there is none).
     pub stale: bool,
     pub error: Option<String>,
+    /// What the last run did, as it recorded it (the transform: incremental or full rebuild and
+    /// why, files applied, rows read, changes stored, seconds).
+    pub detail: Option<String>,
     /// For a failed last run: `upstream` when its source could not be reached or answered with
     /// an error (not the release's fault; the ledger row's detail), else `operational`.
     pub error_class: Option<&'static str>,
@@ -132,6 +135,7 @@ pub fn status_of(
         max_age_secs: max_age.map(|m| m.as_secs()),
         stale,
         error: summary.and_then(|s| s.error.clone()),
+        detail: summary.and_then(|s| s.detail.clone()),
         error_class: summary.filter(|s| s.status == RunStatus::Failed).map(|s| {
             if s.detail.as_deref() == Some(run_ledger::DETAIL_UPSTREAM) {
                 "upstream"

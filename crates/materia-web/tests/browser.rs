@@ -11,9 +11,11 @@ use std::time::Duration;
 
 use support::{Server, run_bounded, site, tests_dir, unrevised_commodity};
 
-/// `serving.value_history` and `serving.coffee_prices` as docs/INTERFACES.md names them.
+/// `serving.value_history` and `serving.coffee_prices` as docs/INTERFACES.md names them (the
+/// pipeline's own, built by the transform, replaced).
 const TABLES: &str = "
-CREATE OR REPLACE TABLE serving.value_history (commodity_code TEXT, country_code TEXT, market_year INTEGER,
+DROP TABLE IF EXISTS serving.value_history;
+CREATE TABLE serving.value_history (commodity_code TEXT, country_code TEXT, market_year INTEGER,
     attribute_id TEXT, value DOUBLE, valid_from_release TEXT, valid_to_release TEXT,
     landing_sha256 TEXT);
 INSERT INTO serving.value_history VALUES ('0711100', 'NA', 2024, '028', 1, '2026-01', NULL, 'aa');

@@ -22,8 +22,10 @@ fn serving_with(dir: &std::path::Path, sql: &str) -> std::path::PathBuf {
     path
 }
 
+/// The pipeline's own `value_history` (and its empty `coffee_prices`) replaced by known rows.
 const HISTORY_AND_PRICES: &str = "
-CREATE OR REPLACE TABLE serving.value_history (commodity_code TEXT, country_code TEXT, market_year INTEGER,
+DROP TABLE IF EXISTS serving.value_history;
+CREATE TABLE serving.value_history (commodity_code TEXT, country_code TEXT, market_year INTEGER,
     attribute_id TEXT, value DOUBLE, valid_from_release TEXT, valid_to_release TEXT,
     landing_sha256 TEXT);
 INSERT INTO serving.value_history VALUES
@@ -154,7 +156,14 @@ fn releases_and_release_changes_come_from_the_serving_file() {
 
 #[test]
 fn without_the_new_tables_the_site_says_so_and_hides_them() {
-    let s = Server::start(&site().serving(), &site().state_db(), &[]);
+    // The pipeline builds both tables (the transform's history, and prices, empty without a
+    // prices file); a serving file of an older release has neither.
+    let dir = tempfile::tempdir().unwrap();
+    let serving = serving_with(
+        dir.path(),
+        "DROP TABLE serving.value_history; DROP TABLE serving.coffee_prices;",
+    );
+    let s = Server::start(&serving, &site().state_db(), &[]);
     let r = s.get("/api/v1/releases");
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["releases"], serde_json::json!([]));

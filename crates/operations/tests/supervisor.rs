@@ -257,8 +257,8 @@ fn once_runs_a_real_cycle_and_the_dr_drill_rebuilds_it_identically() {
         .unwrap();
     let report = String::from_utf8_lossy(&drill.stdout);
     assert!(drill.status.success(), "{report}\n{}", stderr(&drill));
-    // The PSD tables and the two prices tables.
-    assert_eq!(report.matches("  identical").count(), 5, "{report}");
+    // The PSD tables (with the history's value_history and releases) and the two prices tables.
+    assert_eq!(report.matches("  identical").count(), 7, "{report}");
     let revisions = report
         .lines()
         .find(|l| l.starts_with("estimate_revisions"))

@@ -209,10 +209,11 @@ pub struct StepSummary {
     pub started_at: String,
     pub finished_at: Option<String>,
     pub error: Option<String>,
-    /// The latest run's detail ([`DETAIL_UPSTREAM`] for a failure upstream).
-    pub detail: Option<String>,
     /// When the newest run that ended `success` or `unchanged` finished.
     pub last_success_at: Option<String>,
+    /// The latest run's detail: what it did (the transform's mode, rows read, changes stored),
+    /// or [`DETAIL_UPSTREAM`] for a failure upstream.
+    pub detail: Option<String>,
 }
 
 /// One row of the `runs` view.

@@ -54,6 +54,20 @@ pub const TRANSFORM_TIMEOUT_SECS: &str = "TRANSFORM_TIMEOUT_SECS";
 /// manifest of this cycle, a JSON file `{"<dataset>": ["/abs/path", ...]}` in landing order.
 /// Unset (SQLMesh run by hand): `config.py` lists `LANDING_DIR` itself.
 pub const MATERIA_LANDING_MANIFEST: &str = "MATERIA_LANDING_MANIFEST";
+/// Set by the transform for its SQLMesh project (read by `transform/history.py`): a JSON file
+/// `{"<dataset>": {"<sha256>": rows}}`, the rows each landing file landed with (the ledger's),
+/// checked against the rows read before the history commits.
+pub const MATERIA_LANDED_ROWS: &str = "MATERIA_LANDED_ROWS";
+/// Set by the transform for its SQLMesh project (read by `transform/history.py`): the digest of
+/// the project's files; a history built with another digest is rebuilt in full.
+pub const MATERIA_PROJECT_DIGEST: &str = "MATERIA_PROJECT_DIGEST";
+/// Set by the transform for its SQLMesh project (read by `transform/history.py`): `1` with
+/// `--full-rebuild`, else `0`.
+pub const MATERIA_FULL_REBUILD: &str = "MATERIA_FULL_REBUILD";
+/// Fault injection for the transform's crash tests, passed through to its SQLMesh cycle when
+/// set: the cycle kills itself with SIGKILL at the named point (`history-commit`, `plan`; see
+/// `transform/history.py`). Never set in production.
+pub const MATERIA_TEST_KILL_AT: &str = "MATERIA_TEST_KILL_AT";
 /// Set by the transform for its SQLMesh project: SQLMesh's cache directory
 /// (`<lakehouse dir>/.sqlmesh/cache`), so that a release directory can stay read-only.
 pub const MATERIA_SQLMESH_CACHE_DIR: &str = "MATERIA_SQLMESH_CACHE_DIR";

@@ -30,6 +30,21 @@ pub fn fingerprint(
     for f in held {
         h.update(format!("quarantined {}\n", f.relative.display()).as_bytes());
     }
+    project_lines(project, &mut h)?;
+    h.update(format!("lakehouse {}\n", lakehouse.display()).as_bytes());
+    Ok(format!("{:x}", h.finalize()))
+}
+
+/// The digest of the project's files alone (tests excepted): the history records the one it was
+/// built with, and a history built with other SQL is rebuilt in full.
+pub fn project_digest(project: &Path) -> anyhow::Result<String> {
+    let mut h = Sha256::new();
+    h.update(b"materia-transform-project-v1\n");
+    project_lines(project, &mut h)?;
+    Ok(format!("{:x}", h.finalize()))
+}
+
+fn project_lines(project: &Path, h: &mut Sha256) -> anyhow::Result<()> {
     let mut files = Vec::new();
     collect(project, project, &mut files)?;
     files.sort();
@@ -38,8 +53,7 @@ pub fn fingerprint(
             .with_context(|| format!("cannot read {}", project.join(rel).display()))?;
         h.update(format!("project {} {:x}\n", rel.display(), Sha256::digest(&bytes)).as_bytes());
     }
-    h.update(format!("lakehouse {}\n", lakehouse.display()).as_bytes());
-    Ok(format!("{:x}", h.finalize()))
+    Ok(())
 }
 
 fn collect(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {

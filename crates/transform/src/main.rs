@@ -1,4 +1,5 @@
-//! `transform`: builds the lakehouse from every landing file by running the SQLMesh project.
+//! `transform`: builds the lakehouse from the landing files by running the SQLMesh project:
+//! incrementally (the new files only) when its history can be trusted, else in full.
 
 mod audit;
 mod fingerprint;
@@ -13,11 +14,13 @@ use std::process::ExitCode;
 use clap::Parser;
 use step_runtime::{CommonArgs, env_vars};
 
-/// Build lakehouse.duckdb from every landing file with SQLMesh (raw -> staging -> cleaned -> serving)
+/// Build lakehouse.duckdb from the landing files with SQLMesh (history -> cleaned -> serving)
 ///
-/// Runs SQLMesh (`plan --auto-apply`, then `janitor`, via the project's cycle.py) when a landing
-/// file or a project file changed since the last successful run, and nothing otherwise; then checks every landing file's rows against the
-/// ledger. Exit codes: 0 transformed or unchanged; 1 failed; 2 usage; 75 locked.
+/// When a landing file or a project file changed since the last successful run, appends the new
+/// landing files to the history (or rebuilds it from every file when it cannot be trusted), then
+/// runs SQLMesh (`plan --auto-apply`, then `janitor`, via the project's cycle.py), and nothing
+/// otherwise; then checks every landing file's rows against the ledger. Exit codes: 0
+/// transformed or unchanged; 1 failed; 2 usage; 75 locked.
 #[derive(Debug, Parser)]
 #[command(version)]
 pub struct Args {
@@ -40,6 +43,10 @@ pub struct Args {
     /// Run SQLMesh even when no landing file and no project file changed
     #[arg(long)]
     pub force: bool,
+
+    /// Rebuild the history and serving from every landing file, even when nothing changed
+    #[arg(long)]
+    pub full_rebuild: bool,
 }
 
 fn main() -> ExitCode {

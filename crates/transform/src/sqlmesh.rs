@@ -20,10 +20,33 @@ pub struct Invocation<'a> {
     pub landing_dir: &'a Path,
     /// The landing manifest this cycle builds from (see `manifest.rs`).
     pub manifest: &'a Path,
+    /// The rows each landing file landed with, by dataset and sha256 (the ledger's), for the
+    /// history's row check before it commits.
+    pub landed_rows: &'a Path,
+    /// Digest of the project's files: a history built with another is rebuilt in full.
+    pub project_digest: &'a str,
+    /// `--full-rebuild`.
+    pub full_rebuild: bool,
+    /// Where cycle.py writes what the history did (`Cycle`).
+    pub result: &'a Path,
     pub lakehouse: &'a Path,
     /// SQLMesh's cache and log files, kept out of the (possibly read-only) project directory.
     pub work_dir: &'a Path,
     pub timeout: Duration,
+}
+
+/// What a cycle did with the history (cycle.py's result file).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct Cycle {
+    /// `incremental` or `full`.
+    pub mode: String,
+    pub full_reason: Option<String>,
+    pub files_applied: u64,
+    pub rows_read: u64,
+    pub changes_stored: u64,
+    pub history_rows: u64,
+    pub append_secs: f64,
+    pub plan_secs: f64,
 }
 
 /// How a SQLMesh command failed.
@@ -55,12 +78,22 @@ impl Invocation<'_> {
             ("PYTHONUNBUFFERED", "1".into()),
             (env_vars::LANDING_DIR, self.landing_dir.into()),
             (env_vars::MATERIA_LANDING_MANIFEST, self.manifest.into()),
+            (env_vars::MATERIA_LANDED_ROWS, self.landed_rows.into()),
+            (env_vars::MATERIA_PROJECT_DIGEST, self.project_digest.into()),
+            (
+                env_vars::MATERIA_FULL_REBUILD,
+                if self.full_rebuild { "1" } else { "0" }.into(),
+            ),
             (env_vars::DUCKDB_PATH, self.lakehouse.into()),
             (
                 env_vars::MATERIA_SQLMESH_CACHE_DIR,
                 self.work_dir.join("cache").into(),
             ),
         ];
+        // The crash tests' fault injection (env_vars::MATERIA_TEST_KILL_AT), only when set.
+        if let Some(point) = std::env::var_os(env_vars::MATERIA_TEST_KILL_AT) {
+            env.push((env_vars::MATERIA_TEST_KILL_AT, point));
+        }
         // SQLMesh writes into `$HOME/.sqlmesh` (or `SQLMESH_HOME`) and Python and DuckDB may
         // write under `$HOME` too; the service user's home is read-only under the units'
         // ProtectSystem=strict, so both are a directory of the work directory, beside the
@@ -71,13 +104,20 @@ impl Invocation<'_> {
         env
     }
 
-    /// Runs one cycle (`transform/cycle.py`: plan --auto-apply, then janitor) with the
-    /// virtualenv's Python, in the project directory.
-    pub fn run_cycle(&self) -> Result<(), Failure> {
-        self.run(&["cycle.py"])
+    /// Runs one cycle (`transform/cycle.py`: the history, plan --auto-apply, then janitor)
+    /// with the virtualenv's Python, in the project directory, and reads what the history did.
+    pub fn run_cycle(&self) -> Result<Cycle, Failure> {
+        let _ = std::fs::remove_file(self.result);
+        self.run(&["cycle.py"])?;
+        let text = std::fs::read_to_string(self.result)
+            .with_context(|| format!("cycle.py wrote no result at {}", self.result.display()))
+            .map_err(Failure::Other)?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("cannot read {}", self.result.display()))
+            .map_err(Failure::Other)
     }
 
-    /// Runs the virtualenv's `python <args>` in the project directory.
+    /// Runs the virtualenv's `python cycle.py LOG_DIR RESULT` in the project directory.
     fn run(&self, args: &[&str]) -> Result<(), Failure> {
         let log_dir: PathBuf = self.work_dir.join("logs");
         for dir in [log_dir.clone(), self.work_dir.join("home")] {
@@ -89,6 +129,7 @@ impl Invocation<'_> {
         let mut cmd = Command::new(&python);
         cmd.args(args)
             .arg(&log_dir)
+            .arg(self.result)
             .current_dir(self.project)
             .env_clear()
             .envs(self.environment());

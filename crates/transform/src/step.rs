@@ -13,26 +13,40 @@ use step_runtime::{
     FailureClass, Metric, Report, ResultExt, StepContext, StepError, absolute, run_recorded,
 };
 
-use crate::fingerprint::fingerprint;
-use crate::sqlmesh::{Failure, Invocation};
+use crate::fingerprint::{fingerprint, project_digest};
+use crate::sqlmesh::{Cycle, Failure, Invocation};
 use crate::{Args, audit, limits, manifest};
 
 /// The step's name in the ledger, locks and metrics.
 pub const STEP: &str = "transform";
-/// The datasets the SQLMesh project builds, each with the model that holds one row per landing
-/// file and distinct key, keyed by `landing_sha256`, whose `key_rows` column counts the file's
-/// rows of each key (1 unless upstream repeated it): after a build each of their files must be
-/// there whole, its `key_rows` adding up to the rows it landed with. Other datasets are
-/// fingerprinted (their files are in the manifest) but nothing reads them yet.
-const MODELLED: [(&str, &str); 1] = [("psd", "cleaned.psd_values")];
+/// The datasets the SQLMesh project builds, each with a query over what it built that gives, per
+/// landing file, `landing_sha256`, the rows read from it and the distinct keys kept (a key
+/// repeated by upstream counts all its rows once): after a build each of their files must be
+/// there whole, the rows read equal to the rows it landed with. Other datasets are
+/// fingerprinted (their files are in the manifest); those in [`OPTIONAL`] are read by their
+/// models, the rest by nothing yet.
+const MODELLED: [(&str, &str); 1] = [(
+    "psd",
+    "SELECT landing_sha256, rows_read, distinct_keys FROM history.psd_files",
+)];
 /// Datasets the project reads when they have files and does without when they have none
 /// (`@landing_lines` in `transform/macros/landing.py`): an extractor that has not landed yet
 /// never stops the PSD path.
 const OPTIONAL: [&str; 1] = ["prices"];
 /// Where the landing manifest is written for SQLMesh, in the work directory.
 const MANIFEST_FILE: &str = "landing-manifest.json";
+/// Where the landed rows of every file are written for the history's row check.
+const LANDED_ROWS_FILE: &str = "landed-rows.json";
+/// Where cycle.py reports what the history did.
+const RESULT_FILE: &str = "cycle-result.json";
 /// The serving tables the web app reads; each must exist and have rows after a build.
-const SERVING_TABLES: [&str; 3] = ["commodity_balance", "global_balance", "estimate_revisions"];
+const SERVING_TABLES: [&str; 5] = [
+    "commodity_balance",
+    "global_balance",
+    "estimate_revisions",
+    "value_history",
+    "releases",
+];
 /// The audit whose flagged rows are counted (reported, not fatal), and the model it audits.
 const IDENTITY_AUDIT: (&str, &str) = ("balance_identity", "serving.commodity_balance");
 
@@ -71,6 +85,21 @@ pub struct TransformReport {
     pub tables: Option<BTreeMap<String, u64>>,
     /// Rows of `serving.commodity_balance` where supply != stocks + production + imports.
     pub balance_identity_violations: Option<u64>,
+    /// `incremental` (only the new landing files were read) or `full` (every one), after a build.
+    pub mode: Option<String>,
+    /// Why the run rebuilt in full (`mode` `full`).
+    pub full_reason: Option<String>,
+    /// Landing files applied to the history by this run.
+    pub files_applied: Option<u64>,
+    /// Rows read from landing files by this run.
+    pub rows_read: Option<u64>,
+    /// History ranges this run stored (new keys, changed values, removed keys).
+    pub changes_stored: Option<u64>,
+    /// Rows of the history after the run.
+    pub history_rows: Option<u64>,
+    /// Seconds spent applying landing files to the history, and in SQLMesh's plan.
+    pub append_secs: Option<f64>,
+    pub plan_secs: Option<f64>,
     pub fingerprint: Option<String>,
     pub error: Option<String>,
 }
@@ -98,6 +127,27 @@ impl Report for TransformReport {
                 "quarantined_files",
                 "Landing files skipped because an operator quarantined them",
                 n as f64,
+            ));
+        }
+        if let Some(n) = self.rows_read {
+            out.push(Metric::new(
+                "rows_read",
+                "Rows read from landing files by the run",
+                n as f64,
+            ));
+        }
+        if let Some(n) = self.changes_stored {
+            out.push(Metric::new(
+                "changes_stored",
+                "History ranges stored by the run (new keys, changed values, removed keys)",
+                n as f64,
+            ));
+        }
+        if let Some(mode) = &self.mode {
+            out.push(Metric::new(
+                "full_rebuild",
+                "1 if the run rebuilt the history from every landing file, 0 if incremental",
+                if mode == "full" { 1.0 } else { 0.0 },
             ));
         }
         if let Some(n) = self.balance_identity_violations {
@@ -147,8 +197,19 @@ fn describe(report: &TransformReport) -> String {
                         .join(" ")
                 })
                 .unwrap_or_default();
+            let mode = match (report.mode.as_deref(), report.full_reason.as_deref()) {
+                (Some("full"), Some(reason)) => format!("full rebuild ({reason})"),
+                (Some(mode), _) => mode.to_owned(),
+                (None, _) => "not built".to_owned(),
+            };
             format!(
-                "built from {files} landing files{held}; {tables}; balance identity violations {}",
+                "{mode}: {} files applied, {} rows read, {} changes stored (history {} rows) in {:.1}s + plan {:.1}s; built from {files} landing files{held}; {tables}; balance identity violations {}",
+                report.files_applied.unwrap_or(0),
+                report.rows_read.unwrap_or(0),
+                report.changes_stored.unwrap_or(0),
+                report.history_rows.unwrap_or(0),
+                report.append_secs.unwrap_or(0.0),
+                report.plan_secs.unwrap_or(0.0),
                 report.balance_identity_violations.unwrap_or(0)
             )
         }
@@ -219,7 +280,11 @@ fn transform(
     }
     let fingerprint = fingerprint(&landing, &held, &project, &lakehouse)?;
     let previous = ledger.last_good_fingerprint(STEP)?;
-    if !args.force && lakehouse.is_file() && previous.as_deref() == Some(fingerprint.as_str()) {
+    if !args.force
+        && !args.full_rebuild
+        && lakehouse.is_file()
+        && previous.as_deref() == Some(fingerprint.as_str())
+    {
         log::info!(
             "nothing new: {} landing files and the project are as at the last success",
             landing.len()
@@ -243,21 +308,38 @@ fn transform(
         &manifest_path,
         &manifest::build(&landing_dir, &landing, ledger)?,
     )?;
+    let landed_rows_path = work_dir.join(LANDED_ROWS_FILE);
+    write_landed_rows(&landed_rows_path, ledger, &per_dataset)?;
+    let digest = project_digest(&project)?;
+    let result_path = work_dir.join(RESULT_FILE);
     let invocation = Invocation {
         sqlmesh: &sqlmesh,
         project: &project,
         landing_dir: &landing_dir,
         manifest: &manifest_path,
+        landed_rows: &landed_rows_path,
+        project_digest: &digest,
+        full_rebuild: args.full_rebuild,
+        result: &result_path,
         lakehouse: &lakehouse,
         work_dir: &work_dir,
         timeout: Duration::from_secs(args.timeout_secs),
     };
-    // Plan --auto-apply, then janitor (drops physical tables of versions no environment uses
-    // any more: a copy per landing file otherwise), in one Python process.
-    invocation.run_cycle().map_err(|f| match f {
+    // The history (incremental or full), plan --auto-apply, then janitor (drops physical
+    // tables of versions no environment uses any more), in one Python process.
+    let cycle: Cycle = invocation.run_cycle().map_err(|f| match f {
         Failure::Locked(e) => StepError::new(FailureClass::Busy, e),
         Failure::Other(e) => StepError::from(e),
     })?;
+    match cycle.full_reason.as_deref() {
+        Some(reason) if cycle.mode == "full" => {
+            log::warn!("full rebuild: {reason}");
+        }
+        _ => log::info!(
+            "incremental: {} new landing files applied",
+            cycle.files_applied
+        ),
+    }
 
     let (tables, violations) = verify(&lakehouse, &project, ledger, &landing)?;
     if violations > 0 {
@@ -272,9 +354,35 @@ fn transform(
         datasets: Some(per_dataset),
         tables: Some(tables),
         balance_identity_violations: Some(violations),
+        mode: Some(cycle.mode),
+        full_reason: cycle.full_reason,
+        files_applied: Some(cycle.files_applied),
+        rows_read: Some(cycle.rows_read),
+        changes_stored: Some(cycle.changes_stored),
+        history_rows: Some(cycle.history_rows),
+        append_secs: Some(cycle.append_secs),
+        plan_secs: Some(cycle.plan_secs),
         fingerprint: Some(fingerprint),
         error: None,
     })
+}
+
+/// Writes `{"<dataset>": {"<sha256>": rows}}` for every dataset read: the rows the ledger
+/// recorded when each file landed (temp file, then rename).
+fn write_landed_rows(
+    path: &Path,
+    ledger: &Ledger,
+    datasets: &BTreeMap<String, usize>,
+) -> anyhow::Result<()> {
+    let mut all: BTreeMap<&str, BTreeMap<String, u64>> = BTreeMap::new();
+    for dataset in datasets.keys() {
+        all.insert(dataset, ledger.landed_rows(dataset)?.into_iter().collect());
+    }
+    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+    let text = serde_json::to_string(&all).context("cannot serialise the landed rows")?;
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Splits `landing` into the files the transform reads and those an operator quarantined
@@ -325,9 +433,9 @@ fn verify(
             lakehouse::OpenError::Locked { .. } => StepError::new(FailureClass::Busy, e),
             other => StepError::from(other),
         })?;
-    for (dataset, model) in MODELLED {
+    for (dataset, query) in MODELLED {
         let files: Vec<&LandingFile> = landing.iter().filter(|f| f.dataset() == dataset).collect();
-        verify_rows(&conn, ledger, dataset, model, &files)?;
+        verify_rows(&conn, ledger, dataset, query, &files)?;
     }
     let mut tables = BTreeMap::new();
     for table in SERVING_TABLES {
@@ -341,24 +449,22 @@ fn verify(
     Ok((tables, violations))
 }
 
-/// Every file of `dataset` has rows in `model`, and they account for as many rows read from
-/// the file as the ledger recorded when it landed: the `key_rows` of its kept rows (one per
-/// distinct key; a repeated key counts all its rows) add up to that count. A file read in part
-/// falls short; repeated keys, resolved by the model, do not.
+/// Every file of `dataset` has rows in what `query` reads (`landing_sha256`, rows read,
+/// distinct keys kept), and they account for as many rows read from the file as the ledger
+/// recorded when it landed. A file read in part falls short; repeated keys, resolved by the
+/// models, do not.
 fn verify_rows(
     conn: &Connection,
     ledger: &Ledger,
     dataset: &str,
-    model: &str,
+    query: &str,
     files: &[&LandingFile],
 ) -> Result<(), StepError> {
     // landing_sha256 -> (rows read, distinct keys kept)
     let mut built: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     let mut stmt = conn
-        .prepare(&format!(
-            "SELECT landing_sha256, sum(key_rows)::BIGINT, count(*) FROM {model} GROUP BY landing_sha256"
-        ))
-        .with_context(|| format!("cannot read {model}"))?;
+        .prepare(query)
+        .with_context(|| format!("cannot read the rows built from {dataset}: {query}"))?;
     let rows = stmt
         .query_map([], |r| {
             Ok((
@@ -368,7 +474,7 @@ fn verify_rows(
             ))
         })
         .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-        .with_context(|| format!("cannot read {model}"))?;
+        .with_context(|| format!("cannot read the rows built from {dataset}: {query}"))?;
     built.extend(
         rows.into_iter()
             .map(|(sha, read, keys)| (sha, (read as u64, keys as u64))),

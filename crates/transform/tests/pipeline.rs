@@ -519,16 +519,18 @@ fn ties_go_to_the_newest_landing_file_when_two_files_disagree() {
             assert_eq!(sha, newest_sha, "{key:?} comes from the newer file");
         }
 
-        // Each disagreement is one revision, stamped with the shared release month.
+        // Two files of one release are that release, its final state the newer file: no
+        // release came before it, so nothing was revised (revisions are between releases).
         let conn = site.lakehouse();
-        let (n, months): (i64, i64) = conn
+        let (n, releases): (i64, i64) = conn
             .query_row(
-                "SELECT count(*), count(DISTINCT revised_in) FROM serving.estimate_revisions WHERE revised_in = '2026-03'",
-                [],
+                "SELECT (SELECT count(*) FROM serving.estimate_revisions), (SELECT count(*) FROM serving.releases WHERE release = '2026-03' AND landing_sha256 = ?)",
+                [newest_sha],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .unwrap();
-        assert_eq!((n as usize, months), (raised.len(), 1));
+        assert_eq!((n, releases), (0, 1));
+        assert!(!raised.is_empty());
     }
 }
 
@@ -565,7 +567,7 @@ fn every_value_extract_accepts_is_cast_by_staging() {
     assert_eq!(json["status"], "transformed");
     let conn = site.lakehouse();
     let mut stmt = conn
-        .prepare("SELECT market_year, calendar_year, month, value FROM cleaned.psd_values ORDER BY market_year DESC")
+        .prepare("SELECT market_year, calendar_year, month, value FROM cleaned.psd_latest ORDER BY market_year DESC")
         .unwrap();
     let got: Vec<(i32, i32, i32, Option<f64>)> = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
@@ -609,11 +611,11 @@ fn regression_a_read_only_home_does_not_stop_sqlmesh() {
     assert_eq!(json["status"], "transformed", "{json}");
 }
 
-/// The values `cleaned.psd_values` kept for the file `sha` in market year 2025, by country.
+/// The values the history kept from the file `sha` in market year 2025, by country.
 fn kept_values(site: &Site, sha: &str) -> BTreeMap<String, (i32, i32, Option<f64>)> {
     let conn = site.lakehouse();
     let mut stmt = conn
-        .prepare("SELECT country_code, calendar_year, month, value FROM cleaned.psd_values WHERE landing_sha256 = ? AND market_year = 2025")
+        .prepare("SELECT country_code, calendar_year, month, value FROM history.psd_value_history WHERE landing_sha256 = ? AND market_year = 2025")
         .unwrap();
     stmt.query_map([sha], |r| {
         Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?)))
@@ -843,22 +845,28 @@ fn every_file_quarantined_fails_clearly() {
 /// Rows and an order-insensitive hash of every row of each serving relation.
 fn serving_content(site: &Site) -> BTreeMap<String, (i64, String)> {
     let conn = site.lakehouse();
-    ["commodity_balance", "global_balance", "estimate_revisions"]
-        .into_iter()
-        .map(|t| {
-            let content = conn
-                .query_row(
-                    &format!(
-                        "SELECT count(*), CAST(coalesce(sum(hash(t)::HUGEINT), 0) AS VARCHAR)
+    [
+        "commodity_balance",
+        "global_balance",
+        "estimate_revisions",
+        "value_history",
+        "releases",
+    ]
+    .into_iter()
+    .map(|t| {
+        let content = conn
+            .query_row(
+                &format!(
+                    "SELECT count(*), CAST(coalesce(sum(hash(t)::HUGEINT), 0) AS VARCHAR)
                            FROM serving.{t} AS t"
-                    ),
-                    [],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .unwrap();
-            (t.to_owned(), content)
-        })
-        .collect()
+                ),
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        (t.to_owned(), content)
+    })
+    .collect()
 }
 
 #[test]

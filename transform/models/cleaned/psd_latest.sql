@@ -1,15 +1,10 @@
--- The latest value of every key: the row with the greatest (Calendar_Year, Month) over all
--- landing files; ties go to the newest landing file.
+-- The latest value of every key: its current range in the history (the value as of the latest
+-- release), unless the latest release removed it.
 MODEL (
   name cleaned.psd_latest,
-  kind FULL,
+  kind VIEW,
   grain (commodity_code, country_code, market_year, attribute_id),
-  audits (
-    number_of_rows(threshold := 1),
-    unique_combination_of_columns(columns := (commodity_code, country_code, market_year, attribute_id)),
-    not_null(columns := (commodity_code, country_code, market_year, attribute_id, landing_sha256))
-  ),
-  description 'Latest value per (commodity, country, market year, attribute) with its landing file'
+  description 'Latest value per (commodity, country, market year, attribute) with the landing file that brought it'
 );
 
 SELECT
@@ -25,10 +20,13 @@ SELECT
   calendar_year,
   month,
   value,
-  landing_seq,
-  landing_sha256
-FROM cleaned.psd_values
-QUALIFY row_number() OVER (
-  PARTITION BY commodity_code, country_code, market_year, attribute_id
-  ORDER BY calendar_year DESC, month DESC, landing_seq DESC
-) = 1
+  sequence,
+  landing_sha256,
+  -- psd_history names the history's landing files and build (config.py). The history changes
+  -- outside SQLMesh, so each new file (or full rebuild) must make a new version of this view,
+  -- a breaking one (a changed projection, not a filter SQLMesh folds away), so that the plan
+  -- rebuilds the tables on top of it in the same cycle.
+  @VAR('psd_history', '') AS history_build
+FROM history.psd_value_history
+WHERE valid_to_release IS NULL
+  AND NOT removed

@@ -1,4 +1,9 @@
--- Every row of every landing file, as text, exactly as upstream wrote it.
+-- Every row of the landing files this cycle reads (the `psd_stage_files` variable: the new
+-- files of an incremental cycle, every file of a full rebuild), as text, exactly as upstream
+-- wrote it. A view (free until read); the transform's history step (history.py) renders it,
+-- staging.psd and staging.psd_keys into one query that it runs once per cycle. These three are
+-- views, not EMBEDDED: SQLMesh 0.236 mangles read_csv's `columns` struct when it inlines this
+-- query into an embedded model.
 -- Explicit CSV options: nothing is sniffed, so codes keep their leading zeros ('0711100',
 -- '028'), 'NA' (Netherlands Antilles) stays a country code, an empty field is NULL. CRLF and
 -- LF line ends are both read; do not set new_line: in SQL '\r\n' is four characters, and
@@ -9,7 +14,7 @@
 MODEL (
   name raw.psd_rows,
   kind VIEW,
-  description 'PSD bulk CSV rows of every landing file, untyped; landing_seq orders the files (1 = oldest), landing_row the rows within a file'
+  description 'PSD bulk CSV rows of the staged landing files, untyped; landing_seq orders the files (1 = oldest), landing_row the rows within a file'
 );
 
 SELECT
@@ -25,11 +30,11 @@ SELECT
   Unit_ID,
   Unit_Description,
   Value,
-  list_position(@landing_file_list(@VAR('landing_files_psd')), filename) AS landing_seq,
+  list_position(@landing_file_list(@VAR('psd_stage_files')), filename) AS landing_seq,
   regexp_extract(filename, '([0-9a-f]{64})\.csv\.gzip$', 1) AS landing_sha256,
   ordinality AS landing_row
 FROM read_csv(
-  @landing_file_list(@VAR('landing_files_psd')),
+  @landing_file_list(@VAR('psd_stage_files')),
   header = TRUE,
   auto_detect = FALSE,
   delim = ',',

@@ -1,4 +1,6 @@
--- The balance sheet of each commodity, country and market year (docs/INTERFACES.md section 5).
+-- The balance sheet of each commodity, country and market year (docs/INTERFACES.md section 5),
+-- recomputed from the latest values each cycle (its cost does not grow with history).
+-- landing_sha256: the file that brought the newest of its values.
 MODEL (
   name serving.commodity_balance,
   kind FULL,
@@ -15,9 +17,9 @@ MODEL (
 WITH balance AS (
   SELECT
     commodity_code,
-    arg_max(commodity, landing_seq) AS commodity,
+    arg_max(commodity, sequence) AS commodity,
     country_code,
-    arg_max(country, landing_seq) AS country,
+    arg_max(country, sequence) AS country,
     market_year,
     coalesce(max(unit) FILTER (WHERE attribute_id = '028'), max(unit)) AS unit,
     max(value) FILTER (WHERE attribute_id = '020') AS beginning_stocks,
@@ -28,7 +30,7 @@ WITH balance AS (
     max(value) FILTER (WHERE attribute_id = '125') AS domestic_consumption,
     max(value) FILTER (WHERE attribute_id = '176') AS ending_stocks,
     max(value) FILTER (WHERE attribute_id = '178') AS total_distribution,
-    arg_max(landing_sha256, landing_seq) AS landing_sha256
+    arg_max(landing_sha256, sequence) AS landing_sha256
   FROM cleaned.psd_latest
   WHERE attribute_id IN ('020', '028', '057', '086', '088', '125', '176', '178')
   GROUP BY commodity_code, country_code, market_year

@@ -1,30 +1,17 @@
--- One row each time a landing snapshot changed a value: the history of USDA's estimates.
--- A key first seen in a snapshot is not a revision; a value that changes back is one.
+-- One row each time a release changed a value: the history of USDA's estimates, read from the
+-- history's ranges that revise a value (history.psd_changes says which). A key first seen in a
+-- release is not a revision, nor is its removal; a value that changes back is one, and so is a
+-- key back after a removal with another value than its last. Two files of one release count as
+-- that release's final state (the later landed). revised_in is the release.
+-- A VIEW: it costs nothing in the transform; export-serving materialises it. As of the last
+-- file this version was planned with, as serving.value_history.
 MODEL (
   name serving.estimate_revisions,
-  kind FULL,
+  kind VIEW,
   grain (commodity_code, country_code, market_year, attribute_id, revised_in),
-  audits (
-    unique_combination_of_columns(columns := (commodity_code, country_code, market_year, attribute_id, revised_in)),
-    not_null(columns := (commodity_code, country_code, market_year, attribute_id, revised_in, landing_sha256))
-  ),
-  description 'Each change of a value between consecutive landing snapshots'
+  description 'Each change of a value between consecutive releases'
 );
 
-WITH ordered AS (
-  SELECT
-    *,
-    lag(value) OVER w AS previous_value,
-    lag(landing_seq) OVER w AS previous_seq
-  FROM cleaned.psd_values
-  WINDOW w AS (PARTITION BY commodity_code, country_code, market_year, attribute_id ORDER BY landing_seq)
-), changes AS (
-  SELECT
-    *,
-    printf('%04d-%02d', calendar_year, month) AS revised_in
-  FROM ordered
-  WHERE previous_seq IS NOT NULL AND value IS DISTINCT FROM previous_value
-)
 SELECT
   commodity_code::TEXT AS commodity_code,
   commodity::TEXT AS commodity,
@@ -34,14 +21,11 @@ SELECT
   attribute_id::TEXT AS attribute_id,
   attribute::TEXT AS attribute,
   unit::TEXT AS unit,
-  revised_in::TEXT AS revised_in,
+  valid_from_release::TEXT AS revised_in,
   previous_value::DOUBLE AS previous_value,
   value::DOUBLE AS value,
   (value - previous_value)::DOUBLE AS change,
   landing_sha256::TEXT AS landing_sha256
-FROM changes
--- Two snapshots stamped with the same release month: the newer one is the revision.
-QUALIFY row_number() OVER (
-  PARTITION BY commodity_code, country_code, market_year, attribute_id, revised_in
-  ORDER BY landing_seq DESC
-) = 1
+FROM history.psd_value_history
+WHERE revision
+  AND sequence <= @VAR('psd_built_sequence', 2147483647)

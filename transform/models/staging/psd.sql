@@ -2,7 +2,7 @@
 MODEL (
   name staging.psd,
   kind VIEW,
-  description 'PSD rows of every landing file with typed columns and snake_case names'
+  description 'PSD rows of the staged landing files with typed columns and snake_case names'
 );
 
 SELECT

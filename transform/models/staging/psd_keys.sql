@@ -1,19 +1,16 @@
--- The value of every key in every landing snapshot: the history that revisions are read from.
--- Within one snapshot a key should appear once. Should upstream repeat it, one row is kept:
--- the one with the greatest (Calendar_Year, Month), and among those the last in file order
--- (greatest landing_row). key_rows counts the file's rows of the key (1 unless repeated), so
--- the key_rows of a file's kept rows add up to every row read from it: the transform step
--- checks that sum against the rows the ledger recorded when the file landed.
+-- The value of every key in every staged landing file: what the history step compares with
+-- the current values (history.psd_changes), one file at a time.
+-- Within one file a key should appear once. Should upstream repeat it, one row is kept: the one
+-- with the greatest (Calendar_Year, Month), and among those the last in file order (greatest
+-- landing_row). key_rows counts the file's rows of the key (1 unless repeated), so the key_rows
+-- of a file's kept rows add up to every row read from it: the history step checks that sum
+-- against the rows the ledger recorded when the file landed, before it commits anything.
+-- A view: the history step runs it once over the staged files.
 MODEL (
-  name cleaned.psd_values,
-  kind FULL,
+  name staging.psd_keys,
+  kind VIEW,
   grain (landing_seq, commodity_code, country_code, market_year, attribute_id),
-  audits (
-    number_of_rows(threshold := 1),
-    unique_combination_of_columns(columns := (landing_seq, commodity_code, country_code, market_year, attribute_id)),
-    not_null(columns := (landing_seq, landing_sha256, commodity_code, country_code, market_year, attribute_id, calendar_year, month, key_rows))
-  ),
-  description 'One row per landing snapshot and (commodity, country, market year, attribute)'
+  description 'One row per staged landing file and (commodity, country, market year, attribute)'
 );
 
 -- One pass of a hash aggregate (faster than a window sorted per key): arg_max takes the kept

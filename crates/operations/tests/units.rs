@@ -102,6 +102,8 @@ fn units_run_as_the_service_user_with_their_own_env_file_and_the_contract_settin
             "EnvironmentFile=/etc/materia/env/current/{}.env",
             name.trim_start_matches("materia-")
                 .trim_end_matches(".service")
+                // A template (`materia-alert@.service`) shares one file: `alert.env`.
+                .trim_end_matches('@')
         );
         assert!(text.lines().any(|l| l == own), "{name} lacks {own}");
         assert!(

@@ -5,7 +5,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use test_support::{CommandExt, repo_root, stderr, venv};
 
@@ -522,19 +522,17 @@ fn the_supervisor_runs_only_the_extractors_the_registry_says_are_due() {
     assert_eq!(calls(dir.path()), ["transform", "export-serving"]);
 }
 
-#[test]
-fn a_failing_prices_download_never_blocks_psd_nor_backs_the_cycle_off() {
+/// One `--once` cycle in which `failing` exits 1: every step still runs, in order; returns the
+/// directory, the fake bin and the supervisor's output.
+fn once_with_a_failing_extractor(failing: &str) -> (tempfile::TempDir, PathBuf, Output) {
     let dir = tempfile::tempdir().unwrap();
     let bin = scripted(
         dir.path(),
-        &[("extract-prices", "echo FRED is down >&2; exit 1")],
+        &[(failing, "echo upstream is down >&2; exit 1")],
     );
     let out = supervisor(dir.path(), &bin, &["--once"])
         .output_within(CHILD_LIMIT)
         .unwrap();
-    // Prices are `required = false` in the registry: the cycle's status is PSD's, transform's
-    // and export's (contracts: `--once` works with only PSD_URL set, FRED unreachable).
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(
         calls(dir.path()),
         [
@@ -544,7 +542,20 @@ fn a_failing_prices_download_never_blocks_psd_nor_backs_the_cycle_off() {
             "export-serving"
         ]
     );
-    assert!(stderr(&out).contains("supervisor: extract-prices: failed (exit 1)"));
+    assert!(
+        stderr(&out).contains(&format!("supervisor: {failing}: failed (exit 1)")),
+        "{}",
+        stderr(&out)
+    );
+    (dir, bin, out)
+}
+
+#[test]
+fn a_failing_prices_download_never_blocks_psd_nor_backs_the_cycle_off() {
+    let (dir, bin, out) = once_with_a_failing_extractor("extract-prices");
+    // Prices are `required = false` in the registry: the cycle's status is PSD's, transform's
+    // and export's (contracts: `--once` works with only PSD_URL set, FRED unreachable).
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 
     // Looping: the failed extractor does not make the supervisor back off.
     std::fs::remove_file(dir.path().join("calls")).unwrap();
@@ -579,25 +590,8 @@ fn a_failing_prices_download_never_blocks_psd_nor_backs_the_cycle_off() {
 
 #[test]
 fn a_failing_psd_download_fails_the_cycle_after_transform_and_export_ran() {
-    let dir = tempfile::tempdir().unwrap();
-    let bin = scripted(
-        dir.path(),
-        &[("extract-psd", "echo USDA is down >&2; exit 1")],
-    );
-    let out = supervisor(dir.path(), &bin, &["--once"])
-        .output_within(CHILD_LIMIT)
-        .unwrap();
+    let (_dir, _bin, out) = once_with_a_failing_extractor("extract-psd");
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert_eq!(
-        calls(dir.path()),
-        [
-            "extract-psd",
-            "extract-prices",
-            "transform",
-            "export-serving"
-        ]
-    );
-    assert!(stderr(&out).contains("supervisor: extract-psd: failed (exit 1)"));
 }
 
 #[test]
